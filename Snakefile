@@ -1,0 +1,19 @@
+# kdcg: knowledge distillation of noisy force labels for coarse-grained force fields.
+# The science lives in workflow/src/kdcg; rules in workflow/rules/<stage>.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/aa.smk"
+include: "workflow/rules/mapping.smk"
+
+
+rule all:
+    input:
+        get_final_targets(),
+    default_target: True

@@ -1,0 +1,120 @@
+# Stage 1: the all-atom reference -- topology, Packmol box, GROMACS EM, NVT equilibration
+# and NVT production (positions, velocities and forces).
+
+
+rule config_snapshot:
+    output:
+        f"{RESULTS}/config/{{stage}}.yaml",
+    log:
+        f"{LOGS}/config_snapshot_{{stage}}.log",
+    params:
+        sections=lambda wc: snapshot(config, CONFIG_SECTIONS[wc.stage]),
+    run:
+        import yaml
+
+        Path(output[0]).write_text(yaml.safe_dump(params.sections, sort_keys=False))
+
+
+rule topology:
+    input:
+        molecule_files(),
+        config=config_file(),
+    output:
+        top=f"{AA}/topol.top",
+    log:
+        f"{LOGS}/topology.log",
+    shell:
+        "kdcg topology --config {input.config} --out {output.top} > {log} 2>&1"
+        " || {{ tail -n 1 {log} >&2; exit 1; }}"
+
+
+rule packmol_box:
+    input:
+        molecule_files(),
+        config=config_file(),
+    output:
+        gro=f"{AA}/box.gro",
+    log:
+        f"{LOGS}/packmol_box.log",
+    benchmark:
+        f"{BENCH}/packmol_box.tsv"
+    shell:
+        "kdcg box --config {input.config} --out {output.gro} > {log} 2>&1"
+        " || {{ tail -n 1 {log} >&2; exit 1; }}"
+
+
+rule energy_minimization:
+    input:
+        structure=f"{AA}/box.gro",
+        topology=f"{AA}/topol.top",
+        config=config_file(),
+    output:
+        gro=f"{AA}/em/em.gro",
+        perf=f"{AA}/em/em.perf.json",
+    threads: 8
+    resources:
+        runtime=60,
+        mem_mb=4000,
+    log:
+        f"{LOGS}/gromacs_em.log",
+    benchmark:
+        f"{BENCH}/gromacs_em.tsv"
+    shell:
+        gmx_shell("em")
+
+
+rule nvt_equilibration:
+    """A rerun after a kill continues from run/nvt_equil.cpt."""
+    input:
+        structure=f"{AA}/em/em.gro",
+        topology=f"{AA}/topol.top",
+        config=config_file(),
+    output:
+        gro=f"{AA}/nvt_equil/nvt_equil.gro",
+        cpt=f"{AA}/nvt_equil/nvt_equil.cpt",
+        perf=f"{AA}/nvt_equil/nvt_equil.perf.json",
+    threads: 8
+    resources:
+        runtime=24 * 60,
+        mem_mb=4000,
+    log:
+        f"{LOGS}/gromacs_nvt_equil.log",
+    benchmark:
+        f"{BENCH}/gromacs_nvt_equil.tsv"
+    shell:
+        gmx_shell("nvt_equil")
+
+
+rule nvt_production:
+    """Positions, velocities and forces every output interval; resumes like equilibration."""
+    input:
+        structure=f"{AA}/nvt_equil/nvt_equil.gro",
+        checkpoint=f"{AA}/nvt_equil/nvt_equil.cpt",
+        topology=f"{AA}/topol.top",
+        config=config_file(),
+    output:
+        gro=f"{AA}/nvt_prod/nvt_prod.gro",
+        tpr=f"{AA}/nvt_prod/nvt_prod.tpr",
+        trr=f"{AA}/nvt_prod/nvt_prod.trr",
+        perf=f"{AA}/nvt_prod/nvt_prod.perf.json",
+    threads: 8
+    resources:
+        runtime=24 * 60,
+        mem_mb=4000,
+    log:
+        f"{LOGS}/gromacs_nvt_prod.log",
+    benchmark:
+        f"{BENCH}/gromacs_nvt_prod.tsv"
+    shell:
+        gmx_shell("nvt_prod", checkpoint=True)
+
+
+rule performance_table:
+    input:
+        expand(f"{AA}/{{stage}}/{{stage}}.perf.json", stage=GMX_STAGES),
+    output:
+        f"{AA}/performance.tsv",
+    log:
+        f"{LOGS}/performance_table.log",
+    shell:
+        "kdcg perf-table --out {output} {input} > {log} 2>&1"

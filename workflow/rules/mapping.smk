@@ -1,0 +1,19 @@
+# Stage 2: the CG dataset -- one bead per molecule, COM positions and summed forces.
+
+
+rule cg_dataset:
+    input:
+        tpr=f"{AA}/nvt_prod/nvt_prod.tpr",
+        trr=f"{AA}/nvt_prod/nvt_prod.trr",
+        config=config_file(),
+    output:
+        npz=f"{CG}/dataset.npz",
+    resources:
+        mem_mb=8000,
+    log:
+        f"{LOGS}/cg_dataset.log",
+    benchmark:
+        f"{BENCH}/cg_dataset.tsv"
+    shell:
+        "kdcg map --config {input.config} --topology {input.tpr} --trajectory {input.trr}"
+        " --out {output.npz} > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"

@@ -1,0 +1,144 @@
+"""The ``kdcg`` command line: one subcommand per stage, usable without Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _species_map(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise InputError(None, f"--species expects RESNAME=SPECIES, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k] = v
+    return out
+
+
+def cmd_check_config(args) -> None:
+    from . import config
+
+    config.load(args.config)
+    print(f"{args.config}: valid")
+
+
+def cmd_topology(args) -> None:
+    from . import config, system
+
+    system.write_topology(config.load(args.config, partial=True), Path(args.out), Path(args.root))
+
+
+def cmd_box(args) -> None:
+    from . import config, system
+
+    system.pack_box(config.load(args.config, partial=True), Path(args.out), Path(args.root))
+
+
+def cmd_gromacs(args) -> None:
+    from . import config, gromacs
+
+    cfg = config.load(args.config, partial=True)
+    record = gromacs.run_stage(args.stage, cfg, Path(args.structure), Path(args.topology), Path(args.stage_dir),
+                               threads=args.threads, checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    print(json.dumps(record))
+
+
+def cmd_mdp(args) -> None:
+    from . import config, gromacs
+
+    sys.stdout.write(gromacs.mdp_text(args.stage, config.load(args.config, partial=True)))
+
+
+def cmd_perf_table(args) -> None:
+    from . import gromacs
+
+    records = [json.loads(Path(p).read_text()) for p in args.records]
+    gromacs.performance_table(records, Path(args.out))
+
+
+def cmd_map(args) -> None:
+    from . import mapping
+
+    species = _species_map(args.species)
+    if args.config:
+        from . import config
+
+        cfg = config.load(args.config, partial=True)
+        species = {m["resname"]: m["species"] for m in cfg["system"]["molecules"]} | species
+    summary = mapping.map_trajectory(Path(args.topology), Path(args.trajectory), Path(args.out), species, args.stride)
+    print(json.dumps(summary))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kdcg", description=__doc__)
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("check-config", help="validate a config against the schema")
+    s.add_argument("config")
+    s.set_defaults(func=cmd_check_config)
+
+    s = sub.add_parser("topology", help="write topol.top and copies of the .itp files")
+    s.add_argument("--config", required=True)
+    s.add_argument("--out", required=True, help="path of topol.top; .itp copies go to toppar/ beside it")
+    s.add_argument("--root", default=".", help="directory the config's paths are relative to")
+    s.set_defaults(func=cmd_topology)
+
+    s = sub.add_parser("box", help="pack the initial box with Packmol (.gro, nm)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--root", default=".")
+    s.set_defaults(func=cmd_box)
+
+    s = sub.add_parser("mdp", help="print the .mdp of a GROMACS stage")
+    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"])
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_mdp)
+
+    s = sub.add_parser("gromacs", help="run one GROMACS stage (resumes from its checkpoint)")
+    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"])
+    s.add_argument("--config", required=True)
+    s.add_argument("--structure", required=True, help=".gro to start from")
+    s.add_argument("--topology", required=True)
+    s.add_argument("--stage-dir", required=True)
+    s.add_argument("--checkpoint", help=".cpt of the previous stage (velocities, thermostat)")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=cmd_gromacs)
+
+    s = sub.add_parser("perf-table", help="collect mdrun performance records into a TSV")
+    s.add_argument("--out", required=True)
+    s.add_argument("records", nargs="+")
+    s.set_defaults(func=cmd_perf_table)
+
+    s = sub.add_parser("map", help="map a GROMACS tpr + trr (with forces) to a CG dataset NPZ")
+    s.add_argument("--topology", required=True, help="GROMACS .tpr (bonds identify molecules)")
+    s.add_argument("--trajectory", required=True, help=".trr with positions and forces")
+    s.add_argument("--out", required=True, help="dataset .npz")
+    s.add_argument("--config", help="take bead species names from this config's molecules")
+    s.add_argument("--species", nargs="*", metavar="RESNAME=SPECIES", help="bead species of a residue name")
+    s.add_argument("--stride", type=int, default=1)
+    s.set_defaults(func=cmd_map)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except InputError as err:
+        # one line, last in the log, so that the workflow can show it
+        print(f"kdcg error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

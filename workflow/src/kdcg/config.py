@@ -1,0 +1,90 @@
+"""Load and strictly validate a kdcg config (JSON schema in workflow/schemas/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import InputError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """One line that names the offending key."""
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        inside = "" if where == "<top level>" else f" in '{where}'"
+        return f"unknown config key {', '.join(repr(k) for k in extra)}{inside} (allowed: {', '.join(allowed)})"
+    if error.validator == "required":
+        return f"config key '{where}' is missing a required entry: {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def validate(config: dict[str, Any], source: str | Path = "config", partial: bool = False) -> dict[str, Any]:
+    """Raise InputError naming the first bad key (errors sorted by key path).
+
+    ``partial``: a stage's snapshot holds only the top-level sections that stage reads;
+    those present are checked in full, absent ones are not required.
+    """
+    schema = load_schema()
+    if partial:
+        schema["required"] = [k for k in schema["required"] if k in config]
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), _key_path(e)))
+    if errors:
+        raise InputError(source, describe(errors[0]))
+    check_physics(config, source)
+    return config
+
+
+def check_physics(config: dict[str, Any], source: str | Path) -> None:
+    """Constraints a schema cannot state."""
+    if not {"system", "aa_md"} <= set(config):
+        return
+    box_nm = config["system"]["box_edge_A"] / 10.0
+    cutoff = config["aa_md"]["cutoff_nm"]
+    if cutoff >= 0.5 * box_nm:
+        raise InputError(source, f"config key 'aa_md.cutoff_nm' = {cutoff} nm is not below half the box edge ({0.5 * box_nm:.3f} nm)")
+    md = config["aa_md"]
+    for key in ("equilibration_ps", "production_ps", "output_interval_ps"):
+        steps = md[key] * 1000.0 / md["timestep_fs"]
+        if abs(steps - round(steps)) > 1e-6:
+            raise InputError(source, f"config key 'aa_md.{key}' = {md[key]} ps is not a whole number of {md['timestep_fs']} fs steps")
+    if md["output_interval_ps"] > md["production_ps"]:
+        raise InputError(source, "config key 'aa_md.output_interval_ps' is longer than the production run")
+    species = [m["species"] for m in config["system"]["molecules"]]
+    if len(set(species)) != len(species):
+        raise InputError(source, f"config key 'system.molecules': species names repeat: {species}")
+
+
+def load(path: str | Path, partial: bool = False) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(path, "config file not found") from None
+    except yaml.YAMLError as err:
+        raise InputError(path, f"not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise InputError(path, "a config must be a mapping of keys")
+    return validate(config, path, partial)
+
+
+def snapshot(config: dict[str, Any], sections: list[str]) -> dict[str, Any]:
+    """The sections of the config one stage reads (written per stage, so that a change to
+    another stage's keys does not rerun this one)."""
+    return {k: config[k] for k in sections if k in config}

@@ -1,0 +1,14 @@
+"""The one exception kdcg raises for bad input: it names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad user input. ``str(err)`` is one line: ``<file>: <problem>``."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")

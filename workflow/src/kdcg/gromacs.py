@@ -1,0 +1,204 @@
+"""Stage 1b: all-atom MD with GROMACS, driven through GromacsWrapper.
+
+Three stages: ``em`` (steepest descent), ``nvt_equil`` and ``nvt_prod`` (Nose-Hoover NVT,
+h-bonds constrained by LINCS, PME). mdrun works in ``<stage dir>/run/`` and writes a
+checkpoint every ``checkpoint_interval_min``; a rerun whose inputs are unchanged continues
+from that checkpoint (``mdrun -cpi``, appending to the same files) instead of starting over.
+Finished files are moved to ``<stage dir>/<stage>.*``, so a workflow manager may delete
+those of an interrupted job without touching the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+STAGES = ("em", "nvt_equil", "nvt_prod")
+FINAL_SUFFIXES = {"em": (".tpr", ".gro", ".edr", ".log"),
+                  "nvt_equil": (".tpr", ".gro", ".edr", ".log", ".cpt"),
+                  "nvt_prod": (".tpr", ".gro", ".edr", ".log", ".cpt", ".trr")}
+
+
+def _steps(ps: float, dt_fs: float) -> int:
+    return int(round(ps * 1000.0 / dt_fs))
+
+
+def mdp_text(stage: str, config: dict) -> str:
+    """The .mdp of one stage, every value from config."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown GROMACS stage {stage!r}; expected one of {STAGES}")
+    md = config["aa_md"]
+    rc = md["cutoff_nm"]
+    common = {
+        "cutoff-scheme": "Verlet",
+        "pbc": "xyz",
+        "coulombtype": "PME",
+        "rcoulomb": rc,
+        "vdwtype": "Cut-off",
+        "vdw-modifier": "None",  # plain LJ cut-off
+        "rvdw": rc,
+        "DispCorr": "EnerPres",  # energies and pressure only; forces are untouched
+        "fourierspacing": 0.12,
+        "pme-order": 4,
+        "ewald-rtol": 1e-5,
+    }
+    if stage == "em":
+        body = {
+            "integrator": "steep",
+            "nsteps": md["em_max_steps"],
+            "emtol": md["em_tolerance_kJ_mol_nm"],
+            "emstep": 0.01,
+            "nstlog": 50,
+            "nstenergy": 50,
+            "constraints": "none",
+        }
+    else:
+        dt_fs = md["timestep_fs"]
+        prod = stage == "nvt_prod"
+        length = md["production_ps"] if prod else md["equilibration_ps"]
+        out_every = _steps(md["output_interval_ps"], dt_fs) if prod else 0
+        # nstcalcenergy must divide nstenergy; energies every output frame in production
+        nstenergy = out_every if prod else max(1, _steps(1.0, dt_fs))
+        body = {
+            "integrator": "md",
+            "dt": dt_fs / 1000.0,
+            "nsteps": _steps(length, dt_fs),
+            "tinit": 0,
+            "comm-mode": "Linear",
+            "nstxout": out_every,
+            "nstvout": out_every,
+            "nstfout": out_every,
+            "nstxout-compressed": 0,
+            "nstlog": max(1, _steps(length, dt_fs) // 20),  # ~20 progress records per run
+            "nstenergy": nstenergy,
+            "nstcalcenergy": _gcd(nstenergy, 100),
+            "tcoupl": "nose-hoover",
+            "tc-grps": "System",
+            "tau-t": md["thermostat_tau_ps"],
+            "ref-t": config["system"]["temperature_K"],
+            "pcoupl": "no",
+            "constraints": "h-bonds",
+            "constraint-algorithm": "lincs",
+            "lincs-order": 4,
+            "lincs-iter": 1,
+            "gen-vel": "no" if prod else "yes",
+            "gen-temp": config["system"]["temperature_K"],
+            "gen-seed": md["velocity_seed"],
+            "continuation": "yes" if prod else "no",
+        }
+    lines = [f"; kdcg {stage} for {config['system']['name']}"]
+    lines += [f"{k:<22} = {v}" for k, v in {**body, **common}.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def _sha256(paths: list[Path], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+def parse_performance(md_log: Path) -> dict:
+    """ns/day and wall time from the last 'Performance:' and 'Time:' lines of md.log."""
+    text = Path(md_log).read_text(errors="replace")
+    perf = re.findall(r"^Performance:\s+([\d.]+)\s+([\d.]+)", text, flags=re.M)
+    wall = re.findall(r"^\s+Time:\s+([\d.]+)\s+([\d.]+)", text, flags=re.M)
+    out = {"ns_per_day": None, "hours_per_ns": None, "wall_s": None, "core_s": None}
+    if perf:
+        out["ns_per_day"], out["hours_per_ns"] = float(perf[-1][0]), float(perf[-1][1])
+    if wall:
+        out["core_s"], out["wall_s"] = float(wall[-1][0]), float(wall[-1][1])
+    return out
+
+
+def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_dir: Path,
+              threads: int = 1, checkpoint: Path | None = None) -> dict:
+    """grompp + mdrun one stage, resuming from its checkpoint when possible.
+
+    Returns the performance record, also written to ``<stage_dir>/<stage>.perf.json``.
+    """
+    import gromacs  # GromacsWrapper; imported here so the CLI starts fast
+
+    stage_dir = Path(stage_dir)
+    run_dir = stage_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    deffnm = run_dir / stage
+    mdp = run_dir / f"{stage}.mdp"
+    text = mdp_text(stage, config)
+    inputs = [Path(structure), Path(topology)] + ([Path(checkpoint)] if checkpoint else [])
+    for p in inputs:
+        if not p.is_file():
+            raise InputError(p, f"input of GROMACS stage {stage} not found")
+    fingerprint = _sha256(inputs + sorted(Path(topology).parent.joinpath("toppar").glob("*.itp")), text)
+    stamp = run_dir / "inputs.sha256"
+    tpr = deffnm.with_suffix(".tpr")
+    cpt = deffnm.with_suffix(".cpt")
+    resumable = stamp.is_file() and stamp.read_text() == fingerprint and tpr.is_file() and cpt.is_file()
+    if resumable:
+        log.info("%s: inputs unchanged and checkpoint %s present: continuing the interrupted run", stage, cpt)
+    else:
+        if any(run_dir.iterdir()):
+            log.info("%s: starting afresh (no checkpoint, or inputs changed)", stage)
+        for p in run_dir.iterdir():
+            p.unlink() if p.is_file() else shutil.rmtree(p)
+        mdp.write_text(text)
+        grompp_args = dict(f=str(mdp), c=str(structure), p=str(topology), o=str(tpr),
+                           po=str(run_dir / "mdout.mdp"), maxwarn=0)
+        if checkpoint:
+            grompp_args["t"] = str(checkpoint)
+        log.info("%s: gmx grompp", stage)
+        gromacs.grompp(**grompp_args)
+        stamp.write_text(fingerprint)
+    mdrun_args = dict(s=str(tpr), deffnm=str(deffnm), ntmpi=1, ntomp=threads)
+    if stage != "em":  # -v: mdrun's progress and time-to-finish estimate in the log
+        mdrun_args.update(v=True, cpi=str(cpt), cpt=config["aa_md"]["checkpoint_interval_min"])
+    log.info("%s: gmx mdrun on %d thread(s)%s", stage, threads, " (resumed)" if resumable else "")
+    started = time.perf_counter()
+    gromacs.mdrun(**mdrun_args)
+    wall_s = time.perf_counter() - started
+    md_log = deffnm.with_suffix(".log")
+    if "Finished mdrun" not in md_log.read_text(errors="replace"):
+        raise RuntimeError(f"{md_log}: mdrun did not finish")
+    record = {"stage": stage, "threads": threads, "resumed": resumable, **parse_performance(md_log)}
+    record["wall_s"] = round(wall_s, 3)  # this invocation's mdrun, measured here (EM logs none)
+    for suffix in FINAL_SUFFIXES[stage]:
+        src = deffnm.with_suffix(suffix)
+        if src.is_file():
+            _link_or_copy(src, stage_dir / f"{stage}{suffix}")
+    (stage_dir / f"{stage}.perf.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("%s: done, %s ns/day", stage, record["ns_per_day"])
+    return record
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard link when possible: the production trajectory can be hundreds of MB."""
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def performance_table(records: list[dict], out_tsv: Path) -> None:
+    """One row per mdrun: stage, ns/day, hours/ns, wall seconds, threads, resumed."""
+    cols = ["stage", "ns_per_day", "hours_per_ns", "wall_s", "threads", "resumed"]
+    lines = ["\t".join(cols)]
+    for rec in records:
+        lines.append("\t".join("" if rec.get(c) is None else str(rec.get(c)) for c in cols))
+    Path(out_tsv).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,171 @@
+"""Stage 1a: the all-atom system -- GROMACS topology and a Packmol box.
+
+Every molecule kind comes from config: an .itp with one [ moleculetype ] and a PDB of one
+molecule whose atoms match it one to one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Molecule:
+    species: str
+    resname: str
+    count: int
+    itp: Path
+    structure: Path
+    atom_names: tuple[str, ...]
+    masses_amu: tuple[float, ...]
+
+
+def _itp_sections(path: Path) -> dict[str, list[list[str]]]:
+    """Rows of each [ section ] of an .itp, comments stripped."""
+    sections: dict[str, list[list[str]]] = {}
+    current = None
+    for raw in path.read_text().splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r"\[\s*(\w+)\s*\]", line)
+        if m:
+            current = m.group(1).lower()
+            sections.setdefault(current, [])
+        elif current is not None:
+            sections[current].append(line.split())
+    return sections
+
+
+def _pdb_atom_names(path: Path) -> list[str]:
+    names = [line[12:16].strip() for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+    if not names:
+        raise InputError(path, "no ATOM/HETATM records: not a PDB structure")
+    return names
+
+
+def read_molecule(entry: dict, root: Path = Path(".")) -> Molecule:
+    """One config molecule entry, checked against its .itp and PDB."""
+    itp, pdb = root / entry["itp"], root / entry["structure"]
+    for path in (itp, pdb):
+        if not path.is_file():
+            raise InputError(path, f"file of molecule '{entry['species']}' not found")
+    sections = _itp_sections(itp)
+    types = sections.get("moleculetype", [])
+    if len(types) != 1:
+        raise InputError(itp, f"expected exactly one [ moleculetype ], found {len(types)}")
+    if types[0][0] != entry["resname"]:
+        raise InputError(itp, f"moleculetype is '{types[0][0]}' but config says resname '{entry['resname']}'")
+    atoms = sections.get("atoms", [])
+    if not atoms:
+        raise InputError(itp, "no [ atoms ] section")
+    itp_names = [row[4] for row in atoms]
+    masses = [float(row[7]) for row in atoms]
+    pdb_names = _pdb_atom_names(pdb)
+    if len(pdb_names) != len(itp_names):
+        raise InputError(pdb, f"{len(pdb_names)} atoms but {itp.name} defines {len(itp_names)} (atoms missing?)")
+    if pdb_names != itp_names:
+        bad = next(i for i, (a, b) in enumerate(zip(pdb_names, itp_names)) if a != b)
+        raise InputError(pdb, f"atom {bad + 1} is '{pdb_names[bad]}' but {itp.name} names it '{itp_names[bad]}'")
+    return Molecule(entry["species"], entry["resname"], int(entry["count"]), itp, pdb, tuple(itp_names), tuple(masses))
+
+
+def read_molecules(config: dict, root: Path = Path(".")) -> list[Molecule]:
+    return [read_molecule(entry, root) for entry in config["system"]["molecules"]]
+
+
+def write_topology(config: dict, out_top: Path, root: Path = Path(".")) -> Path:
+    """topol.top beside copies of the force field and molecule .itp files."""
+    molecules = read_molecules(config, root)
+    out_top = Path(out_top)
+    toppar = out_top.parent / "toppar"
+    toppar.mkdir(parents=True, exist_ok=True)
+    ff = root / config["system"]["forcefield"]
+    if not ff.is_file():
+        raise InputError(ff, "force field file not found")
+    shutil.copyfile(ff, toppar / ff.name)
+    lines = [f"; kdcg topology of {config['system']['name']}", f'#include "toppar/{ff.name}"', ""]
+    for mol in molecules:
+        shutil.copyfile(mol.itp, toppar / mol.itp.name)
+        lines.append(f'#include "toppar/{mol.itp.name}"')
+    lines += ["", "[ system ]", config["system"]["name"], "", "[ molecules ]"]
+    lines += [f"{mol.resname:<6} {mol.count}" for mol in molecules]
+    out_top.write_text("\n".join(lines) + "\n")
+    return out_top
+
+
+def packmol_input(config: dict, out_pdb: Path, root: Path = Path(".")) -> str:
+    """Packmol input: molecules inside the cube, kept tolerance/2 from its faces so that no
+    pair is closer than the tolerance across the periodic boundary either."""
+    edge = config["system"]["box_edge_A"]
+    tol = config["packmol"]["tolerance_A"]
+    lo, hi = tol / 2.0, edge - tol / 2.0
+    lines = [
+        f"tolerance {tol}",
+        "filetype pdb",
+        f"output {Path(out_pdb).resolve()}",
+        f"seed {config['packmol']['seed']}",
+        "",
+    ]
+    for mol in read_molecules(config, root):
+        lines += [
+            f"structure {mol.structure.resolve()}",
+            f"  number {mol.count}",
+            f"  inside box {lo:.4f} {lo:.4f} {lo:.4f} {hi:.4f} {hi:.4f} {hi:.4f}",
+            "end structure",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def pack_box(config: dict, out_gro: Path, root: Path = Path("."), packmol: str = "packmol") -> Path:
+    """Run Packmol and write the box as .gro with the exact cubic box (nm)."""
+    out_gro = Path(out_gro)
+    out_gro.parent.mkdir(parents=True, exist_ok=True)
+    raw_pdb = out_gro.with_suffix(".packmol.pdb")
+    inp = packmol_input(config, raw_pdb, root)
+    inp_path = out_gro.with_suffix(".packmol.inp")
+    inp_path.write_text(inp)
+    if shutil.which(packmol) is None:
+        raise InputError(None, f"'{packmol}' not found on PATH: install Debian's packmol (apt-get install packmol)")
+    log.info("packmol: %d molecule kinds in a %.3f A cube", len(config["system"]["molecules"]), config["system"]["box_edge_A"])
+    with open(inp_path) as stdin:
+        proc = subprocess.run([packmol], stdin=stdin, capture_output=True, text=True)
+    log.info("packmol output:\n%s", proc.stdout[-4000:])
+    if proc.returncode != 0 or "Success!" not in proc.stdout or not raw_pdb.is_file():
+        raise RuntimeError(f"packmol failed (exit {proc.returncode}); see {inp_path} and the log:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    molecules = read_molecules(config, root)
+    pdb_to_gro(raw_pdb, out_gro, config["system"]["box_edge_A"], molecules)
+    return out_gro
+
+
+def pdb_to_gro(pdb: Path, gro: Path, edge_A: float, molecules: list[Molecule]) -> None:
+    """Packmol writes molecules in input order; name residues and atoms from the topology."""
+    coords = []
+    for line in Path(pdb).read_text().splitlines():
+        if line.startswith(("ATOM", "HETATM")):
+            coords.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
+    expected = sum(m.count * len(m.atom_names) for m in molecules)
+    if len(coords) != expected:
+        raise InputError(pdb, f"{len(coords)} atoms, expected {expected} from the composition")
+    out = ["kdcg packmol box", f"{expected:d}"]
+    atom, resid = 0, 0
+    for mol in molecules:
+        for _ in range(mol.count):
+            resid += 1
+            for name in mol.atom_names:
+                x, y, z = (c / 10.0 for c in coords[atom])
+                atom += 1
+                out.append(f"{resid % 100000:5d}{mol.resname:<5}{name:>5}{atom % 100000:5d}{x:8.3f}{y:8.3f}{z:8.3f}")
+    L = edge_A / 10.0
+    out.append(f"{L:10.5f}{L:10.5f}{L:10.5f}")
+    Path(gro).write_text("\n".join(out) + "\n")
