@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("MDAnalysis").setLevel(logging.WARNING)  # its readers log every header field
     try:
         args.func(args)
     except InputError as err:

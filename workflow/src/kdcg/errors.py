@@ -10,5 +10,7 @@ class InputError(Exception):
 
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else str(path)
+        # one line, whatever the wrapped library's message looked like
+        problem = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")

@@ -1,0 +1,94 @@
+"""The strict config schema: every shipped config is valid, bad keys are named in one line."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO, snakemake, workflow_copy
+from kdcg import config
+from kdcg.errors import InputError
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"])
+def test_shipped_configs_are_valid(path):
+    cfg = config.load(REPO / path)
+    assert cfg["system"]["molecules"][0]["species"] == "Cho"
+
+
+def test_paper_config_is_the_paper():
+    cfg = config.load(REPO / "config/paper.yaml")
+    counts = {m["species"]: m["count"] for m in cfg["system"]["molecules"]}
+    assert counts == {"Cho": 250, "Cl": 250, "urea": 500}
+    assert cfg["system"]["box_edge_A"] == 44.84 and cfg["system"]["temperature_K"] == 298.1
+    md = cfg["aa_md"]
+    assert (md["equilibration_ps"], md["production_ps"], md["output_interval_ps"]) == (5000, 1000, 1.0)
+    assert (md["timestep_fs"], md["thermostat_tau_ps"], md["cutoff_nm"]) == (2.0, 0.5, 1.2)
+
+
+def _error(cfg) -> str:
+    with pytest.raises(InputError) as err:
+        config.validate(cfg, "my.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("my.yaml: ")
+    return msg
+
+
+def test_unknown_keys_are_named():
+    cfg = config.load(REPO / "tests/config/tiny.yaml")
+    bad = copy.deepcopy(cfg)
+    bad["tempreature"] = 300
+    assert "unknown config key 'tempreature'" in _error(bad)
+    bad = copy.deepcopy(cfg)
+    bad["aa_md"]["time_step_fs"] = 2
+    msg = _error(bad)
+    assert "'time_step_fs'" in msg and "in 'aa_md'" in msg
+
+
+def test_ill_typed_and_out_of_range_values_are_named():
+    cfg = config.load(REPO / "tests/config/tiny.yaml")
+    bad = copy.deepcopy(cfg)
+    bad["packmol"]["seed"] = "one"
+    assert "'packmol.seed'" in _error(bad) and "integer" in _error(bad)
+    bad = copy.deepcopy(cfg)
+    bad["system"]["molecules"][1]["count"] = 0
+    assert "'system.molecules.1.count'" in _error(bad)
+    bad = copy.deepcopy(cfg)
+    del bad["aa_md"]["cutoff_nm"]
+    assert "cutoff_nm" in _error(bad)
+
+
+def test_physical_consistency():
+    cfg = config.load(REPO / "tests/config/tiny.yaml")
+    bad = copy.deepcopy(cfg)
+    bad["aa_md"]["cutoff_nm"] = 1.0  # box 1.927 nm
+    assert "not below half the box edge" in _error(bad)
+    bad = copy.deepcopy(cfg)
+    bad["aa_md"]["output_interval_ps"] = 0.003  # not a whole number of 2 fs steps
+    assert "whole number" in _error(bad)
+
+
+def test_snakemake_stops_on_an_unknown_key_naming_it(tmp_path):
+    wf = workflow_copy(tmp_path)
+    proc = snakemake(wf, "-n", "--config", "foo=1", check=False)
+    assert proc.returncode != 0
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg config error" in l]
+    assert len(lines) == 1 and "unknown config key 'foo'" in lines[0], proc.stderr[-2000:]
+
+
+def test_snakemake_stops_on_an_ill_typed_key(tmp_path):
+    wf = workflow_copy(tmp_path)
+    cfg = yaml.safe_load((wf / "config/config.yaml").read_text())
+    cfg["aa_md"]["em_max_steps"] = "many"
+    (wf / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(wf, "-n", "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0 and "'aa_md.em_max_steps'" in proc.stdout + proc.stderr
+
+
+def test_paper_dry_run_lists_the_all_atom_and_mapping_jobs(tmp_path):
+    wf = workflow_copy(tmp_path)
+    out = snakemake(wf, "-n", "--quiet", "rules", "--configfile", "config/paper.yaml").stdout
+    for rule in ("packmol_box", "topology", "energy_minimization", "nvt_equilibration", "nvt_production", "cg_dataset"):
+        assert rule in out, out

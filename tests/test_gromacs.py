@@ -1,0 +1,49 @@
+"""GROMACS stage inputs and performance records."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from kdcg import config, gromacs
+
+
+def _mdp(stage, cfg):
+    out = {}
+    for line in gromacs.mdp_text(stage, cfg).splitlines():
+        if "=" in line and not line.startswith(";"):
+            k, v = (x.strip() for x in line.split("=", 1))
+            out[k] = v
+    return out
+
+
+def test_paper_mdp_values():
+    cfg = config.load(REPO / "config/paper.yaml")
+    equil, prod, em = _mdp("nvt_equil", cfg), _mdp("nvt_prod", cfg), _mdp("em", cfg)
+    assert em["integrator"] == "steep" and em["constraints"] == "none"
+    assert equil["nsteps"] == "2500000"  # 5 ns at 2 fs
+    assert prod["nsteps"] == "500000"  # 1 ns
+    assert prod["nstxout"] == prod["nstvout"] == prod["nstfout"] == "500"  # every 1 ps: 1,000 frames after t=0
+    assert equil["nstfout"] == "0"
+    for mdp in (equil, prod):
+        assert mdp["tcoupl"] == "nose-hoover" and mdp["tau-t"] == "0.5" and mdp["ref-t"] == "298.1"
+        assert mdp["dt"] == "0.002" and mdp["constraints"] == "h-bonds" and mdp["constraint-algorithm"] == "lincs"
+        assert mdp["coulombtype"] == "PME" and mdp["rcoulomb"] == mdp["rvdw"] == "1.2" and mdp["pcoupl"] == "no"
+    assert equil["gen-vel"] == "yes" and prod["gen-vel"] == "no" and prod["continuation"] == "yes"
+    assert int(prod["nstenergy"]) % int(prod["nstcalcenergy"]) == 0
+
+
+def test_unknown_stage():
+    with pytest.raises(ValueError, match="unknown GROMACS stage"):
+        gromacs.mdp_text("npt", config.load(REPO / "config/paper.yaml"))
+
+
+def test_performance_is_read_from_md_log(tmp_path):
+    log = tmp_path / "md.log"
+    log.write_text("...\n               Core t (s)   Wall t (s)        (%)\n       Time:       20.1       10.05      200.0\n"
+                   "                 (ns/day)    (hour/ns)\nPerformance:       17.190        1.396\n")
+    perf = gromacs.parse_performance(log)
+    assert perf == {"ns_per_day": 17.19, "hours_per_ns": 1.396, "wall_s": 10.05, "core_s": 20.1}
+    gromacs.performance_table([{"stage": "nvt_prod", "threads": 2, "resumed": True, **perf}], tmp_path / "p.tsv")
+    rows = (tmp_path / "p.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:2] == ["stage", "ns_per_day"] and rows[1].split("\t")[:2] == ["nvt_prod", "17.19"]

@@ -1,0 +1,94 @@
+"""One small real run: Packmol -> GROMACS EM/NVT/NVT -> CG dataset through Snakemake, with
+the production run killed half way and resumed from its checkpoint by the rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import snakemake, venv_env, workflow_copy
+from kdcg import mapping
+
+pytestmark = pytest.mark.e2e
+
+
+def _wait_for(predicate, timeout_s, proc):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
+    wf = workflow_copy(tmp_path)
+    cfg = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
+    cfg["aa_md"]["production_ps"] = 30.0  # long enough to be killed half way (~10 s here)
+    cfg["aa_md"]["checkpoint_interval_min"] = 0.005  # a checkpoint every 0.3 s
+    (wf / "e2e.yaml").write_text(yaml.safe_dump(cfg))
+    prod_run = wf / "results/aa/nvt_prod/run"
+
+    # 1. start the workflow and kill it (Snakemake, kdcg and mdrun) once production has checkpointed
+    cmd = [sys.executable, "-m", "snakemake", "results/cg/dataset.npz", "--cores", "2", "--configfile", "e2e.yaml"]
+    proc = subprocess.Popen(cmd, cwd=wf, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    def checkpointed_midway():
+        log = prod_run / "nvt_prod.log"
+        return (prod_run / "nvt_prod.cpt").is_file() and log.is_file() and "Writing checkpoint" in log.read_text(errors="replace")
+    try:
+        assert _wait_for(checkpointed_midway, 240, proc), proc.stdout.read().decode()[-3000:] if proc.poll() is not None else "timeout"
+        time.sleep(1.0)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (wf / "results/aa/nvt_prod/nvt_prod.trr").exists(), "production finished before it could be killed"
+    assert not (wf / "results/cg/dataset.npz").exists()
+
+    # 2. rerun as a user would after a SIGKILL (unlock, then rerun the incomplete job):
+    #    kdcg continues mdrun from the checkpoint
+    snakemake(wf, "--unlock", "--configfile", "e2e.yaml")
+    snakemake(wf, "results/cg/dataset.npz", "--cores", "2", "--rerun-incomplete", "--configfile", "e2e.yaml")
+    log = (wf / "results/logs/gromacs_nvt_prod.log").read_text()
+    assert "continuing the interrupted run" in log
+    perf = json.loads((wf / "results/aa/nvt_prod/nvt_prod.perf.json").read_text())
+    assert perf["resumed"] is True and perf["ns_per_day"] > 0
+    md_log = (prod_run / "nvt_prod.log").read_text()
+    assert "Restarting from checkpoint, appending to previous log file" in md_log
+    # the earlier energy minimisation and equilibration were not redone
+    assert "continuing" not in (wf / "results/logs/gromacs_nvt_equil.log").read_text()
+
+    # 3. the dataset: every frame exactly once, in order, with sane content
+    d = mapping.load_dataset(wf / "results/cg/dataset.npz")
+    np.testing.assert_allclose(d["time_ps"], np.arange(0.0, 30.0 + 1e-9, 0.5), atol=1e-6)
+    n_frames = 61
+    assert d["R"].shape == (n_frames, 80, 3) and d["F"].shape == (n_frames, 80, 3)
+    assert d["species_names"].tolist() == ["Cho", "Cl", "urea"]
+    assert np.bincount(d["Z"][0]).tolist() == [0, 20, 20, 40]
+    np.testing.assert_allclose(sorted(set(np.round(d["masses"], 2))), [35.45, 60.06, 104.17])
+    assert (d["R"] >= 0).all() and (d["R"] < 19.27 + 1e-4).all()
+    assert np.isfinite(d["F"]).all()
+    f_rms = np.sqrt((d["F"] ** 2).mean())
+    assert 1.0 < f_rms < 100.0  # kcal/mol/A: a liquid at 298 K, not kJ/mol/nm
+    # Newton's third law: the net force on the box is small next to the bead forces
+    net = np.abs(d["F"].sum(axis=1)).max()
+    assert net < 0.05 * f_rms * 80
+    perf_rows = (wf / "results/aa/performance.tsv").read_text().splitlines() if (wf / "results/aa/performance.tsv").exists() else None
+    assert perf_rows is None  # only the named target and what it needs were built
+
+    # 4. the default target adds the performance table; nothing upstream is rerun
+    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml")
+    assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
+    rows = [r.split("\t") for r in (wf / "results/aa/performance.tsv").read_text().splitlines()]
+    assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
