@@ -39,9 +39,12 @@ if [ ! -x .venv/bin/python ]; then
     if [ "$(id -u)" = 0 ]; then apt-get install -y -qq python3-venv >/dev/null && "$py" -m venv .venv;
     else echo "[setup] python venv module missing: sudo apt-get install python3-venv" >&2; exit 1; fi; }
 fi
-echo "[setup] installing pinned Python packages into .venv (a few minutes the first time)"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r requirements.txt
-.venv/bin/python -m pip install -q --no-deps -e .
+log=.venv/setup-pip.log
+echo "[setup] installing pinned Python packages into .venv (a few minutes the first time; log: $log)"
+{
+  .venv/bin/python -m pip install --upgrade pip &&
+  .venv/bin/python -m pip install -r requirements.txt &&
+  .venv/bin/python -m pip install --no-deps -e .
+} > "$log" 2>&1 || { tail -n 30 "$log" >&2; echo "[setup] pip failed; full log: $log" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "[setup] done"

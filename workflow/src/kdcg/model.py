@@ -1,0 +1,142 @@
+"""The CG model shared by teachers and students: HIP-NN-TS (hippynn ``HipnnQuad``) plus a
+short-range exponential pair repulsion, as small hippynn graph nodes composed.
+
+Energies are kcal/mol, distances Angstrom, forces kcal/mol/Angstrom.
+
+    per-bead energy   e_i = HIP-NN-TS e_i + half of every repulsive pair energy of bead i
+    system energy     E   = sum_i e_i
+    forces            F   = -dE/dR   (automatic differentiation)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hippynn.graphs import IdxType
+from hippynn.graphs.nodes.base import ExpandParents, MultiNode
+from hippynn.graphs.nodes.base.algebra import AddNode
+from hippynn.graphs.nodes.base.definition_helpers import AutoKw
+from hippynn.graphs.nodes.indexers import acquire_encoding_padding
+from hippynn.graphs.nodes.inputs import CellNode, PositionsNode, SpeciesNode
+from hippynn.graphs.nodes.networks import HipnnQuad
+from hippynn.graphs.nodes.pairs import KDTreePairsMemory
+from hippynn.graphs.nodes.physics import GradientNode
+from hippynn.graphs.nodes.tags import AtomIndexer, PairIndexer
+from hippynn.graphs.nodes.targets import HEnergyNode
+
+# names of the arrays in a training database (hippynn db_name)
+DB_SPECIES, DB_POSITIONS, DB_CELLS = "species", "positions", "cells"
+DB_FORCES_AA = "forces"  # mapped all-atom forces
+DB_FORCES_T, DB_BEAD_ENERGIES_T, DB_ENERGY_T = "teacher_forces", "teacher_bead_energies", "teacher_energy"
+
+
+class PairRepulsion(torch.nn.Module):
+    """Exponential repulsion between beads, one taper distance per species pair.
+
+    For a pair of species (a, b) with taper distance t_ab, the pair force magnitude is
+    F(r) = k * exp(-alpha (r - t_ab)) with alpha = ln(1/p) / dr, so that F(t_ab) = p * s and
+    F(t_ab - dr) = s: it is negligible where the AA RDF says beads do go, and as strong as a
+    typical mapped force one dr closer. The pair energy is U(r) = F(r) / alpha.
+    """
+
+    def __init__(self, taper_A, strength_kcal_mol_A: float, dr_A: float, fraction_at_taper: float):
+        super().__init__()
+        taper = torch.as_tensor(np.asarray(taper_A, dtype=np.float32))
+        if taper.ndim != 2 or taper.shape[0] != taper.shape[1]:
+            raise ValueError("taper_A must be a square (species x species) table")
+        self.register_buffer("taper", taper)
+        self.alpha = math.log(1.0 / fraction_at_taper) / dr_A
+        self.force_at_taper = fraction_at_taper * strength_kcal_mol_A
+
+    def pair_energy(self, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return (self.force_at_taper / self.alpha) * torch.exp(-self.alpha * (r - t))
+
+    def forward(self, pair_dist, pair_first, pair_second, atom_onehot, mol_index, n_molecules):
+        species = atom_onehot.to(torch.int64).argmax(dim=1)  # the encoder drops blank species 0
+        t = self.taper[species[pair_first], species[pair_second]]
+        # hippynn pair lists hold each pair once in each direction: each listing gives its
+        # first bead half of the pair energy
+        half = 0.5 * self.pair_energy(pair_dist.squeeze(-1) if pair_dist.ndim > 1 else pair_dist, t)
+        n_atoms = atom_onehot.shape[0]
+        atom_energies = torch.zeros(n_atoms, dtype=half.dtype, device=half.device).index_add_(0, pair_first, half)
+        mol_energies = torch.zeros(n_molecules, dtype=half.dtype, device=half.device).index_add_(0, mol_index, atom_energies)
+        return mol_energies.unsqueeze(1), atom_energies.unsqueeze(1)
+
+
+class PairRepulsionNode(ExpandParents, AutoKw, MultiNode):
+    """Graph node of :class:`PairRepulsion`: system energies and per-bead energies."""
+
+    _input_names = "pair_dist", "pair_first", "pair_second", "atom_onehot", "mol_index", "n_molecules"
+    _output_names = "mol_energies", "atom_energies"
+    _main_output = "mol_energies"
+    _output_index_states = IdxType.Molecules, IdxType.Atoms
+    _auto_module_class = PairRepulsion
+
+    @_parent_expander.match(PairIndexer, AtomIndexer)
+    def expansion(self, pairs, indexer, **kwargs):
+        return pairs.pair_dist, pairs.pair_first, pairs.pair_second, indexer.indexed_features, indexer.mol_index, indexer.n_molecules
+
+    def __init__(self, name, parents, taper_A, strength_kcal_mol_A, dr_A, fraction_at_taper, module="auto"):
+        self.module_kwargs = dict(taper_A=taper_A, strength_kcal_mol_A=strength_kcal_mol_A, dr_A=dr_A,
+                                  fraction_at_taper=fraction_at_taper)
+        parents = self.expand_parents(parents)
+        super().__init__(name, parents, module=module)
+
+
+@dataclass
+class CGModel:
+    """The nodes a caller needs: inputs, the three predicted quantities, and the network."""
+
+    species: SpeciesNode
+    positions: PositionsNode
+    cells: CellNode
+    pairs: KDTreePairsMemory
+    network: HipnnQuad
+    bead_energies: object  # e_i, IdxType.Atoms
+    energy: object  # E, IdxType.Molecules
+    forces: object  # -dE/dR, IdxType.MolAtom
+    repulsion: PairRepulsionNode
+
+
+def network_params(model_cfg: dict, n_species: int) -> dict:
+    return {
+        "possible_species": list(range(n_species + 1)),  # 0 is hippynn's padding
+        "n_features": model_cfg["n_features"],
+        "n_sensitivities": model_cfg["n_sensitivities"],
+        "dist_soft_min": model_cfg["dist_soft_min_A"],
+        "dist_soft_max": model_cfg["dist_soft_max_A"],
+        "dist_hard_max": model_cfg["dist_hard_max_A"],
+        "n_interaction_layers": model_cfg["n_interaction_layers"],
+        "n_atom_layers": model_cfg["n_atom_layers"],
+        "sensitivity_type": "inverse",
+        "resnet": True,
+    }
+
+
+def build_model(model_cfg: dict, n_species: int, prior: dict, pair_skin_A: float = 0.0) -> CGModel:
+    """Teacher and student alike. ``prior``: taper_A (species x species), strength, dr, fraction."""
+    species = SpeciesNode(name="species", db_name=DB_SPECIES)
+    positions = PositionsNode(name="positions", db_name=DB_POSITIONS)
+    cells = CellNode(name="cells", db_name=DB_CELLS)
+    params = network_params(model_cfg, n_species)
+    encoder, indexer = acquire_encoding_padding([species], species_set=params["possible_species"])
+    pairs = KDTreePairsMemory("pairs", (positions, encoder, indexer, cells),
+                              dist_hard_max=params["dist_hard_max"], skin=pair_skin_A)
+    network = HipnnQuad("hipnn_ts", (indexer, pairs), module_kwargs=params, periodic=True)
+    henergy = HEnergyNode("hipnn_energy", parents=(network,))
+    repulsion = PairRepulsionNode("repulsion", (pairs, indexer), taper_A=prior["taper_A"],
+                                  strength_kcal_mol_A=prior["strength_kcal_mol_A"], dr_A=prior["dr_A"],
+                                  fraction_at_taper=prior["fraction_at_taper"])
+    bead_energies = AddNode(henergy.atom_energies, repulsion.atom_energies)
+    bead_energies.name = "bead_energies"
+    bead_energies.db_name = DB_BEAD_ENERGIES_T
+    energy = AddNode(henergy.mol_energy, repulsion.mol_energies)
+    energy.name = "energy"
+    energy.db_name = DB_ENERGY_T
+    forces = GradientNode("forces", (energy, positions), sign=-1)
+    forces.db_name = DB_FORCES_AA
+    return CGModel(species, positions, cells, pairs, network, bead_energies, energy, forces, repulsion)

@@ -1,0 +1,76 @@
+"""The one table of model kinds: the teacher and the nine student variants of the paper
+(Tables 2 and 3). Every stage reads it from here.
+
+Each loss term is RMSE + MAE of its quantity (Eq. 4); the system-energy term is divided by
+the number of beads. Weights: w_energy (system energy E from the teacher), w_bead_energy
+(per-bead energies e_i from the teacher), w_teacher_forces (teacher forces F_T), w_aa_forces
+(mapped all-atom forces F_AA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    teacher: str | None  # None for the teacher itself, "single" or "ensemble" for students
+    w_energy: float
+    w_bead_energy: float
+    w_teacher_forces: float
+    w_aa_forces: float
+
+    @property
+    def is_student(self) -> bool:
+        return self.teacher is not None
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"energy": self.w_energy, "bead_energy": self.w_bead_energy,
+                "teacher_forces": self.w_teacher_forces, "aa_forces": self.w_aa_forces}
+
+
+TEACHER = Variant("teacher", None, 0.0, 0.0, 0.0, 1.0)
+
+STUDENTS = {
+    v.name: v
+    for v in (
+        Variant("st_ei_faa", "single", 0, 5, 0, 1),
+        Variant("st_ei_ft", "single", 0, 5, 1, 0),
+        Variant("st_ei_ft_faa", "single", 0, 5, 1, 2),
+        Variant("se_ft_faa", "ensemble", 0, 0, 1, 2),
+        Variant("se_ei_faa", "ensemble", 0, 5, 0, 1),
+        Variant("se_ei_ft", "ensemble", 0, 5, 1, 0),
+        Variant("se_ei_ft_faa", "ensemble", 0, 5, 1, 2),
+        Variant("se_e_ft_faa", "ensemble", 5, 0, 1, 2),
+        Variant("se_e_ei_ft_faa", "ensemble", 5, 5, 1, 2),
+    )
+}
+
+
+def get_variant(name: str) -> Variant:
+    if name == TEACHER.name:
+        return TEACHER
+    try:
+        return STUDENTS[name]
+    except KeyError:
+        raise InputError(None, f"unknown model variant {name!r}; valid: teacher, {', '.join(STUDENTS)}") from None
+
+
+def single_teacher_variants() -> list[str]:
+    return [n for n, v in STUDENTS.items() if v.teacher == "single"]
+
+
+def ensemble_variants() -> list[str]:
+    return [n for n, v in STUDENTS.items() if v.teacher == "ensemble"]
+
+
+def model_names(teacher_seeds: list[int]) -> list[str]:
+    """Every trained model, as named in results/models/<name>/."""
+    names = [f"teacher-{s}" for s in teacher_seeds]
+    names += [f"student-{v}-{s}" for v in single_teacher_variants() for s in teacher_seeds]
+    names += [f"student-{v}" for v in ensemble_variants()]
+    return names
