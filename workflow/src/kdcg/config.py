@@ -53,6 +53,12 @@ def validate(config: dict[str, Any], source: str | Path = "config", partial: boo
 
 def check_physics(config: dict[str, Any], source: str | Path) -> None:
     """Constraints a schema cannot state."""
+    if {"system", "model"} <= set(config):
+        hard = config["model"]["dist_hard_max_A"]
+        if hard >= 0.5 * config["system"]["box_edge_A"]:
+            raise InputError(source, f"config key 'model.dist_hard_max_A' = {hard} A is not below half the box edge")
+        if not config["model"]["dist_soft_min_A"] < config["model"]["dist_soft_max_A"] <= hard:
+            raise InputError(source, "config keys 'model.dist_soft_min_A' < 'model.dist_soft_max_A' <= 'model.dist_hard_max_A' do not hold")
     if not {"system", "aa_md"} <= set(config):
         return
     box_nm = config["system"]["box_edge_A"] / 10.0

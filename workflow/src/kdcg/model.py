@@ -100,6 +100,7 @@ class CGModel:
     energy: object  # E, IdxType.Molecules
     forces: object  # -dE/dR, IdxType.MolAtom
     repulsion: PairRepulsionNode
+    teacher_forces_view: object = None  # created once by kdcg.training.teacher_force_view
 
 
 def network_params(model_cfg: dict, n_species: int) -> dict:

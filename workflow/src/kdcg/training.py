@@ -1,0 +1,402 @@
+"""Stage 3: teachers, their labels, and the distilled students.
+
+A teacher learns the mapped all-atom forces (loss: RMSE + MAE). Its labels -- forces,
+per-bead energies and system energy on every frame -- supervise students; the ensemble labels
+are the mean over all teachers. Students share the teacher's architecture, prior and every
+hyperparameter and differ only by the loss (kdcg.variants).
+
+Each model trains in its own folder: hippynn's experiment files and plots, a checkpoint after
+every epoch (``last_checkpoint.pt``; a rerun continues from it), ``model.pt`` (the best
+model), ``metrics.json`` (held-out test split) and ``prior.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .mapping import load_dataset
+from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
+                    DB_SPECIES, CGModel, build_model)
+from .structure import first_contact, rdf
+from .variants import Variant, get_variant
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+# ----- the prior ---------------------------------------------------------------------------
+
+def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
+    """Taper distance of each species pair from the AA RDF; strength from the mapped forces."""
+    Z = data["Z"][0]
+    n_species = len(data["species_names"])
+    half_box = 0.5 * float(np.min([np.diag(c) for c in data["cell"]]))
+    r_max = min(r_max_A, half_box)
+    taper = np.zeros((n_species, n_species))
+    for a in range(n_species):
+        for b in range(a, n_species):
+            r, g = rdf(data["R"], data["cell"], Z == a + 1, Z == b + 1, r_max, prior_cfg["rdf_bin_A"])
+            try:
+                taper[a, b] = taper[b, a] = first_contact(r, g, prior_cfg["rdf_threshold"])
+            except ValueError:
+                names = data["species_names"]
+                raise InputError(None, f"the AA RDF of {names[a]}-{names[b]} never exceeds {prior_cfg['rdf_threshold']} "
+                                       f"below {r_max:.2f} A: no taper distance for the repulsive prior") from None
+    return {
+        "taper_A": taper.tolist(),
+        "species_names": [str(s) for s in data["species_names"]],
+        "strength_kcal_mol_A": float(np.abs(data["F"]).mean()),
+        "dr_A": prior_cfg["dr_A"],
+        "fraction_at_taper": prior_cfg["fraction_at_taper"],
+    }
+
+
+# ----- labels ------------------------------------------------------------------------------
+
+def dataset_fingerprint(data: dict) -> dict:
+    """What labels must agree with: frame and bead counts and the species of every bead."""
+    return {"n_frames": int(data["R"].shape[0]), "n_beads": int(data["R"].shape[1]),
+            "species_sha256": hashlib.sha256(np.ascontiguousarray(data["Z"]).tobytes()).hexdigest(),
+            "species_names": [str(s) for s in data["species_names"]]}
+
+
+def load_labels(path: Path, data: dict) -> dict:
+    """Teacher (or ensemble) labels, checked against the dataset they must belong to."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "labels not found")
+    with np.load(path, allow_pickle=False) as z:
+        labels = {k: z[k] for k in z.files}
+    if not {"forces", "bead_energies", "energy", "fingerprint"} <= set(labels):
+        raise InputError(path, "not a kdcg labels file (forces, bead_energies, energy, fingerprint)")
+    have = json.loads(str(labels["fingerprint"]))
+    want = dataset_fingerprint(data)
+    for key, what in (("n_frames", "frame count"), ("n_beads", "bead count"), ("species_names", "species"),
+                      ("species_sha256", "bead species")):
+        if have.get(key) != want[key]:
+            shown = (have.get(key), want[key]) if key != "species_sha256" else ("", "")
+            raise InputError(path, f"labels come from a different dataset: {what} mismatch {shown[0]} vs {shown[1]}".rstrip(" vs"))
+    for key in ("forces", "bead_energies", "energy"):
+        if not np.isfinite(labels[key]).all():
+            raise InputError(path, f"labels '{key}' contain NaN or infinite values")
+    return labels
+
+
+def save_labels(path: Path, data: dict, forces, bead_energies, energy, **extra) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, forces=np.asarray(forces, dtype=np.float32), bead_energies=np.asarray(bead_energies, dtype=np.float32),
+             energy=np.asarray(energy, dtype=np.float64), fingerprint=json.dumps(dataset_fingerprint(data)),
+             units=json.dumps({"forces": "kcal/mol/angstrom", "energy": "kcal/mol"}), **extra)
+    os.replace(tmp, path)
+
+
+def ensemble_labels(label_paths: list[Path], dataset_path: Path, out: Path) -> dict:
+    """Mean of the teachers' labels; the per-frame spread of their forces is kept too."""
+    data = load_dataset(dataset_path)
+    members = [load_labels(p, data) for p in label_paths]
+    if not members:
+        raise InputError(None, "the ensemble needs at least one teacher's labels")
+    forces = np.stack([m["forces"].astype(np.float64) for m in members])
+    bead = np.stack([m["bead_energies"].astype(np.float64) for m in members])
+    energy = np.stack([m["energy"].astype(np.float64) for m in members])
+    save_labels(out, data, forces.mean(0), bead.mean(0), energy.mean(0),
+                forces_std=forces.std(0).astype(np.float32), members=np.array([str(p) for p in label_paths]))
+    summary = {"members": len(members), "mean_force_std_kcal_mol_A": float(forces.std(0).mean())}
+    log.info("ensemble labels: %s", json.dumps(summary))
+    return summary
+
+
+# ----- losses ------------------------------------------------------------------------------
+
+def rmse_plus_mae(pred, true):
+    from hippynn.graphs.nodes import loss
+
+    return loss.MSELoss(pred, true) ** 0.5 + loss.MAELoss(pred, true)
+
+
+def teacher_force_view(m: CGModel):
+    """The force prediction once more, as its own node whose target is the teacher's forces
+    (hippynn pairs each predicted node with one database target). Created once per model."""
+    if m.teacher_forces_view is None:
+        view = m.forces * 1.0
+        view.name = "forces_vs_teacher"
+        view.db_name = DB_FORCES_T
+        m.teacher_forces_view = view
+    return m.teacher_forces_view
+
+
+def student_loss(m: CGModel, variant: Variant, n_beads: int):
+    """The loss a variant trains with: {term: (weight, node)} and their weighted sum.
+
+    Teachers are the variant with only the mapped AA forces."""
+    terms = {}
+    w = variant.weights
+    if w["aa_forces"]:
+        terms["aa_forces"] = (w["aa_forces"], rmse_plus_mae(m.forces.pred, m.forces.true))
+    if w["teacher_forces"]:
+        view = teacher_force_view(m)
+        terms["teacher_forces"] = (w["teacher_forces"], rmse_plus_mae(view.pred, view.true))
+    if w["bead_energy"]:
+        terms["bead_energy"] = (w["bead_energy"], rmse_plus_mae(m.bead_energies.pred, m.bead_energies.true))
+    if w["energy"]:
+        # normalised by the number of beads so it does not dominate the other terms
+        terms["energy"] = (w["energy"], rmse_plus_mae(m.energy.pred, m.energy.true) * (1.0 / n_beads))
+    total = None
+    for weight, node in terms.values():
+        total = weight * node if total is None else total + weight * node
+    return total, terms
+
+
+def validation_losses(m: CGModel, total, student: bool) -> dict:
+    from hippynn.graphs.nodes import loss
+
+    out = {"TotalLoss": total,
+           "ForceRMSE": loss.MSELoss.of_node(m.forces) ** 0.5,
+           "ForceMAE": loss.MAELoss.of_node(m.forces),
+           "ForceRsq": loss.Rsq.of_node(m.forces)}
+    if student:
+        out["TeacherForceRsq"] = loss.Rsq.of_node(teacher_force_view(m))
+        out["BeadEnergyRMSE"] = loss.MSELoss.of_node(m.bead_energies) ** 0.5
+        out["BeadEnergyRsq"] = loss.Rsq.of_node(m.bead_energies)
+        out["EnergyRMSE"] = loss.MSELoss.of_node(m.energy) ** 0.5
+        out["EnergyRsq"] = loss.Rsq.of_node(m.energy)
+    return out
+
+
+# ----- training ----------------------------------------------------------------------------
+
+def database_arrays(data: dict, labels: dict | None) -> dict:
+    arrays = {DB_SPECIES: data["Z"].astype(np.int64), DB_POSITIONS: data["R"].astype(np.float32),
+              DB_CELLS: data["cell"].astype(np.float32), DB_FORCES_AA: data["F"].astype(np.float32)}
+    if labels is not None:
+        arrays[DB_FORCES_T] = labels["forces"].astype(np.float32)
+        arrays[DB_BEAD_ENERGIES_T] = labels["bead_energies"].astype(np.float32).reshape(*data["Z"].shape, 1)
+        arrays[DB_ENERGY_T] = labels["energy"].astype(np.float32).reshape(-1, 1)
+    return arrays
+
+
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class EpochCheckpoint:
+    """After every epoch: stop on a non-finite loss, else save ``last_checkpoint.pt``."""
+
+    def __init__(self, folder: Path, model, controller, metric_tracker, started: float):
+        self.folder, self.model, self.controller, self.tracker = folder, model, controller, metric_tracker
+        self.started = started
+        self.last_good = None
+
+    def __call__(self, epoch, better_model):
+        from hippynn.experiment import serialization
+
+        latest = {split: vals.get("TotalLoss") for split, vals in self.tracker.epoch_metric_values[-1].items()} \
+            if self.tracker.epoch_metric_values else {}
+        bad = [s for s, v in latest.items() if v is None or not math.isfinite(float(v))]
+        params_ok = all(torch.isfinite(p).all() for p in self.model.parameters())
+        if bad or not params_ok:
+            where = f"{self.last_good}" if self.last_good else "none (diverged in the first epoch)"
+            raise TrainingDiverged(f"{self.folder}: loss is NaN or infinite at epoch {epoch}"
+                                   f" ({', '.join(bad) or 'parameters'}); last good checkpoint: {where}")
+        state = serialization.create_state(self.model, self.controller, self.tracker)
+        _atomic_save(state, self.folder / "last_checkpoint.pt")
+        self.last_good = f"{self.folder / 'last_checkpoint.pt'} (epoch {epoch})"
+        print(f"[kdcg] epoch {epoch} done: train {latest.get('train'):.4f} valid {latest.get('valid'):.4f} "
+              f"lr {self.controller.optimizer.param_groups[0]['lr']:.2e} elapsed {time.time() - self.started:.1f} s",
+              flush=True)
+
+
+def _nan_batch_guard(folder: Path):
+    def guard(batch_inputs, batch_outputs, batch_targets):
+        for out in batch_outputs:
+            if isinstance(out, torch.Tensor) and not torch.isfinite(out).all():
+                raise TrainingDiverged(f"{folder}: model outputs became NaN or infinite during an epoch;"
+                                       f" last good checkpoint: {folder / 'last_checkpoint.pt'}")
+    return guard
+
+
+def train(variant_name: str, seed: int, dataset_path: Path, out_dir: Path, cfg: dict,
+          labels_path: Path | None = None, threads: int | None = None) -> dict:
+    """Train one model (teacher or student) in out_dir; resume from its last checkpoint."""
+    import hippynn
+    from hippynn.experiment import SetupParams
+    from hippynn.experiment.assembly import assemble_for_training
+    from hippynn.experiment.controllers import PatienceController
+    from hippynn.experiment.routines import setup_training, train_model
+    from hippynn.experiment.serialization import load_checkpoint
+    from hippynn.databases import Database
+    from hippynn.plotting import Hist2D, PlotMaker
+
+    hippynn.settings.PROGRESS = None  # per-batch progress bars do not belong in a log file
+    variant = get_variant(variant_name)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_dataset(dataset_path)
+    if variant.is_student and labels_path is None:
+        raise InputError(None, f"student variant {variant.name} needs teacher labels")
+    labels = load_labels(labels_path, data) if variant.is_student else None
+    tcfg, mcfg = cfg["training"], cfg["model"]
+    n_frames, n_beads = data["R"].shape[:2]
+    prior = prior_from_dataset(data, cfg["prior"], mcfg["dist_hard_max_A"])
+    (out_dir / "prior.json").write_text(json.dumps(prior, indent=2) + "\n")
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    m = build_model(mcfg, len(data["species_names"]), prior)
+    total, terms = student_loss(m, variant, n_beads)
+    plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(1, tcfg["max_epochs"] // 4))
+    training_modules, db_info = assemble_for_training(total, validation_losses(m, total, variant.is_student), plot_maker=plots)
+    database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], valid_size=tcfg["valid_fraction"],
+                        test_size=tcfg["test_fraction"], quiet=True, pin_memory=False, **db_info)
+
+    fingerprint = _fingerprint(variant.name, seed, cfg["model"], cfg["prior"], tcfg, dataset_fingerprint(data),
+                               None if labels is None else hashlib.sha256(labels["forces"].tobytes()).hexdigest())
+    stamp = out_dir / "inputs.sha256"
+    resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()
+                 and (out_dir / "experiment_structure.pt").is_file())
+    started = time.time()
+    print(f"[kdcg] {variant.name} seed {seed}: {n_frames} frames x {n_beads} beads, loss terms "
+          + ", ".join(f"{w:g} x (RMSE+MAE)[{k}]" for k, (w, _) in terms.items()), flush=True)
+    with contextlib.chdir(out_dir):
+        if resumable:
+            check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False, weights_only=False)
+            training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
+            print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
+        else:
+            for stale in ("last_checkpoint.pt", "best_checkpoint.pt", "experiment_structure.pt"):
+                Path(stale).unlink(missing_ok=True)
+            optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=tcfg["learning_rate"])
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tcfg["plateau_factor"],
+                                                                   patience=tcfg["plateau_patience"])
+            controller = PatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=tcfg["batch_size"],
+                                            eval_batch_size=tcfg["eval_batch_size"], max_epochs=tcfg["max_epochs"],
+                                            termination_patience=tcfg["termination_patience"],
+                                            fraction_train_eval=1.0, stopping_key="TotalLoss")
+            training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller))
+            stamp.write_text(fingerprint)
+        epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started)
+        if tracker.current_epoch < controller.max_epochs:
+            train_model(training_modules, database, controller, tracker, callbacks=[epoch_cb],
+                        batch_callbacks=[_nan_batch_guard(out_dir)], store_structure_file=not resumable)
+        else:
+            print("[kdcg] training already finished", flush=True)
+
+    if tracker.best_model is not None:
+        training_modules.model.load_state_dict(tracker.best_model)
+    best = output_graph(training_modules.model)
+    metrics = test_metrics(best, database, variant)
+    metrics.update({"variant": variant.name, "seed": seed, "epochs": int(tracker.current_epoch),
+                    "best_epoch": int(getattr(controller, "last_best", -1)),
+                    "train_seconds": round(time.time() - started, 1), "resumed": resumable,
+                    "n_train": int(len(database.splits["train"][DB_SPECIES])),
+                    "n_test": int(len(database.splits["test"][DB_SPECIES]))})
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_model(best, prior, mcfg, out_dir / "model.pt")
+    print(f"[kdcg] done: {json.dumps(metrics)}", flush=True)
+    return metrics
+
+
+def _regression(pred: np.ndarray, true: np.ndarray) -> dict:
+    err = pred - true
+    ss_tot = ((true - true.mean()) ** 2).sum()
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+            "r2": float(1.0 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")}
+
+
+OUTPUTS = ("forces", "bead_energies", "energy")
+
+
+def output_graph(train_graph):
+    """A graph module of the model's inputs and its three outputs, sharing the weights of the
+    trained graph (found by name, so it works on a graph restored from a checkpoint too; the
+    training graph itself holds only what its loss needs)."""
+    from hippynn.graphs import GraphModule, find_unique_relative
+
+    anchor = train_graph.input_nodes
+    inputs = [find_unique_relative(anchor, lambda n, k=k: getattr(n, "db_name", None) == k and not n.parents)
+              for k in (DB_SPECIES, DB_POSITIONS, DB_CELLS)]
+    outputs = [find_unique_relative(anchor, lambda n, k=k: n.name == k) for k in OUTPUTS]
+    return GraphModule(inputs, outputs)
+
+
+def test_metrics(model, database, variant: Variant) -> dict:
+    """Force MAE, RMSE, R^2 on the held-out test split (energies against teacher labels too)."""
+    split = database.splits["test"]
+    pred = predict_arrays(model, split[DB_SPECIES], split[DB_POSITIONS], split[DB_CELLS])
+    out = {"test_forces_vs_aa": _regression(pred["forces"], split[DB_FORCES_AA].numpy())}
+    if variant.is_student:
+        out["test_forces_vs_teacher"] = _regression(pred["forces"], split[DB_FORCES_T].numpy())
+        out["test_bead_energies_vs_teacher"] = _regression(pred["bead_energies"], split[DB_BEAD_ENERGIES_T].numpy()[..., 0])
+        out["test_energy_vs_teacher"] = _regression(pred["energy"], split[DB_ENERGY_T].numpy()[:, 0])
+    return out
+
+
+def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dict:
+    """Forces (frames, beads, 3), bead energies (frames, beads) and energy (frames,) of a
+    trained graph module, evaluated in batches of frames."""
+    from hippynn.graphs import Predictor
+
+    pred = Predictor.from_graph(graph, return_device=torch.device("cpu"))
+    species, positions, cells = (torch.as_tensor(np.asarray(x)) for x in (species, positions, cells))
+    outs = {k: [] for k in OUTPUTS}
+    for i in range(0, len(species), batch_size):
+        res = pred(species=species[i:i + batch_size], positions=positions[i:i + batch_size].float(),
+                   cells=cells[i:i + batch_size].float())
+        outs["forces"].append(res["forces"].detach().numpy())
+        outs["bead_energies"].append(res["bead_energies"].detach().numpy()[..., 0])
+        outs["energy"].append(res["energy"].detach().numpy()[:, 0])
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def save_model(model, prior: dict, model_cfg: dict, path: Path) -> None:
+    """The trained graph module (inputs species, positions, cells; outputs forces,
+    bead_energies, energy) with its prior and hyperparameters."""
+    _atomic_save({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": list(OUTPUTS)}, path)
+
+
+def load_model(path: Path):
+    """(graph module, record) of a saved model."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "model not found")
+    record = torch.load(path, weights_only=False)
+    return record["graph"], record
+
+
+def label_frames(model_path: Path, dataset_path: Path, out: Path, batch_size: int = 8) -> dict:
+    """A teacher's forces, per-bead energies and system energy on every frame of the dataset."""
+    graph, record = load_model(model_path)
+    data = load_dataset(dataset_path)
+    arrays = predict_arrays(graph, data["Z"], data["R"], data["cell"], batch_size)
+    for k, v in arrays.items():
+        if not np.isfinite(v).all():
+            raise InputError(model_path, f"model predicts non-finite {k} on {dataset_path}")
+    save_labels(out, data, **arrays)
+    summary = {"frames": int(len(data["Z"])), "mean_abs_force_kcal_mol_A": float(np.abs(arrays["forces"]).mean()),
+               "mean_energy_kcal_mol": float(arrays["energy"].mean())}
+    log.info("labels %s: %s", out, json.dumps(summary))
+    return summary
