@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/aa.smk"
 include: "workflow/rules/mapping.smk"
+include: "workflow/rules/training.smk"
 
 
 rule all:

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
 from kdcg.config import snapshot, validate as _validate_config
 from kdcg.errors import InputError
+from kdcg.variants import ensemble_variants, model_names, single_teacher_variants
 
 _config_source = ", ".join(str(p) for p in workflow.configfiles) or "config"
 if workflow.config_settings.config:
@@ -19,13 +20,20 @@ except InputError as _err:
 RESULTS = "results"
 AA = f"{RESULTS}/aa"
 CG = f"{RESULTS}/cg"
+MODELS = f"{RESULTS}/models"
+LABELS = f"{RESULTS}/labels"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 GMX_STAGES = ["em", "nvt_equil", "nvt_prod"]
 
 
 # Top-level config sections each stage reads; a stage reruns only when its own change.
-CONFIG_SECTIONS = {"aa": ["system", "packmol", "aa_md"]}
+CONFIG_SECTIONS = {
+    "aa": ["system", "packmol", "aa_md"],
+    "training": ["model", "prior", "training"],
+}
+# a failed job shows its last log line (kdcg's one-line error) on the console
+ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
 
 
 def config_file(stage="aa"):
@@ -46,9 +54,36 @@ def gmx_shell(stage, checkpoint=False):
     return (
         f"kdcg gromacs {stage} --config {{input.config}} --structure {{input.structure}}"
         f" --topology {{input.topology}} --stage-dir {AA}/{stage}{cpt} --threads {{threads}}"
-        " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
+        + ON_ERROR
     )
 
 
+def teacher_seeds():
+    return config["training"]["teacher_seeds"]
+
+
+def ensemble_student_seed():
+    """Ensemble students are trained once, with the first teacher seed."""
+    return teacher_seeds()[0]
+
+
+def train_shell(kind, seed=None):
+    """Shell command of `kdcg train` for a teacher or a student (variant from the wildcard)."""
+    variant = "teacher" if kind == "teacher" else "{wildcards.variant}"
+    seed_arg = "{wildcards.seed}" if seed is None else str(seed)
+    name = "teacher-{wildcards.seed}" if kind == "teacher" else "student-{wildcards.variant}"
+    if kind == "student" and seed is None:
+        name += "-{wildcards.seed}"
+    labels = "" if kind == "teacher" else " --labels {input.labels}"
+    return (
+        f"kdcg train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
+        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --threads {{threads}}" + ON_ERROR
+    )
+
+
+def model_targets():
+    return [f"{MODELS}/{name}/model.pt" for name in model_names(teacher_seeds())]
+
+
 def get_final_targets():
-    return [f"{CG}/dataset.npz", f"{AA}/performance.tsv"]
+    return [f"{CG}/dataset.npz", f"{AA}/performance.tsv", f"{LABELS}/ensemble.npz", *model_targets()]

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 
 
 def _species_map(pairs: list[str]) -> dict[str, str]:
@@ -75,6 +75,33 @@ def cmd_map(args) -> None:
     print(json.dumps(summary))
 
 
+def cmd_prior(args) -> None:
+    from . import config, training
+
+    training.write_prior(Path(args.dataset), config.load(args.config, partial=True), Path(args.out))
+
+
+def cmd_train(args) -> None:
+    from . import config, training
+
+    cfg = config.load(args.config, partial=True)
+    metrics = training.train(args.variant, args.seed, Path(args.dataset), Path(args.prior), Path(args.out_dir), cfg,
+                             labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
+
+
+def cmd_label(args) -> None:
+    from . import training
+
+    training.label_frames(Path(args.model), Path(args.dataset), Path(args.out))
+
+
+def cmd_ensemble_labels(args) -> None:
+    from . import training
+
+    training.ensemble_labels([Path(p) for p in args.labels], Path(args.dataset), Path(args.out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdcg", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -124,6 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--species", nargs="*", metavar="RESNAME=SPECIES", help="bead species of a residue name")
     s.add_argument("--stride", type=int, default=1)
     s.set_defaults(func=cmd_map)
+    s = sub.add_parser("prior", help="the repulsive prior (taper per species pair, strength) from a dataset")
+    s.add_argument("--config", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True, help="prior .json")
+    s.set_defaults(func=cmd_prior)
+
+    s = sub.add_parser("train", help="train a teacher or a student variant (resumes from its last checkpoint)")
+    s.add_argument("variant", help="teacher, or a student variant (st_*, se_*)")
+    s.add_argument("--seed", type=int, required=True, help="model seed (weights and batch order)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--prior", required=True)
+    s.add_argument("--labels", help="teacher or ensemble labels .npz (students)")
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("label", help="a trained model's forces, per-bead energies and energy on every frame")
+    s.add_argument("--model", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_label)
+
+    s = sub.add_parser("ensemble-labels", help="mean (and force spread) of several teachers' labels")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("labels", nargs="+")
+    s.set_defaults(func=cmd_ensemble_labels)
     return p
 
 
@@ -134,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("MDAnalysis").setLevel(logging.WARNING)  # its readers log every header field
     try:
         args.func(args)
-    except InputError as err:
+    except (InputError, TrainingDiverged) as err:
         # one line, last in the log, so that the workflow can show it
         print(f"kdcg error: {err}", file=sys.stderr)
         return 2

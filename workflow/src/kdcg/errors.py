@@ -14,3 +14,7 @@ class InputError(Exception):
         problem = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss; the message names the epoch and the last good checkpoint."""

@@ -28,6 +28,33 @@ from hippynn.graphs.nodes.physics import GradientNode
 from hippynn.graphs.nodes.tags import AtomIndexer, PairIndexer
 from hippynn.graphs.nodes.targets import HEnergyNode
 
+
+
+def cache_numba_kernels() -> int:
+    """Let numba keep hippynn's compiled CPU kernels on disk. Compiling them costs ~14 s in
+    every new process, more than a small training; cached, later processes load them."""
+    try:
+        import numba
+        from hippynn.custom_kernels import env_numba
+    except ImportError:
+        return 0
+    n = 0
+    for cls in vars(env_numba).values():
+        if not isinstance(cls, type):
+            continue
+        for attr in vars(cls).values():
+            fn = attr.__func__ if isinstance(attr, staticmethod) else attr
+            # the jitted kernel sits inside hippynn's numpy-conversion wrapper
+            inner = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())] + [fn]
+            for obj in inner:
+                if isinstance(obj, numba.core.dispatcher.Dispatcher) and type(obj._cache).__name__ == "NullCache":
+                    obj.enable_caching()
+                    n += 1
+    return n
+
+
+cache_numba_kernels()
+
 # names of the arrays in a training database (hippynn db_name)
 DB_SPECIES, DB_POSITIONS, DB_CELLS = "species", "positions", "cells"
 DB_FORCES_AA = "forces"  # mapped all-atom forces

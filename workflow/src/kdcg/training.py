@@ -7,7 +7,7 @@ hyperparameter and differ only by the loss (kdcg.variants).
 
 Each model trains in its own folder: hippynn's experiment files and plots, a checkpoint after
 every epoch (``last_checkpoint.pt``; a rerun continues from it), ``model.pt`` (the best
-model), ``metrics.json`` (held-out test split) and ``prior.json``.
+model) and ``metrics.json`` (held-out test split, loss per epoch).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 from .mapping import load_dataset
 from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
                     DB_SPECIES, CGModel, build_model)
@@ -34,14 +34,11 @@ from .variants import Variant, get_variant
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
-    pass
-
-
 # ----- the prior ---------------------------------------------------------------------------
 
 def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
-    """Taper distance of each species pair from the AA RDF; strength from the mapped forces."""
+    """Taper distance of each species pair from the AA RDF; strength from the mapped forces.
+    Computed once per dataset (``kdcg prior``) so that teachers and students share it."""
     Z = data["Z"][0]
     n_species = len(data["species_names"])
     half_box = 0.5 * float(np.min([np.diag(c) for c in data["cell"]]))
@@ -57,6 +54,7 @@ def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
                 raise InputError(None, f"the AA RDF of {names[a]}-{names[b]} never exceeds {prior_cfg['rdf_threshold']} "
                                        f"below {r_max:.2f} A: no taper distance for the repulsive prior") from None
     return {
+        "dataset": dataset_fingerprint(data),
         "taper_A": taper.tolist(),
         "species_names": [str(s) for s in data["species_names"]],
         "strength_kcal_mol_A": float(np.abs(data["F"]).mean()),
@@ -237,7 +235,29 @@ def _nan_batch_guard(folder: Path):
     return guard
 
 
-def train(variant_name: str, seed: int, dataset_path: Path, out_dir: Path, cfg: dict,
+def write_prior(dataset_path: Path, cfg: dict, out: Path) -> dict:
+    prior = prior_from_dataset(load_dataset(dataset_path), cfg["prior"], cfg["model"]["dist_hard_max_A"])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(prior, indent=2) + "\n")
+    names = prior["species_names"]
+    for a in range(len(names)):
+        for b in range(a, len(names)):
+            log.info("prior taper %s-%s: %.2f A", names[a], names[b], prior["taper_A"][a][b])
+    log.info("prior strength: %.3f kcal/mol/A", prior["strength_kcal_mol_A"])
+    return prior
+
+
+def read_prior(path: Path, data: dict) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "prior not found (kdcg prior writes it)")
+    prior = json.loads(path.read_text())
+    if prior.get("dataset") != dataset_fingerprint(data):
+        raise InputError(path, "prior was computed from a different dataset")
+    return prior
+
+
+def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, out_dir: Path, cfg: dict,
           labels_path: Path | None = None, threads: int | None = None) -> dict:
     """Train one model (teacher or student) in out_dir; resume from its last checkpoint."""
     import hippynn
@@ -261,8 +281,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, out_dir: Path, cfg: 
     labels = load_labels(labels_path, data) if variant.is_student else None
     tcfg, mcfg = cfg["training"], cfg["model"]
     n_frames, n_beads = data["R"].shape[:2]
-    prior = prior_from_dataset(data, cfg["prior"], mcfg["dist_hard_max_A"])
-    (out_dir / "prior.json").write_text(json.dumps(prior, indent=2) + "\n")
+    prior = read_prior(prior_path, data)
 
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -273,7 +292,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, out_dir: Path, cfg: 
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], valid_size=tcfg["valid_fraction"],
                         test_size=tcfg["test_fraction"], quiet=True, pin_memory=False, **db_info)
 
-    fingerprint = _fingerprint(variant.name, seed, cfg["model"], cfg["prior"], tcfg, dataset_fingerprint(data),
+    fingerprint = _fingerprint(variant.name, seed, cfg["model"], prior, tcfg, dataset_fingerprint(data),
                                None if labels is None else hashlib.sha256(labels["forces"].tobytes()).hexdigest())
     stamp = out_dir / "inputs.sha256"
     resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()
@@ -309,7 +328,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, out_dir: Path, cfg: 
         training_modules.model.load_state_dict(tracker.best_model)
     best = output_graph(training_modules.model)
     metrics = test_metrics(best, database, variant)
-    metrics.update({"variant": variant.name, "seed": seed, "epochs": int(tracker.current_epoch),
+    history = [{"epoch": i, **{split: float(v["TotalLoss"]) for split, v in em.items()}}
+               for i, em in enumerate(tracker.epoch_metric_values)]
+    metrics.update({"variant": variant.name, "seed": seed, "epochs": int(tracker.current_epoch), "loss_history": history,
                     "best_epoch": int(getattr(controller, "last_best", -1)),
                     "train_seconds": round(time.time() - started, 1), "resumed": resumable,
                     "n_train": int(len(database.splits["train"][DB_SPECIES])),

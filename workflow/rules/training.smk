@@ -1,0 +1,113 @@
+# Stage 3: teachers (mapped AA forces), their labels, the ensemble labels, and the nine
+# distilled student variants (kdcg.variants). Every model has its own target file:
+#   results/models/teacher-{seed}/model.pt
+#   results/models/student-{st variant}-{teacher seed}/model.pt
+#   results/models/student-{se variant}/model.pt
+
+
+rule cg_prior:
+    """The repulsive prior, computed once so that every teacher and student shares it."""
+    input:
+        dataset=f"{CG}/dataset.npz",
+        config=config_file("training"),
+    output:
+        f"{MODELS}/prior.json",
+    log:
+        f"{LOGS}/cg_prior.log",
+    shell:
+        "kdcg prior --config {input.config} --dataset {input.dataset} --out {output}" + ON_ERROR
+
+
+rule teacher:
+    input:
+        dataset=f"{CG}/dataset.npz",
+        prior=f"{MODELS}/prior.json",
+        config=config_file("training"),
+    output:
+        model=f"{MODELS}/teacher-{{seed}}/model.pt",
+        metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: 2
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
+    log:
+        f"{LOGS}/teacher-{{seed}}.log",
+    benchmark:
+        f"{BENCH}/teacher-{{seed}}.tsv"
+    shell:
+        train_shell("teacher")
+
+
+rule teacher_labels:
+    input:
+        model=f"{MODELS}/teacher-{{seed}}/model.pt",
+        dataset=f"{CG}/dataset.npz",
+    output:
+        f"{LABELS}/teacher-{{seed}}.npz",
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        f"{LOGS}/teacher_labels-{{seed}}.log",
+    shell:
+        "kdcg label --model {input.model} --dataset {input.dataset} --out {output}" + ON_ERROR
+
+
+rule ensemble_labels:
+    input:
+        labels=expand(f"{LABELS}/teacher-{{seed}}.npz", seed=teacher_seeds()),
+        dataset=f"{CG}/dataset.npz",
+    output:
+        f"{LABELS}/ensemble.npz",
+    log:
+        f"{LOGS}/ensemble_labels.log",
+    shell:
+        "kdcg ensemble-labels --dataset {input.dataset} --out {output} {input.labels}" + ON_ERROR
+
+
+rule student_single_teacher:
+    input:
+        dataset=f"{CG}/dataset.npz",
+        prior=f"{MODELS}/prior.json",
+        labels=f"{LABELS}/teacher-{{seed}}.npz",
+        config=config_file("training"),
+    output:
+        model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
+        metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
+    wildcard_constraints:
+        variant="|".join(single_teacher_variants()),
+        seed=r"\d+",
+    threads: 2
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
+    log:
+        f"{LOGS}/student-{{variant}}-{{seed}}.log",
+    benchmark:
+        f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
+    shell:
+        train_shell("student")
+
+
+rule student_ensemble:
+    input:
+        dataset=f"{CG}/dataset.npz",
+        prior=f"{MODELS}/prior.json",
+        labels=f"{LABELS}/ensemble.npz",
+        config=config_file("training"),
+    output:
+        model=f"{MODELS}/student-{{variant}}/model.pt",
+        metrics=f"{MODELS}/student-{{variant}}/metrics.json",
+    wildcard_constraints:
+        variant="|".join(ensemble_variants()),
+    threads: 2
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
+    log:
+        f"{LOGS}/student-{{variant}}.log",
+    benchmark:
+        f"{BENCH}/student-{{variant}}.tsv"
+    shell:
+        train_shell("student", seed=ensemble_student_seed())
