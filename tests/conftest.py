@@ -66,3 +66,44 @@ def snakemake(workdir: Path, *args: str, check: bool = True, **kw) -> subprocess
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def write_pair_dataset(path: Path, n_frames: int = 12, n_side: int = 3, edge_A: float = 16.0, seed: int = 0) -> Path:
+    """A kdcg dataset of beads on a jittered cubic lattice (three species) whose forces come
+    from a known soft pair repulsion, so that a model has something real to learn."""
+    import json
+
+    import numpy as np
+
+    from kdcg.units import DATASET_UNITS
+
+    rng = np.random.default_rng(seed)
+    n = n_side ** 3
+    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * edge_A / n_side
+    species = (np.arange(n) % 3) + 1
+    R = np.empty((n_frames, n, 3))
+    F = np.zeros_like(R)
+    for k in range(n_frames):
+        x = grid + rng.normal(0, 0.6, size=grid.shape)
+        d = x[:, None] - x[None]
+        d -= edge_A * np.round(d / edge_A)
+        r = np.linalg.norm(d, axis=-1) + np.eye(n)
+        mag = 40.0 * np.exp(-r / 1.5) * (1 - np.eye(n))  # kcal/mol/A, pointing apart
+        F[k] = (mag[..., None] * d / r[..., None]).sum(1)
+        R[k] = x % edge_A
+    np.savez(path, R=R.astype(np.float32), F=F.astype(np.float32), Z=np.tile(species, (n_frames, 1)),
+             cell=np.tile(np.eye(3) * edge_A, (n_frames, 1, 1)).astype(np.float32), masses=np.ones(n),
+             time_ps=np.arange(n_frames, dtype=float), species_names=np.array(["A", "B", "C"]),
+             bead_resid=np.arange(1, n + 1), bead_resname=np.array(["A", "B", "C"] * (n // 3)),
+             units=json.dumps(DATASET_UNITS), source=json.dumps({"synthetic": True}))
+    return path
+
+
+SMALL_TRAINING_CONFIG = {
+    "model": {"n_features": 8, "n_sensitivities": 6, "n_interaction_layers": 1, "n_atom_layers": 1,
+              "dist_soft_min_A": 2.0, "dist_soft_max_A": 6.0, "dist_hard_max_A": 7.0},
+    "prior": {"rdf_threshold": 0.01, "rdf_bin_A": 0.1, "dr_A": 0.15, "fraction_at_taper": 0.05},
+    "training": {"teacher_seeds": [1, 2], "split_seed": 0, "valid_fraction": 0.17, "test_fraction": 0.17,
+                 "learning_rate": 3e-3, "batch_size": 2, "eval_batch_size": 4, "max_epochs": 2,
+                 "plateau_patience": 2, "plateau_factor": 0.5, "termination_patience": 10},
+}

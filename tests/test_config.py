@@ -92,3 +92,13 @@ def test_paper_dry_run_lists_the_all_atom_and_mapping_jobs(tmp_path):
     out = snakemake(wf, "-n", "--quiet", "rules", "--configfile", "config/paper.yaml").stdout
     for rule in ("packmol_box", "topology", "energy_minimization", "nvt_equilibration", "nvt_production", "cg_dataset"):
         assert rule in out, out
+
+
+def test_paper_dry_run_lists_every_model(tmp_path):
+    wf = workflow_copy(tmp_path)
+    out = snakemake(wf, "-n", "--configfile", "config/paper.yaml").stdout
+    stats = out[out.index("Job stats"):]
+    counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if len(line.split()) == 2
+              and line.split()[1].isdigit()}
+    assert counts["teacher"] == 8 and counts["teacher_labels"] == 8 and counts["ensemble_labels"] == 1
+    assert counts["student_single_teacher"] == 24 and counts["student_ensemble"] == 6

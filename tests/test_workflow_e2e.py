@@ -87,8 +87,30 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     perf_rows = (wf / "results/aa/performance.tsv").read_text().splitlines() if (wf / "results/aa/performance.tsv").exists() else None
     assert perf_rows is None  # only the named target and what it needs were built
 
-    # 4. the default target adds the performance table; nothing upstream is rerun
-    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml")
+    # 4. one student by its file: only it and what it needs (prior, its teacher, its labels)
+    out = snakemake(wf, "results/models/student-st_ei_ft-2/model.pt", "--cores", "2", "--configfile", "e2e.yaml")
+    text = out.stdout + out.stderr
+    assert "rule teacher:" in text and "teacher-2" in text and "teacher-1/" not in text and "ensemble_labels" not in text
+    assert sorted(p.name for p in (wf / "results/models").iterdir()) == ["prior.json", "student-st_ei_ft-2", "teacher-2"]
+
+    # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels
+    #    and all 9 variants (3 single-teacher ones per teacher); nothing already built reruns
+    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teacher=1",
+                    "student_single_teacher=1", "student_ensemble=1")
     assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
     rows = [r.split("\t") for r in (wf / "results/aa/performance.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
+    models = wf / "results/models"
+    expected = {"teacher-1", "teacher-2", "student-se_ft_faa", "student-se_ei_faa", "student-se_ei_ft", "student-se_ei_ft_faa",
+                "student-se_e_ft_faa", "student-se_e_ei_ft_faa"}
+    expected |= {f"student-{v}-{s}" for v in ("st_ei_faa", "st_ei_ft", "st_ei_ft_faa") for s in (1, 2)}
+    assert {p.name for p in models.iterdir() if p.is_dir()} == expected
+    for name in expected:
+        metrics = json.loads((models / name / "metrics.json").read_text())
+        assert np.isfinite(metrics["test_forces_vs_aa"]["rmse"]) and metrics["epochs"] >= 1
+        assert (models / name / "model.pt").is_file() and (wf / f"results/logs/{name}.log").is_file()
+    assert "[kdcg] epoch 0 done" in (wf / "results/logs/teacher-1.log").read_text()
+    ens = np.load(wf / "results/labels/ensemble.npz")
+    t1, t2 = np.load(wf / "results/labels/teacher-1.npz"), np.load(wf / "results/labels/teacher-2.npz")
+    np.testing.assert_allclose(ens["forces"], (t1["forces"].astype(float) + t2["forces"]) / 2, rtol=1e-5, atol=1e-5)
+    assert ens["forces"].shape == (n_frames, 80, 3)

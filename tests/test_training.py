@@ -1,0 +1,231 @@
+"""Teachers, labels, students: exact loss terms per variant, F = -dE/dx, the ensemble mean,
+determinism per seed, learning, resume and bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
+from kdcg import training, variants
+from kdcg.errors import InputError, TrainingDiverged
+from kdcg.mapping import load_dataset
+from kdcg.model import DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS, DB_SPECIES, build_model
+
+# Table 2/3 of the paper as DESIGN.md states it: (w_E, w_e, w_T, w_AA)
+PAPER_WEIGHTS = {
+    "teacher": (0, 0, 0, 1),
+    "st_ei_faa": (0, 5, 0, 1), "st_ei_ft": (0, 5, 1, 0), "st_ei_ft_faa": (0, 5, 1, 2),
+    "se_ft_faa": (0, 0, 1, 2), "se_ei_faa": (0, 5, 0, 1), "se_ei_ft": (0, 5, 1, 0), "se_ei_ft_faa": (0, 5, 1, 2),
+    "se_e_ft_faa": (5, 0, 1, 2), "se_e_ei_ft_faa": (5, 5, 1, 2),
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("training")
+    write_pair_dataset(d / "dataset.npz")
+    training.write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
+    return d
+
+
+@pytest.fixture(scope="module")
+def teacher(workdir):
+    training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", workdir / "teacher-1", SMALL_TRAINING_CONFIG)
+    return workdir / "teacher-1"
+
+
+def test_the_table_is_the_paper():
+    assert set(PAPER_WEIGHTS) == {"teacher", *variants.STUDENTS}
+    for name, (we, wei, wt, waa) in PAPER_WEIGHTS.items():
+        v = variants.get_variant(name)
+        assert (v.w_energy, v.w_bead_energy, v.w_teacher_forces, v.w_aa_forces) == (we, wei, wt, waa)
+        assert v.teacher == (None if name == "teacher" else "single" if name.startswith("st_") else "ensemble")
+    assert len(variants.model_names(list(range(1, 9)))) == 8 + 24 + 6
+
+
+def _rmse_mae(p, t):
+    return np.sqrt(((p - t) ** 2).mean()) + np.abs(p - t).mean()
+
+
+@pytest.mark.parametrize("name", list(PAPER_WEIGHTS))
+def test_training_loss_has_exactly_the_variant_terms(name, workdir):
+    """Evaluate the loss module training uses on a batch and compare with the paper's formula."""
+    from hippynn.experiment.assembly import assemble_for_training
+
+    data = load_dataset(workdir / "dataset.npz")
+    prior = training.read_prior(workdir / "prior.json", data)
+    rng = np.random.default_rng(1)
+    n, N = data["R"].shape[:2]
+    labels = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n) * 10}
+    torch.manual_seed(0)
+    m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
+    variant = variants.get_variant(name)
+    total, terms = training.student_loss(m, variant, N)
+    assert {k: w for k, (w, _) in terms.items()} == {k: w for k, w in zip(("energy", "bead_energy", "teacher_forces", "aa_forces"),
+                                                                            PAPER_WEIGHTS[name]) if w}
+    tm, db_info = assemble_for_training(total, {"TotalLoss": total})
+    arrays = training.database_arrays(data, labels)
+    batch = {k: torch.as_tensor(v[:3]) for k, v in arrays.items()}
+    outputs = tm.model(*[batch[k] for k in db_info["inputs"]])
+    value = tm.loss(*outputs, *[batch[k] for k in db_info["targets"]])[0].item()
+
+    pred = training.predict_arrays(training.output_graph(tm.model), arrays[DB_SPECIES][:3], arrays[DB_POSITIONS][:3], arrays[DB_CELLS][:3])
+    we, wei, wt, waa = PAPER_WEIGHTS[name]
+    expect = (we * _rmse_mae(pred["energy"], labels["energy"][:3]) / N
+              + wei * _rmse_mae(pred["bead_energies"], labels["bead_energies"][:3])
+              + wt * _rmse_mae(pred["forces"], labels["forces"][:3])
+              + waa * _rmse_mae(pred["forces"], data["F"][:3]))
+    assert value == pytest.approx(expect, rel=2e-5)
+
+
+def test_forces_are_minus_the_energy_gradient_prior_included(teacher, workdir):
+    graph, record = training.load_model(teacher / "model.pt")
+    graph = graph.double()
+    data = load_dataset(workdir / "dataset.npz")
+    R = data["R"][:1].astype(np.float64).copy()
+    taper = np.array(record["prior"]["taper_A"])
+    # put bead 1 inside the repulsive range of bead 0 (force ~ 2.7 x the prior strength), in the
+    # direction that keeps it farthest from every other bead
+    edge = data["cell"][0, 0, 0]
+    dirs = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)], float)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    spots = R[0, 0] + (taper[0, 1] - 0.2) * dirs
+    d = spots[:, None] - R[0, 2:][None]
+    d -= edge * np.round(d / edge)
+    R[0, 1] = spots[np.argmax(np.linalg.norm(d, axis=-1).min(1))]
+    Z, cell = data["Z"][:1], data["cell"][:1].astype(np.float64)
+
+    def run(x):
+        from hippynn.graphs import Predictor
+        out = Predictor.from_graph(graph)(species=torch.as_tensor(Z), positions=torch.as_tensor(x), cells=torch.as_tensor(cell))
+        return out["energy"].detach().numpy().ravel()[0], out["forces"].detach().numpy()[0]
+
+    E0, F = run(R)
+    assert np.abs(F[:2]).max() > 1.0  # the prior pushes the close pair apart
+    h = 1e-4
+    for bead, axis in [(0, 0), (1, 0), (1, 1), (5, 2)]:
+        Rp, Rm = R.copy(), R.copy()
+        Rp[0, bead, axis] += h
+        Rm[0, bead, axis] -= h
+        fd = -(run(Rp)[0] - run(Rm)[0]) / (2 * h)
+        assert fd == pytest.approx(F[bead, axis], rel=1e-5, abs=1e-6)
+
+
+def test_per_bead_energies_sum_to_the_system_energy(teacher, workdir):
+    graph, _ = training.load_model(teacher / "model.pt")
+    data = load_dataset(workdir / "dataset.npz")
+    out = training.predict_arrays(graph, data["Z"], data["R"], data["cell"])
+    np.testing.assert_allclose(out["bead_energies"].sum(1), out["energy"], rtol=1e-5, atol=1e-4)
+
+
+def test_labels_and_their_ensemble_mean(teacher, workdir, tmp_path):
+    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "t1.npz")
+    data = load_dataset(workdir / "dataset.npz")
+    t1 = training.load_labels(tmp_path / "t1.npz", data)
+    rng = np.random.default_rng(5)
+    other = {k: t1[k] + rng.normal(size=t1[k].shape) for k in ("forces", "bead_energies", "energy")}
+    training.save_labels(tmp_path / "t2.npz", data, **other)
+    training.ensemble_labels([tmp_path / "t1.npz", tmp_path / "t2.npz"], workdir / "dataset.npz", tmp_path / "ens.npz")
+    ens = training.load_labels(tmp_path / "ens.npz", data)
+    for k in ("forces", "bead_energies", "energy"):
+        np.testing.assert_allclose(ens[k], (t1[k].astype(np.float64) + other[k].astype(np.float32)) / 2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ens["forces_std"], np.abs(t1["forces"] - other["forces"].astype(np.float32)) / 2, rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(workdir, tmp_path):
+    def weights(seed, name):
+        training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, SMALL_TRAINING_CONFIG)
+        state = training.load_model(tmp_path / name / "model.pt")[0].state_dict()
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    a, b, c = weights(3, "a"), weights(3, "b"), weights(4, "c")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_a_short_training_lowers_the_loss(workdir, tmp_path):
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"]["max_epochs"] = 12
+    metrics = training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", cfg)
+    hist = metrics["loss_history"]
+    assert len(hist) == 12
+    assert hist[-1]["train"] < 0.8 * hist[0]["train"]
+    assert min(h["valid"] for h in hist) < hist[0]["valid"]
+    assert set(metrics["test_forces_vs_aa"]) == {"mae", "rmse", "r2"}
+    assert (tmp_path / "t" / "plots").is_dir() and (tmp_path / "t" / "last_checkpoint.pt").is_file()
+
+
+def test_student_metrics_include_energies(teacher, workdir, tmp_path):
+    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    m = training.train("st_ei_ft_faa", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "s", SMALL_TRAINING_CONFIG,
+                       labels_path=tmp_path / "labels.npz")
+    for key in ("test_forces_vs_aa", "test_forces_vs_teacher", "test_bead_energies_vs_teacher", "test_energy_vs_teacher"):
+        assert np.isfinite(m[key]["rmse"])
+
+
+def test_labels_of_another_dataset_are_refused(teacher, workdir, tmp_path):
+    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    write_pair_dataset(tmp_path / "fewer_frames.npz", n_frames=10)
+    with pytest.raises(InputError, match="labels.npz: labels come from a different dataset: frame count mismatch 12 vs 10"):
+        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "fewer_frames.npz"))
+    write_pair_dataset(tmp_path / "more_beads.npz", n_side=4)
+    with pytest.raises(InputError, match="bead count mismatch 27 vs 64"):
+        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "more_beads.npz"))
+    d = load_dataset(workdir / "dataset.npz")
+    d["Z"] = d["Z"][:, ::-1].copy()
+    with pytest.raises(InputError, match="bead species mismatch"):
+        training.load_labels(tmp_path / "labels.npz", d)
+
+
+def test_unknown_variant_lists_the_valid_ones(workdir, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))
+    proc = kdcg("train", "se_everything", "--seed", "1", "--config", cfg, "--dataset", workdir / "dataset.npz",
+                "--prior", workdir / "prior.json", "--out-dir", tmp_path / "x", check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "unknown model variant 'se_everything'" in last and "se_e_ei_ft_faa" in last and "st_ei_faa" in last
+
+
+def test_nan_loss_stops_naming_epoch_and_checkpoint(workdir, tmp_path):
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"].update(learning_rate=1e12, max_epochs=5)
+    with pytest.raises(TrainingDiverged, match=r"(at epoch \d+|during an epoch).*last good checkpoint"):
+        training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "nan", cfg)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(workdir, tmp_path):
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"]["max_epochs"] = 40
+    cfg["training"]["termination_patience"] = 40
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = [sys.executable, "-m", "kdcg", "train", "teacher", "--seed", "1", "--config", str(tmp_path / "c.yaml"),
+            "--dataset", str(workdir / "dataset.npz"), "--prior", str(workdir / "prior.json"), "--out-dir", str(tmp_path / "t")]
+    log = tmp_path / "first.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=venv_env(), start_new_session=True)
+        end = time.monotonic() + 180
+        while time.monotonic() < end and "[kdcg] epoch 3 done" not in log.read_text() and proc.poll() is None:
+            time.sleep(0.2)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert "[kdcg] epoch 3 done" in log.read_text() and not (tmp_path / "t" / "model.pt").exists()
+    second = subprocess.run(args, capture_output=True, text=True, env=venv_env())
+    assert second.returncode == 0, second.stderr[-2000:]
+    resumed_at = int(next(l for l in second.stdout.splitlines() if "resuming from last_checkpoint.pt" in l).split()[-1])
+    assert resumed_at >= 4
+    assert "[kdcg] epoch 0 done" not in second.stdout
+    metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert metrics["resumed"] is True and metrics["epochs"] == 40 and len(metrics["loss_history"]) == 40
