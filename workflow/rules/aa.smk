@@ -24,8 +24,7 @@ rule topology:
     log:
         f"{LOGS}/topology.log",
     shell:
-        "kdcg topology --config {input.config} --out {output.top} > {log} 2>&1"
-        " || {{ tail -n 1 {log} >&2; exit 1; }}"
+        kdcg_shell("topology --config {input.config} --out {output.top}")
 
 
 rule packmol_box:
@@ -39,8 +38,7 @@ rule packmol_box:
     benchmark:
         f"{BENCH}/packmol_box.tsv"
     shell:
-        "kdcg box --config {input.config} --out {output.gro} > {log} 2>&1"
-        " || {{ tail -n 1 {log} >&2; exit 1; }}"
+        kdcg_shell("box --config {input.config} --out {output.gro}")
 
 
 rule energy_minimization:
@@ -117,4 +115,4 @@ rule performance_table:
     log:
         f"{LOGS}/performance_table.log",
     shell:
-        "kdcg perf-table --out {output} {input} > {log} 2>&1"
+        kdcg_shell("perf-table --out {output} {input}")

@@ -36,6 +36,11 @@ CONFIG_SECTIONS = {
 ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
 
 
+def kdcg_shell(command):
+    """A `kdcg ...` shell command logged to {log}, its one-line error shown on failure."""
+    return f"kdcg {command}{ON_ERROR}"
+
+
 def config_file(stage="aa"):
     """Snapshot of the merged config (file plus --config) that a stage's jobs read."""
     return f"{RESULTS}/config/{stage}.yaml"
@@ -51,10 +56,9 @@ def molecule_files():
 def gmx_shell(stage, checkpoint=False):
     """Shell command of one GROMACS stage; the last log line reaches the console on failure."""
     cpt = " --checkpoint {input.checkpoint}" if checkpoint else ""
-    return (
-        f"kdcg gromacs {stage} --config {{input.config}} --structure {{input.structure}}"
+    return kdcg_shell(
+        f"gromacs {stage} --config {{input.config}} --structure {{input.structure}}"
         f" --topology {{input.topology}} --stage-dir {AA}/{stage}{cpt} --threads {{threads}}"
-        + ON_ERROR
     )
 
 
@@ -75,9 +79,9 @@ def train_shell(kind, seed=None):
     if kind == "student" and seed is None:
         name += "-{wildcards.seed}"
     labels = "" if kind == "teacher" else " --labels {input.labels}"
-    return (
-        f"kdcg train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
-        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --threads {{threads}}" + ON_ERROR
+    return kdcg_shell(
+        f"train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
+        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --threads {{threads}}"
     )
 
 

@@ -15,5 +15,6 @@ rule cg_dataset:
     benchmark:
         f"{BENCH}/cg_dataset.tsv"
     shell:
-        "kdcg map --config {input.config} --topology {input.tpr} --trajectory {input.trr}"
-        " --out {output.npz} > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
+        kdcg_shell(
+            "map --config {input.config} --topology {input.tpr} --trajectory {input.trr} --out {output.npz}"
+        )

@@ -15,7 +15,7 @@ rule cg_prior:
     log:
         f"{LOGS}/cg_prior.log",
     shell:
-        "kdcg prior --config {input.config} --dataset {input.dataset} --out {output}" + ON_ERROR
+        kdcg_shell("prior --config {input.config} --dataset {input.dataset} --out {output}")
 
 
 rule teacher:
@@ -51,7 +51,7 @@ rule teacher_labels:
     log:
         f"{LOGS}/teacher_labels-{{seed}}.log",
     shell:
-        "kdcg label --model {input.model} --dataset {input.dataset} --out {output}" + ON_ERROR
+        kdcg_shell("label --model {input.model} --dataset {input.dataset} --out {output}")
 
 
 rule ensemble_labels:
@@ -63,7 +63,7 @@ rule ensemble_labels:
     log:
         f"{LOGS}/ensemble_labels.log",
     shell:
-        "kdcg ensemble-labels --dataset {input.dataset} --out {output} {input.labels}" + ON_ERROR
+        kdcg_shell("ensemble-labels --dataset {input.dataset} --out {output} {input.labels}")
 
 
 rule student_single_teacher:
