@@ -20,7 +20,7 @@ from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
 from kdcg import training, variants
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.mapping import load_dataset
-from kdcg.model import DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS, DB_SPECIES, build_model
+from kdcg.model import DB_CELLS, DB_POSITIONS, DB_SPECIES, build_model
 
 # Table 2/3 of the paper as DESIGN.md states it: (w_E, w_e, w_T, w_AA)
 PAPER_WEIGHTS = {

@@ -146,11 +146,12 @@ def check_frame(f: np.ndarray, x_whole: np.ndarray, edges: np.ndarray, bead_map:
         atom = int(np.flatnonzero(bad.any(axis=1))[0])
         raise InputError(where, f"frame {frame}: non-finite force (NaN or infinite) on atom {atom + 1} "
                                 f"({int(bad.any(axis=1).sum())} atoms affected)")
-    wide = molecule_extent(x_whole, bead_map) > 0.5 * edges
+    extent = molecule_extent(x_whole, bead_map)
+    wide = extent > 0.5 * edges
     if wide.any():
         bead = int(np.flatnonzero(wide.any(axis=1))[0])
         raise InputError(where, f"frame {frame}: molecule {bead + 1} ({bead_map.bead_resnames[bead]}) is wider than half the box "
-                                f"({molecule_extent(x_whole, bead_map)[bead].max():.2f} A > {0.5 * edges.min():.2f} A)")
+                                f"({extent[bead].max():.2f} A > {0.5 * edges.min():.2f} A)")
 
 
 def bead_map_from_universe(u, species_of_resname: dict[str, str] | None = None) -> BeadMap:

@@ -327,7 +327,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     if tracker.best_model is not None:
         training_modules.model.load_state_dict(tracker.best_model)
     best = output_graph(training_modules.model)
-    metrics = test_metrics(best, database, variant)
+    metrics = held_out_metrics(best, database, variant)
     history = [{"epoch": i, **{split: float(v["TotalLoss"]) for split, v in em.items()}}
                for i, em in enumerate(tracker.epoch_metric_values)]
     metrics.update({"variant": variant.name, "seed": seed, "epochs": int(tracker.current_epoch), "loss_history": history,
@@ -364,7 +364,7 @@ def output_graph(train_graph):
     return GraphModule(inputs, outputs)
 
 
-def test_metrics(model, database, variant: Variant) -> dict:
+def held_out_metrics(model, database, variant: Variant) -> dict:
     """Force MAE, RMSE, R^2 on the held-out test split (energies against teacher labels too)."""
     split = database.splits["test"]
     pred = predict_arrays(model, split[DB_SPECIES], split[DB_POSITIONS], split[DB_CELLS])
