@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/aa.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/training.smk"
+include: "workflow/rules/md.smk"
 
 
 rule all:

@@ -24,6 +24,7 @@ MODELS = f"{RESULTS}/models"
 LABELS = f"{RESULTS}/labels"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+MD = f"{RESULTS}/md"
 GMX_STAGES = ["em", "nvt_equil", "nvt_prod"]
 
 
@@ -31,6 +32,7 @@ GMX_STAGES = ["em", "nvt_equil", "nvt_prod"]
 CONFIG_SECTIONS = {
     "aa": ["system", "packmol", "aa_md"],
     "training": ["model", "prior", "training"],
+    "md": ["system", "md"],
 }
 # a failed job shows its last log line (kdcg's one-line error) on the console
 ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
@@ -81,13 +83,35 @@ def train_shell(kind, seed=None):
     labels = "" if kind == "teacher" else " --labels {input.labels}"
     return kdcg_shell(
         f"train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
-        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --threads {{threads}}"
+        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --mliap {{output.mliap}}"
+        " --threads {threads}"
     )
 
 
+def md_models():
+    """Every model that goes to MD: the trained ones and the teacher ensemble."""
+    return [*model_names(teacher_seeds()), "ensemble"]
+
+
 def model_targets():
-    return [f"{MODELS}/{name}/model.pt" for name in model_names(teacher_seeds())]
+    return [f"{MODELS}/{name}/{f}" for name in md_models() for f in ("model.pt", "mliap.pt")]
+
+
+def replica_batches():
+    """Replica numbers grouped into jobs of md.replicas_per_job (one process pays the imports
+    once for a whole batch on a laptop; one replica per job on a cluster)."""
+    replicas = list(range(1, config["md"]["replicas"] + 1))
+    k = config["md"]["replicas_per_job"]
+    return [replicas[i : i + k] for i in range(0, len(replicas), k)]
+
+
+def replica_files(model, replicas, name="result.json"):
+    return [f"{MD}/{model}/replica-{r}/{name}" for r in replicas]
+
+
+def md_targets():
+    return [f for model in md_models() for f in replica_files(model, range(1, config["md"]["replicas"] + 1))]
 
 
 def get_final_targets():
-    return [f"{CG}/dataset.npz", f"{AA}/performance.tsv", f"{LABELS}/ensemble.npz", *model_targets()]
+    return [f"{CG}/dataset.npz", f"{AA}/performance.tsv", f"{LABELS}/ensemble.npz", *model_targets(), *md_targets()]

@@ -3,6 +3,8 @@
 #   results/models/teacher-{seed}/model.pt
 #   results/models/student-{st variant}-{teacher seed}/model.pt
 #   results/models/student-{se variant}/model.pt
+#   results/models/ensemble/model.pt  (all teachers, one shared pair list, mean force)
+# Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt.
 
 
 rule cg_prior:
@@ -26,6 +28,7 @@ rule teacher:
     output:
         model=f"{MODELS}/teacher-{{seed}}/model.pt",
         metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
+        mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
     wildcard_constraints:
         seed=r"\d+",
     threads: 2
@@ -75,6 +78,7 @@ rule student_single_teacher:
     output:
         model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
         metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
+        mliap=f"{MODELS}/student-{{variant}}-{{seed}}/mliap.pt",
     wildcard_constraints:
         variant="|".join(single_teacher_variants()),
         seed=r"\d+",
@@ -99,6 +103,7 @@ rule student_ensemble:
     output:
         model=f"{MODELS}/student-{{variant}}/model.pt",
         metrics=f"{MODELS}/student-{{variant}}/metrics.json",
+        mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
     wildcard_constraints:
         variant="|".join(ensemble_variants()),
     threads: 2
@@ -111,3 +116,16 @@ rule student_ensemble:
         f"{BENCH}/student-{{variant}}.tsv"
     shell:
         train_shell("student", seed=ensemble_student_seed())
+
+
+rule ensemble_model:
+    """The teacher ensemble as one model: every teacher on one shared pair list, mean force."""
+    input:
+        expand(f"{MODELS}/teacher-{{seed}}/model.pt", seed=teacher_seeds()),
+    output:
+        model=f"{MODELS}/ensemble/model.pt",
+        mliap=f"{MODELS}/ensemble/mliap.pt",
+    log:
+        f"{LOGS}/ensemble_model.log",
+    shell:
+        kdcg_shell("ensemble --out {output.model} --mliap {output.mliap} {input}")

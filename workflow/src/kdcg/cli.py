@@ -88,6 +88,10 @@ def cmd_train(args) -> None:
     metrics = training.train(args.variant, args.seed, Path(args.dataset), Path(args.prior), Path(args.out_dir), cfg,
                              labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
+    if args.mliap:
+        from . import md
+
+        md.export_mliap(Path(args.out_dir) / "model.pt", Path(args.mliap))
 
 
 def cmd_label(args) -> None:
@@ -100,6 +104,31 @@ def cmd_ensemble_labels(args) -> None:
     from . import training
 
     training.ensemble_labels([Path(p) for p in args.labels], Path(args.dataset), Path(args.out))
+
+
+def cmd_ensemble(args) -> None:
+    from . import md
+
+    md.build_ensemble([Path(p) for p in args.teachers], Path(args.out))
+    if args.mliap:
+        md.export_mliap(Path(args.out), Path(args.mliap))
+
+
+def cmd_export_mliap(args) -> None:
+    from . import md
+
+    md.export_mliap(Path(args.model), Path(args.out))
+
+
+def cmd_md(args) -> None:
+    from . import config, md
+
+    cfg = config.load(args.config, partial=True)
+    replicas = args.replicas or list(range(1, cfg["md"]["replicas"] + 1))
+    results = md.run_replicas(Path(args.model), Path(args.dataset), cfg, replicas, Path(args.out_dir),
+                              threads=args.threads)
+    for r in results:
+        print(json.dumps({k: r[k] for k in ("model", "replica", "status", "reason", "step", "ns_per_day")}))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prior", required=True)
     s.add_argument("--labels", help="teacher or ensemble labels .npz (students)")
     s.add_argument("--out-dir", required=True)
+    s.add_argument("--mliap", help="also write the trained model as a LAMMPS ML-IAP unified file here")
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=cmd_train)
 
@@ -179,6 +209,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("labels", nargs="+")
     s.set_defaults(func=cmd_ensemble_labels)
+
+    s = sub.add_parser("ensemble", help="the teacher ensemble as one model (shared pairs, mean force, spread)")
+    s.add_argument("--out", required=True, help="ensemble model .pt")
+    s.add_argument("--mliap", help="also write its LAMMPS ML-IAP unified file here")
+    s.add_argument("teachers", nargs="+", help="teacher model.pt files")
+    s.set_defaults(func=cmd_ensemble)
+
+    s = sub.add_parser("export-mliap", help="write a model as a LAMMPS ML-IAP unified file (pair_style mliap unified)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_export_mliap)
+
+    s = sub.add_parser("md", help="CG MD replicas of one model in LAMMPS (resume from restarts; unstable runs are recorded)")
+    s.add_argument("--model", required=True, help="model .pt (a trained model or an ensemble)")
+    s.add_argument("--dataset", required=True, help="dataset .npz: initial frames, masses, box")
+    s.add_argument("--config", required=True, help="needs the system and md sections")
+    s.add_argument("--replicas", type=int, nargs="*", help="replica numbers (default: 1..md.replicas)")
+    s.add_argument("--out-dir", required=True, help="replica-<r>/ folders are written here")
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(func=cmd_md)
     return p
 
 

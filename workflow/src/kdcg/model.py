@@ -168,3 +168,63 @@ def build_model(model_cfg: dict, n_species: int, prior: dict, pair_skin_A: float
     forces = GradientNode("forces", (energy, positions), sign=-1)
     forces.db_name = DB_FORCES_AA
     return CGModel(species, positions, cells, pairs, network, bead_energies, energy, forces, repulsion)
+
+
+def graph_node(graph, name: str):
+    """The node called ``name`` among those a (loaded) graph module computes."""
+    for node in graph.forward_output_list:
+        if node.name == name:
+            return node
+    raise KeyError(f"graph has no node named {name!r}")
+
+
+def member_output_name(k: int) -> str:
+    return f"member_forces_{k}"
+
+
+def ensemble_graph(members: list, prior: dict, model_cfg: dict, pair_skin_A: float = 0.0):
+    """One graph module that evaluates every teacher on one shared pair list.
+
+    Inputs species, positions, cells (as a single model). Outputs: ``forces``,
+    ``bead_energies`` and ``energy`` averaged over the members, then each member's forces
+    (``member_forces_1`` ...), from which the spread is taken. The members' trained modules
+    are reused, not copied; the repulsive prior is the same for all and computed once.
+    """
+    from hippynn.graphs import GraphModule
+    from hippynn.graphs.indextypes import index_type_coercion
+
+    species = SpeciesNode(name="species", db_name=DB_SPECIES)
+    positions = PositionsNode(name="positions", db_name=DB_POSITIONS)
+    cells = CellNode(name="cells", db_name=DB_CELLS)
+    n_species = len(prior["taper_A"])
+    params = network_params(model_cfg, n_species)
+    encoder, indexer = acquire_encoding_padding([species], species_set=params["possible_species"])
+    pairs = KDTreePairsMemory("pairs", (positions, encoder, indexer, cells),
+                              dist_hard_max=params["dist_hard_max"], skin=pair_skin_A)
+    repulsion = PairRepulsionNode("repulsion", (pairs, indexer), taper_A=prior["taper_A"],
+                                  strength_kcal_mol_A=prior["strength_kcal_mol_A"], dr_A=prior["dr_A"],
+                                  fraction_at_taper=prior["fraction_at_taper"])
+    energies, bead_energies, member_forces = [], [], []
+    for k, member in enumerate(members, start=1):
+        network = HipnnQuad(f"hipnn_ts_{k}", (indexer, pairs), periodic=True,
+                            module=graph_node(member, "hipnn_ts").torch_module)
+        henergy = HEnergyNode(f"hipnn_energy_{k}", (network,),
+                              module=graph_node(member, "hipnn_energy").torch_module)
+        energy_k = AddNode(henergy.mol_energy, repulsion.mol_energies)
+        energies.append(energy_k)
+        bead_energies.append(AddNode(henergy.atom_energies, repulsion.atom_energies))
+        member_forces.append(GradientNode(member_output_name(k), (energy_k, positions), sign=-1))
+    n = float(len(members))
+
+    def mean(nodes, name, index_state):
+        total = nodes[0]
+        for node in nodes[1:]:
+            total = total + node
+        # algebra nodes reduce to the most compact index state; restore the members' one
+        out = index_type_coercion(total / n, index_state)
+        out.name = name
+        return out
+
+    outputs = [mean(member_forces, "forces", IdxType.MolAtom), mean(bead_energies, "bead_energies", IdxType.Atoms),
+               mean(energies, "energy", IdxType.Molecules)]
+    return GraphModule([species, positions, cells], outputs + member_forces)

@@ -194,6 +194,8 @@ def _fingerprint(*parts) -> str:
 
 
 def _atomic_save(obj, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -393,10 +395,11 @@ def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dic
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def save_model(model, prior: dict, model_cfg: dict, path: Path) -> None:
+def save_model(model, prior: dict, model_cfg: dict, path: Path, **extra) -> None:
     """The trained graph module (inputs species, positions, cells; outputs forces,
-    bead_energies, energy) with its prior and hyperparameters."""
-    _atomic_save({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": list(OUTPUTS)}, path)
+    bead_energies, energy, then any others) with its prior and hyperparameters."""
+    outputs = [n.name for n in model.nodes_to_compute]
+    _atomic_save({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": outputs, **extra}, path)
 
 
 def load_model(path: Path):

