@@ -13,6 +13,7 @@ include: "workflow/rules/aa.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/md.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:

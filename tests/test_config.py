@@ -94,7 +94,7 @@ def test_paper_dry_run_lists_the_all_atom_and_mapping_jobs(tmp_path):
         assert rule in out, out
 
 
-def test_paper_dry_run_lists_every_model(tmp_path):
+def test_paper_dry_run_lists_every_model_and_312_md_replicas(tmp_path):
     wf = workflow_copy(tmp_path)
     out = snakemake(wf, "-n", "--configfile", "config/paper.yaml").stdout
     stats = out[out.index("Job stats"):]
@@ -102,3 +102,13 @@ def test_paper_dry_run_lists_every_model(tmp_path):
               and line.split()[1].isdigit()}
     assert counts["teacher"] == 8 and counts["teacher_labels"] == 8 and counts["ensemble_labels"] == 1
     assert counts["student_single_teacher"] == 24 and counts["student_ensemble"] == 6
+    assert counts["ensemble_model"] == 1
+    # 39 models (8 teachers, the ensemble, 24 + 6 students) x 8 replicas, one replica per job
+    md_jobs = {rule: n for rule, n in counts.items() if rule.startswith("md_replica")}
+    assert sorted(md_jobs) == [f"md_replica_{r}" for r in range(1, 9)] and set(md_jobs.values()) == {39}
+
+
+def test_default_dry_run_batches_replicas_per_model(tmp_path):
+    wf = workflow_copy(tmp_path)
+    out = snakemake(wf, "-n", "--quiet", "rules").stdout
+    assert "md_replicas_1_to_8" in out and "md_replica_1 " not in out

@@ -93,10 +93,11 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert "rule teacher:" in text and "teacher-2" in text and "teacher-1/" not in text and "ensemble_labels" not in text
     assert sorted(p.name for p in (wf / "results/models").iterdir()) == ["prior.json", "student-st_ei_ft-2", "teacher-2"]
 
-    # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels
-    #    and all 9 variants (3 single-teacher ones per teacher); nothing already built reruns
+    # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels,
+    #    all 9 variants (3 single-teacher ones per teacher), the ensemble model and 2 MD replicas of
+    #    every model; nothing already built reruns
     out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teacher=1",
-                    "student_single_teacher=1", "student_ensemble=1")
+                    "student_single_teacher=1", "student_ensemble=1", "md_replicas_1_to_2=1")
     assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
     rows = [r.split("\t") for r in (wf / "results/aa/performance.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
@@ -104,7 +105,9 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     expected = {"teacher-1", "teacher-2", "student-se_ft_faa", "student-se_ei_faa", "student-se_ei_ft", "student-se_ei_ft_faa",
                 "student-se_e_ft_faa", "student-se_e_ei_ft_faa"}
     expected |= {f"student-{v}-{s}" for v in ("st_ei_faa", "st_ei_ft", "st_ei_ft_faa") for s in (1, 2)}
-    assert {p.name for p in models.iterdir() if p.is_dir()} == expected
+    assert {p.name for p in models.iterdir() if p.is_dir()} == expected | {"ensemble"}
+    for name in expected | {"ensemble"}:
+        assert (models / name / "mliap.pt").is_file()
     for name in expected:
         metrics = json.loads((models / name / "metrics.json").read_text())
         assert np.isfinite(metrics["test_forces_vs_aa"]["rmse"]) and metrics["epochs"] >= 1
@@ -114,3 +117,29 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     t1, t2 = np.load(wf / "results/labels/teacher-1.npz"), np.load(wf / "results/labels/teacher-2.npz")
     np.testing.assert_allclose(ens["forces"], (t1["forces"].astype(float) + t2["forces"]) / 2, rtol=1e-5, atol=1e-5)
     assert ens["forces"].shape == (n_frames, 80, 3)
+
+    # 6. MD: two replicas of every model, the ensemble included, each with a status record
+    sched_steps = cfg["md"]["equilibration_ps"] + cfg["md"]["n_samples"] * cfg["md"]["sample_interval_ps"]
+    n_frames_md = cfg["md"]["n_samples"] + round(cfg["md"]["equilibration_ps"] / cfg["md"]["sample_interval_ps"]) + 1
+    for name in expected | {"ensemble"}:
+        for r in (1, 2):
+            folder = wf / f"results/md/{name}/replica-{r}"
+            res = json.loads((folder / "result.json").read_text())
+            assert res["status"] in ("stable", "unstable") and res["replica"] == r and res["model"] == name
+            if res["status"] == "stable":
+                assert res["time_ps"] == pytest.approx(sched_steps) and res["ns_per_day"] > 0
+                assert (folder / "trajectory.lammpstrj").read_text().count("ITEM: TIMESTEP") == n_frames_md
+            else:
+                assert res["reason"]
+    ens_thermo = np.genfromtxt(wf / "results/md/ensemble/replica-1/thermo.csv", delimiter=",", names=True)
+    assert (ens_thermo["force_spread_kcal_mol_A"][1:] > 0).all()  # the teachers' spread, logged
+    first = [json.loads((wf / f"results/md/teacher-1/replica-{r}/result.json").read_text()) for r in (1, 2)]
+    assert (first[0]["frame"], first[0]["velocity_seed"]) != (first[1]["frame"], first[1]["velocity_seed"])
+
+    # 7. one replica again by naming its file: its batch job relinks the finished replica 1
+    (wf / "results/md/teacher-1/replica-2/result.json").unlink()
+    snakemake(wf, "results/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
+    log = (wf / "results/logs/md-teacher-1-replicas-1-to-2.log").read_text()
+    assert "teacher-1 replica 1: already finished" in log and "teacher-1 replica 2: already finished" in log
+    again = json.loads((wf / "results/md/teacher-1/replica-2/result.json").read_text())
+    assert (again["frame"], again["velocity_seed"]) == (first[1]["frame"], first[1]["velocity_seed"])

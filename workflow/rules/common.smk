@@ -25,6 +25,9 @@ LABELS = f"{RESULTS}/labels"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 MD = f"{RESULTS}/md"
+ANALYSIS = f"{RESULTS}/analysis"
+TABLES = f"{RESULTS}/tables"
+FIGURES = f"{RESULTS}/figures"
 GMX_STAGES = ["em", "nvt_equil", "nvt_prod"]
 
 
@@ -33,6 +36,7 @@ CONFIG_SECTIONS = {
     "aa": ["system", "packmol", "aa_md"],
     "training": ["model", "prior", "training"],
     "md": ["system", "md"],
+    "analysis": ["system", "analysis"],
 }
 # a failed job shows its last log line (kdcg's one-line error) on the console
 ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
@@ -113,5 +117,40 @@ def md_targets():
     return [f for model in md_models() for f in replica_files(model, range(1, config["md"]["replicas"] + 1))]
 
 
+MODEL_PATTERN = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
+
+
+def summary_outputs():
+    """Every table and figure, each with its caption in the Snakemake report."""
+    from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
+
+    out = {}
+    for name in TABLE_FILES:
+        stem = name.split(".")[0]
+        out[f"table_{stem}"] = report(f"{TABLES}/{name}", caption=f"../report/table_{stem}.rst", category="Tables")
+    for name in FIGURE_FILES:
+        stem = name.split(".")[0]
+        out[f"figure_{stem}"] = report(f"{FIGURES}/{name}", caption=f"../report/{stem}.rst", category="Figures")
+    return out
+
+
+def analysis_targets():
+    return [f.replace("result.json", "analysis.json") for f in md_targets()]
+
+
+def summary_targets():
+    from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
+
+    return [f"{TABLES}/{t}" for t in TABLE_FILES] + [f"{FIGURES}/{f}" for f in FIGURE_FILES]
+
+
 def get_final_targets():
-    return [f"{CG}/dataset.npz", f"{AA}/performance.tsv", f"{LABELS}/ensemble.npz", *model_targets(), *md_targets()]
+    return [
+        f"{CG}/dataset.npz",
+        f"{AA}/performance.tsv",
+        f"{LABELS}/ensemble.npz",
+        *model_targets(),
+        *md_targets(),
+        *analysis_targets(),
+        *summary_targets(),
+    ]

@@ -8,7 +8,11 @@ for _batch in replica_batches():
 
     rule:
         name:
-            f"md_replicas_{_batch[0]}_to_{_batch[-1]}"
+            (
+                f"md_replica_{_batch[0]}"
+                if len(_batch) == 1
+                else f"md_replicas_{_batch[0]}_to_{_batch[-1]}"
+            )
         input:
             model=f"{MODELS}/{{model}}/model.pt",
             dataset=f"{CG}/dataset.npz",
@@ -20,7 +24,7 @@ for _batch in replica_batches():
         params:
             replicas=" ".join(str(r) for r in _batch),
         wildcard_constraints:
-            model=r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble",
+            model=MODEL_PATTERN,
         threads: 2
         resources:
             runtime=24 * 60,

@@ -131,6 +131,31 @@ def cmd_md(args) -> None:
         print(json.dumps({k: r[k] for k in ("model", "replica", "status", "reason", "step", "ns_per_day")}))
 
 
+def cmd_analyze(args) -> None:
+    from . import analysis, config
+
+    cfg = config.load(args.config, partial=True)
+    if args.dataset:
+        analysis.analyze_dataset(Path(args.dataset), cfg["analysis"], Path(args.out))
+    elif args.replica_dirs:
+        for folder in args.replica_dirs:
+            analysis.analyze_replica(Path(folder), Path(args.reference), cfg)
+    elif args.trajectory:
+        analysis.analyze_trajectory(Path(args.trajectory), cfg["analysis"], Path(args.out),
+                                    Path(args.reference) if args.reference else None,
+                                    topology=Path(args.topology) if args.topology else None, fmt=args.format,
+                                    species_names=args.species, dt_fs=args.timestep_fs)
+    else:
+        raise InputError(None, "kdcg analyze needs --dataset, --replica-dirs or --trajectory")
+
+
+def cmd_summarize(args) -> None:
+    from . import report
+
+    report.summarize(Path(args.results), args.models, Path(args.reference), Path(args.aa_performance),
+                     Path(args.tables), Path(args.figures))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kdcg", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -229,6 +254,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True, help="replica-<r>/ folders are written here")
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=cmd_md)
+
+    s = sub.add_parser("analyze", help="RDF, ADF, CDF (and TAE against a reference) of a dataset, replicas or any trajectory")
+    s.add_argument("--config", required=True, help="needs the analysis section")
+    s.add_argument("--dataset", help="a kdcg dataset .npz: writes the AA reference to --out")
+    s.add_argument("--replica-dirs", nargs="*", help="kdcg MD replica folders: writes analysis.json into each")
+    s.add_argument("--trajectory", help="any trajectory MDAnalysis reads (LAMMPS dump: format LAMMPSDUMP)")
+    s.add_argument("--topology", help="topology for --trajectory, when its format needs one")
+    s.add_argument("--format", help="MDAnalysis format of --trajectory (default from the suffix)")
+    s.add_argument("--species", nargs="*", help="species names in LAMMPS type order")
+    s.add_argument("--timestep-fs", type=float, help="LAMMPS dump: fs per step, for frame times")
+    s.add_argument("--reference", help="AA reference .json (TAE against it)")
+    s.add_argument("--out", help="output .json")
+    s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("summarize", help="tables and figures of every model's analyses")
+    s.add_argument("--results", default="results")
+    s.add_argument("--reference", required=True)
+    s.add_argument("--aa-performance", required=True)
+    s.add_argument("--tables", required=True, help="folder for the CSV tables")
+    s.add_argument("--figures", required=True, help="folder for the PNG figures")
+    s.add_argument("models", nargs="+", help="model names (results/models/<name>, results/md/<name>)")
+    s.set_defaults(func=cmd_summarize)
     return p
 
 

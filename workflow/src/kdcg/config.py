@@ -59,6 +59,12 @@ def check_physics(config: dict[str, Any], source: str | Path) -> None:
             raise InputError(source, f"config key 'model.dist_hard_max_A' = {hard} A is not below half the box edge")
         if not config["model"]["dist_soft_min_A"] < config["model"]["dist_soft_max_A"] <= hard:
             raise InputError(source, "config keys 'model.dist_soft_min_A' < 'model.dist_soft_max_A' <= 'model.dist_hard_max_A' do not hold")
+    if {"system", "analysis"} <= set(config):
+        names = [m["species"] for m in config["system"]["molecules"]]
+        for t in config["analysis"]["adf_triplets"]:
+            unknown = [s for s in t if s not in names]
+            if unknown:
+                raise InputError(source, f"config key 'analysis.adf_triplets': species {unknown} not in system.molecules ({names})")
     if not {"system", "aa_md"} <= set(config):
         return
     box_nm = config["system"]["box_edge_A"] / 10.0

@@ -52,3 +52,81 @@ def first_contact(r: np.ndarray, g: np.ndarray, threshold: float) -> float:
     if len(above) == 0:
         raise ValueError(f"g(r) never exceeds {threshold}")
     return float(r[above[0]])
+
+
+# --------------------------------------------------------------------------- all distributions of a trajectory
+#
+# One pass over the frames computes the minimum-image distance matrix once per frame and takes
+# every RDF, ADF and CDF from it (a 1,000-bead frame is a 1,000 x 1,000 matrix: cheap next to
+# computing it once per distribution).
+
+
+def uniform_grid(x_max: float, dx: float) -> np.ndarray:
+    """Bin edges 0, dx, ..., n dx with n dx <= x_max."""
+    n = int(np.floor(x_max / dx + 1e-9))
+    if n < 1:
+        raise ValueError(f"grid of width {dx} does not fit below {x_max}")
+    return np.arange(n + 1) * dx
+
+
+def frame_distances(x: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(d, r): d[i, j] = minimum image of x_j - x_i (A), r = |d|, r[i, i] = inf."""
+    d = x[None, :, :] - x[:, None, :]
+    d -= edges * np.round(d / edges)
+    r = np.sqrt(np.einsum("ijk,ijk->ij", d, d))
+    np.fill_diagonal(r, np.inf)
+    return d, r
+
+
+def _nearest_within(r_rows: np.ndarray, cutoff: float) -> np.ndarray:
+    """Column indices of each row's m nearest, m = the largest count within the cutoff."""
+    m = max(1, int((r_rows < cutoff).sum(1).max()))
+    if m >= r_rows.shape[1]:
+        return np.broadcast_to(np.arange(r_rows.shape[1]), r_rows.shape)
+    return np.argpartition(r_rows, m - 1, axis=1)[:, :m]
+
+
+def angles_deg(d: np.ndarray, r: np.ndarray, centres, first, second, cutoffs_A, same: bool) -> list[np.ndarray]:
+    """Angles (degrees) first-centre-second with both neighbours within each cutoff.
+
+    centres/first/second: bead indices; same: first and second are one species (each
+    unordered neighbour pair counted once)."""
+    rc_max = max(cutoffs_A)
+    r_a, r_c = r[np.ix_(centres, first)], r[np.ix_(centres, second)]
+    sel_a, sel_c = _nearest_within(r_a, rc_max), _nearest_within(r_c, rc_max)
+    rows = np.arange(len(centres))[:, None]
+    ra, rc = r_a[rows, sel_a], r_c[rows, sel_c]
+    va = d[centres[:, None], np.asarray(first)[sel_a]]
+    vc = d[centres[:, None], np.asarray(second)[sel_c]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.einsum("imx,inx->imn", va, vc) / (ra[:, :, None] * rc[:, None, :])
+    theta = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    ids_a, ids_c = np.asarray(first)[sel_a], np.asarray(second)[sel_c]
+    # one angle per unordered pair of distinct neighbours
+    distinct = ids_a[:, :, None] != ids_c[:, None, :]
+    if same:
+        distinct &= ids_a[:, :, None] < ids_c[:, None, :]
+    out = []
+    for cutoff in cutoffs_A:
+        mask = distinct & (ra < cutoff)[:, :, None] & (rc < cutoff)[:, None, :]
+        out.append(theta[mask])
+    return out
+
+
+def mst_edge_lengths(r_sub: np.ndarray) -> np.ndarray:
+    """Merge distances of single-linkage clustering = edge lengths of the minimum spanning
+    tree of a (minimum-image) distance matrix (A)."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    dense = np.where(np.isfinite(r_sub), r_sub, 0.0)  # csgraph: 0 means "no edge" (the diagonal)
+    # a zero distance between distinct beads would vanish as "no edge"; nudge it
+    dense[(dense == 0.0) & ~np.eye(len(dense), dtype=bool)] = 1e-12
+    return minimum_spanning_tree(dense).data
+
+
+def tae(p: np.ndarray, q: np.ndarray, dx: float) -> float:
+    """Total absolute error (Eq. 9 of the paper): sum_k |p_k - q_k| dx on one uniform grid."""
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"distributions on different grids: {p.shape} vs {q.shape}")
+    return float(np.abs(p - q).sum() * dx)

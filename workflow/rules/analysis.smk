@@ -1,0 +1,75 @@
+# Stage 5: structural validation (kdcg.analysis) and the study's tables, figures and report
+# (kdcg.report). Targets:
+#   results/analysis/aa_reference.json           every distribution of the mapped AA frames
+#   results/md/{model}/replica-{r}/analysis.json equilibration, distributions, TAE vs AA
+#   results/tables/*.csv, results/figures/*.png  (also in `snakemake --report`)
+
+
+rule aa_reference:
+    input:
+        dataset=f"{CG}/dataset.npz",
+        config=config_file("analysis"),
+    output:
+        f"{ANALYSIS}/aa_reference.json",
+    log:
+        f"{LOGS}/aa_reference.log",
+    benchmark:
+        f"{BENCH}/aa_reference.tsv"
+    shell:
+        kdcg_shell(
+            "analyze --config {input.config} --dataset {input.dataset} --out {output}"
+        )
+
+
+for _batch in replica_batches():
+
+    rule:
+        name:
+            (
+                f"analyze_replica_{_batch[0]}"
+                if len(_batch) == 1
+                else f"analyze_replicas_{_batch[0]}_to_{_batch[-1]}"
+            )
+        input:
+            results=replica_files("{model}", _batch),
+            thermo=replica_files("{model}", _batch, "thermo.csv"),
+            trajectories=replica_files("{model}", _batch, "trajectory.lammpstrj"),
+            reference=f"{ANALYSIS}/aa_reference.json",
+            config=config_file("analysis"),
+        output:
+            replica_files("{model}", _batch, "analysis.json"),
+        params:
+            folders=" ".join(f"{MD}/{{model}}/replica-{r}" for r in _batch),
+        wildcard_constraints:
+            model=MODEL_PATTERN,
+        log:
+            f"{LOGS}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.log",
+        benchmark:
+            f"{BENCH}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
+        shell:
+            kdcg_shell(
+                "analyze --config {input.config} --reference {input.reference}"
+                " --replica-dirs {params.folders}"
+            )
+
+
+rule summary:
+    """Tables and figures of every model: TAE, performance, training, stability."""
+    input:
+        analysis_targets(),
+        md_targets(),
+        metrics=[f"{MODELS}/{m}/metrics.json" for m in md_models() if m != "ensemble"],
+        reference=f"{ANALYSIS}/aa_reference.json",
+        aa_performance=f"{AA}/performance.tsv",
+    output:
+        **summary_outputs(),
+    params:
+        models=" ".join(md_models()),
+    log:
+        f"{LOGS}/summary.log",
+    shell:
+        kdcg_shell(
+            f"summarize --results {RESULTS} --reference {{input.reference}}"
+            " --aa-performance {input.aa_performance}"
+            f" --tables {TABLES} --figures {FIGURES} {{params.models}}"
+        )

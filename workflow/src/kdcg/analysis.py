@@ -1,0 +1,344 @@
+"""Structural validation of CG trajectories against the all-atom reference.
+
+One code path computes, for any trajectory (the mapped AA dataset, a kdcg MD replica, or a
+trajectory written elsewhere that MDAnalysis reads):
+
+- RDF of every species pair, periodic minimum image, normalised by the ideal-gas shell count,
+  on a uniform r grid up to half the shortest box edge;
+- ADF of the configured triplets (central bead in the middle) at each neighbour cutoff, a
+  normalised density on a uniform angle grid in degrees;
+- CDF per species: merge distances of single-linkage clustering under periodic boundaries
+  (= minimum-spanning-tree edges of minimum-image distances), a normalised density in r,
+  for the whole run and for consecutive time windows (the paper's Fig. 7), with a drift flag;
+- TAE (Eq. 9) of each distribution against the reference.
+
+Replicas use only frames after the equilibration: the later of the configured
+``md.equilibration_ps`` and the time pymbar detects on the potential energy series.
+Everything lands in one JSON per trajectory, grids and cutoffs next to the values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import structure
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+QUANTITIES = ("rdf", "adf", "cdf")
+
+
+def rdf_key(a: str, b: str) -> str:
+    return f"{a}-{b}"
+
+
+def adf_key(triplet, cutoff_A: float) -> str:
+    return f"{'-'.join(triplet)} rc={cutoff_A:g}"
+
+
+def distributions(R, cells, species, species_names, acfg: dict, times_ps=None) -> dict:
+    """Every RDF, ADF and CDF of a trajectory.
+
+    R (frames, beads, 3) A; cells (frames, 3, 3) orthorhombic A; species (beads,) 1-based
+    indices into species_names. Returns a JSON-ready dict: grids (bin centres and widths),
+    values per key, frame count, and the CDF per time window.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
+    if len(cells) == 1 and len(R) > 1:
+        cells = np.repeat(cells, len(R), axis=0)
+    species = np.asarray(species).reshape(-1)
+    names = [str(s) for s in species_names]
+    if len(R) == 0:
+        raise ValueError("no frames to analyse")
+    edges_all = np.stack([np.diag(c) for c in cells])
+    if np.abs(cells - np.stack([np.diag(e) for e in edges_all])).max() > 1e-6:
+        raise ValueError("only orthorhombic boxes are supported")
+    idx = {n: np.flatnonzero(species == k + 1) for k, n in enumerate(names)}
+    # grids
+    rdf_edges = structure.uniform_grid(0.5 * edges_all.min(), acfg["rdf_dr_A"])
+    adf_edges = structure.uniform_grid(180.0, acfg["adf_dtheta_deg"])
+    cdf_edges = structure.uniform_grid(acfg["cdf_r_max_A"], acfg["cdf_dr_A"])
+    nb_rdf = len(rdf_edges) - 1
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i:]]
+    pair_code = np.full((len(names) + 1, len(names) + 1), -1)
+    for k, (a, b) in enumerate(pairs):
+        ia, ib = names.index(a) + 1, names.index(b) + 1
+        pair_code[ia, ib] = pair_code[ib, ia] = k
+    triplets = [tuple(t) for t in acfg["adf_triplets"]]
+    for t in triplets:
+        missing = [s for s in t if s not in idx]
+        if missing:
+            raise ValueError(f"ADF triplet {t}: species {missing} not in {names}")
+    cutoffs = [float(c) for c in acfg["adf_cutoffs_A"]]
+
+    iu = np.triu_indices(len(species), 1)
+    codes = pair_code[species[iu[0]], species[iu[1]]]
+    rdf_counts = np.zeros(len(pairs) * nb_rdf)
+    shell = 4.0 / 3.0 * np.pi * (rdf_edges[1:] ** 3 - rdf_edges[:-1] ** 3)
+    ideal = np.zeros((len(pairs), nb_rdf))
+    n_of = {n: len(i) for n, i in idx.items()}
+    pair_norm = np.array([n_of[a] * (n_of[a] - 1) / 2.0 if a == b else float(n_of[a] * n_of[b]) for a, b in pairs])
+    adf_counts = {adf_key(t, c): np.zeros(len(adf_edges) - 1) for t in triplets for c in cutoffs}
+    cdf_frame_counts = {n: np.zeros((len(R), len(cdf_edges) - 1)) for n in names}
+    cdf_edges_per_frame = {n: max(len(i) - 1, 0) for n, i in idx.items()}
+
+    for f, (x, edges) in enumerate(zip(R, edges_all)):
+        d, r = structure.frame_distances(x, edges)
+        ru = r[iu]
+        b = np.floor(ru / acfg["rdf_dr_A"]).astype(np.int64)
+        ok = b < nb_rdf
+        rdf_counts += np.bincount(codes[ok] * nb_rdf + b[ok], minlength=len(pairs) * nb_rdf)
+        ideal += pair_norm[:, None] / np.prod(edges) * shell[None, :]
+        for t in triplets:
+            angles = structure.angles_deg(d, r, idx[t[1]], idx[t[0]], idx[t[2]], cutoffs, same=t[0] == t[2])
+            for c, a in zip(cutoffs, angles):
+                adf_counts[adf_key(t, c)] += np.histogram(a, bins=adf_edges)[0]
+        for n, i in idx.items():
+            if len(i) > 1:
+                merge = structure.mst_edge_lengths(r[np.ix_(i, i)])
+                cdf_frame_counts[n][f] = np.histogram(merge, bins=cdf_edges)[0]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(ideal > 0, rdf_counts.reshape(len(pairs), nb_rdf) / ideal, 0.0)
+    dth, dr_cdf = acfg["adf_dtheta_deg"], acfg["cdf_dr_A"]
+
+    def density(counts, total, width):
+        return (counts / (total * width)).tolist() if total > 0 else [0.0] * len(counts)
+
+    out = {
+        "n_frames": int(len(R)),
+        "grids": {
+            "rdf": {"r_A": _centres(rdf_edges), "dr_A": acfg["rdf_dr_A"]},
+            "adf": {"theta_deg": _centres(adf_edges), "dtheta_deg": dth, "cutoffs_A": cutoffs,
+                    "triplets": [list(t) for t in triplets]},
+            "cdf": {"r_A": _centres(cdf_edges), "dr_A": dr_cdf},
+        },
+        "rdf": {rdf_key(a, b_): g[k].tolist() for k, (a, b_) in enumerate(pairs)},
+        # a density over angles: integrates to 1 over [0, 180] degrees
+        "adf": {k: density(c, c.sum(), dth) for k, c in adf_counts.items()},
+        # merge distances per frame are n_species - 1; the density integrates to the fraction
+        # of merges within the grid
+        "cdf": {n: density(c.sum(0), cdf_edges_per_frame[n] * len(R), dr_cdf) for n, c in cdf_frame_counts.items()},
+    }
+    out["cdf_windows"] = _cdf_windows(cdf_frame_counts, cdf_edges_per_frame, acfg, dr_cdf, times_ps)
+    return out
+
+
+def _centres(edges) -> list[float]:
+    return (0.5 * (edges[1:] + edges[:-1])).tolist()
+
+
+def _cdf_windows(frame_counts: dict, per_frame: dict, acfg: dict, dr: float, times_ps) -> dict:
+    """CDF per consecutive window of frames, and a drift flag per species (progressive
+    clustering): the TAE between the first and last window is above ``analysis.cdf_drift_tae``
+    and above twice its noise level."""
+    n_frames = len(next(iter(frame_counts.values())))
+    n_win = max(1, min(acfg["cdf_windows"], n_frames))
+    bounds = np.linspace(0, n_frames, n_win + 1).round().astype(int)
+    times = np.asarray(times_ps if times_ps is not None else np.arange(n_frames), dtype=float)
+    out = {"windows": [], "drift": {}}
+    for w in range(n_win):
+        lo, hi = bounds[w], bounds[w + 1]
+        entry = {"t_start_ps": float(times[lo]), "t_end_ps": float(times[hi - 1]), "n_frames": int(hi - lo), "cdf": {}}
+        for n, c in frame_counts.items():
+            total = per_frame[n] * (hi - lo)
+            entry["cdf"][n] = (c[lo:hi].sum(0) / (total * dr)).tolist() if total else [0.0] * c.shape[1]
+        out["windows"].append(entry)
+    # the first-last TAE of a steady run is not zero: finite windows are noisy. The noise
+    # level is the TAE between the even and the odd frames of those two windows pooled.
+    edge_frames = np.r_[bounds[0]:bounds[1], bounds[-2]:bounds[-1]]
+    for n, c in frame_counts.items():
+        first, last = out["windows"][0]["cdf"][n], out["windows"][-1]["cdf"][n]
+        d = structure.tae(first, last, dr) if n_win > 1 else 0.0
+        evens, odds = edge_frames[0::2], edge_frames[1::2]
+        noise = 0.0
+        if n_win > 1 and len(odds) and per_frame[n]:
+            noise = structure.tae(c[evens].sum(0) / (per_frame[n] * len(evens) * dr),
+                                  c[odds].sum(0) / (per_frame[n] * len(odds) * dr), dr)
+        out["drift"][n] = {"tae_first_last": d, "tae_noise": noise,
+                           "drifting": bool(d > acfg["cdf_drift_tae"] and d > 2.0 * noise)}
+    return out
+
+
+def tae_against(dist: dict, reference: dict) -> dict:
+    """TAE of every distribution against the reference, on the same grids."""
+    for q in QUANTITIES:
+        if dist["grids"][q] != reference["grids"][q]:
+            raise InputError(None, f"{q} grids differ from the reference's (different box or config)")
+    widths = {"rdf": dist["grids"]["rdf"]["dr_A"], "adf": dist["grids"]["adf"]["dtheta_deg"],
+              "cdf": dist["grids"]["cdf"]["dr_A"]}
+    return {q: {k: structure.tae(v, reference[q][k], widths[q]) for k, v in dist[q].items()} for q in QUANTITIES}
+
+
+# --------------------------------------------------------------------------- equilibration
+
+
+def read_thermo(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "thermo file not found")
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "potential_kcal_mol" not in rows[0]:
+        raise InputError(path, "not a kdcg thermo.csv (no potential_kcal_mol column)")
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def detect_equilibration(time_ps: np.ndarray, potential: np.ndarray) -> dict:
+    """pymbar's automated equilibration detection on a potential-energy series."""
+    from pymbar import timeseries
+
+    finite = np.isfinite(potential)
+    if finite.sum() < 4:
+        return {"t_detected_ps": float(time_ps[-1]) if len(time_ps) else 0.0, "statistical_inefficiency": None,
+                "n_effective": 0.0}
+    t0, g, neff = timeseries.detect_equilibration(potential[finite])
+    return {"t_detected_ps": float(time_ps[finite][t0]), "statistical_inefficiency": float(g), "n_effective": float(neff)}
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+def read_trajectory(path: Path, topology: Path | None = None, fmt: str | None = None,
+                    species_names: list[str] | None = None, dt_fs: float | None = None) -> dict:
+    """Positions, boxes, bead species and times of any trajectory MDAnalysis reads.
+
+    A LAMMPS text dump (format LAMMPSDUMP, ``id type x y z``) needs no topology; its numeric
+    types are the 1-based species, named by ``species_names`` in type order. Otherwise the
+    atom names (or types) are the species.
+    """
+    import MDAnalysis as mda
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "trajectory not found")
+    if fmt is None and path.suffix in (".lammpstrj", ".dump"):
+        fmt = "LAMMPSDUMP"
+    kwargs = {"format": fmt} if fmt else {}
+    if fmt == "LAMMPSDUMP" and dt_fs is not None:
+        kwargs["dt"] = dt_fs / 1000.0
+    try:
+        u = mda.Universe(str(topology), str(path), **kwargs) if topology else mda.Universe(str(path), **kwargs)
+    except Exception as err:  # noqa: BLE001 - MDAnalysis raises many kinds
+        raise InputError(path, f"MDAnalysis cannot read it: {err}") from None
+    labels = np.asarray(u.atoms.types if hasattr(u.atoms, "types") else u.atoms.names).astype(str)
+    if species_names is None:
+        species_names = list(dict.fromkeys(labels.tolist()))
+        if all(s.isdigit() for s in species_names):
+            species_names = [str(k) for k in range(1, max(int(s) for s in species_names) + 1)]
+    if all(s.isdigit() for s in labels):
+        species = labels.astype(int)
+        if species.max() > len(species_names):
+            raise InputError(path, f"atom type {species.max()} but only {len(species_names)} species names")
+    else:
+        unknown = sorted(set(labels) - set(species_names))
+        if unknown:
+            raise InputError(path, f"atom types {unknown} not among the species {species_names}")
+        species = np.array([species_names.index(s) + 1 for s in labels])
+    R, cells, times = [], [], []
+    for ts in u.trajectory:
+        if ts.dimensions is None or not np.allclose(ts.dimensions[3:], 90.0):
+            raise InputError(path, f"frame {ts.frame}: an orthorhombic periodic box is needed")
+        R.append(np.mod(ts.positions.astype(np.float64), ts.dimensions[:3]))
+        cells.append(np.diag(ts.dimensions[:3]).astype(np.float64))
+        times.append(ts.time)
+    if not R:
+        raise InputError(path, "no frames")
+    R = np.array(R)
+    if not np.isfinite(R).all():
+        raise InputError(path, "non-finite positions")
+    return {"R": R, "cells": np.array(cells), "species": species, "species_names": list(species_names),
+            "time_ps": np.array(times, dtype=float)}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_json(path: Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_json(path: Path, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    return json.loads(path.read_text())
+
+
+def analyze_dataset(dataset_path: Path, acfg: dict, out: Path) -> dict:
+    """The all-atom reference: every distribution of the mapped AA frames."""
+    from .mapping import load_dataset
+
+    data = load_dataset(dataset_path)
+    dist = distributions(data["R"], data["cell"], data["Z"][0], data["species_names"], acfg, data.get("time_ps"))
+    result = {"source": str(dataset_path), "kind": "all-atom reference", "species_names": [str(s) for s in data["species_names"]],
+              "analysis": acfg, **dist}
+    _write_json(out, result)
+    log.info("AA reference: %d frames -> %s", dist["n_frames"], out)
+    return result
+
+
+def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Path | None = None) -> dict:
+    """Analysis of one kdcg MD replica: equilibration, distributions, TAE against the reference."""
+    replica_dir = Path(replica_dir)
+    acfg = cfg["analysis"]
+    result = load_json(replica_dir / "result.json", "replica result")
+    reference = load_json(reference_path, "AA reference")
+    record = {"model": result["model"], "replica": result["replica"], "status": result["status"],
+              "reason": result.get("reason"), "analysis": acfg}
+    out = Path(out) if out else replica_dir / "analysis.json"
+    if result["status"] != "stable":
+        log.warning("%s replica %s is unstable (%s): no distributions", result["model"], result["replica"], result["reason"])
+        _write_json(out, record)
+        return record
+    thermo = read_thermo(replica_dir / "thermo.csv")
+    eq = detect_equilibration(thermo["time_ps"], thermo["potential_kcal_mol"])
+    eq["t_configured_ps"] = float(result["equilibration_ps"])
+    eq["t_used_ps"] = max(eq["t_detected_ps"], eq["t_configured_ps"])
+    traj = read_trajectory(replica_dir / "trajectory.lammpstrj", species_names=result["species_names"],
+                           dt_fs=result["timestep_fs"])
+    keep = traj["time_ps"] >= eq["t_used_ps"] - 1e-9
+    if keep.sum() < 2:  # the detected equilibration left too little: use the last frames, say so
+        keep = np.zeros(len(keep), dtype=bool)
+        keep[-2:] = True
+        eq["note"] = "fewer than 2 frames after the equilibration; the last 2 frames were used"
+    eq["n_frames_used"] = int(keep.sum())
+    dist = distributions(traj["R"][keep], traj["cells"][keep], traj["species"], traj["species_names"], acfg,
+                         traj["time_ps"][keep])
+    record.update(dist)
+    record["equilibration"] = eq
+    record["tae"] = tae_against(dist, reference)
+    record["ns_per_day"] = result.get("ns_per_day")
+    _write_json(out, record)
+    log.info("%s replica %s: %d frames after %.2f ps; TAE rdf %.3f adf %.3f cdf %.3f (sums)", result["model"],
+             result["replica"], eq["n_frames_used"], eq["t_used_ps"],
+             *(sum(record["tae"][q].values()) for q in QUANTITIES))
+    return record
+
+
+def analyze_trajectory(path: Path, acfg: dict, out: Path, reference_path: Path | None = None, **read_kwargs) -> dict:
+    """`kdcg analyze` on a trajectory written anywhere (all frames count)."""
+    traj = read_trajectory(path, **read_kwargs)
+    dist = distributions(traj["R"], traj["cells"], traj["species"], traj["species_names"], acfg, traj["time_ps"])
+    record = {"source": str(path), "species_names": traj["species_names"], "analysis": acfg, **dist}
+    if reference_path:
+        record["tae"] = tae_against(dist, load_json(reference_path, "reference"))
+    _write_json(out, record)
+    return record
+
+
+def nan_to_none(x):
+    return None if isinstance(x, float) and not math.isfinite(x) else x
