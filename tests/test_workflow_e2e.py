@@ -136,7 +136,29 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     first = [json.loads((wf / f"results/md/teacher-1/replica-{r}/result.json").read_text()) for r in (1, 2)]
     assert (first[0]["frame"], first[0]["velocity_seed"]) != (first[1]["frame"], first[1]["velocity_seed"])
 
-    # 7. one replica again by naming its file: its batch job relinks the finished replica 1
+    # 7. analysis, tables, figures and the report
+    from kdcg.report import FIGURES, TABLES
+
+    for name in expected | {"ensemble"}:
+        ana = json.loads((wf / f"results/md/{name}/replica-1/analysis.json").read_text())
+        if ana["status"] == "stable":
+            assert set(ana["tae"]) == {"rdf", "adf", "cdf"} and len(ana["tae"]["rdf"]) == 6 and len(ana["tae"]["adf"]) == 9
+            assert ana["equilibration"]["t_used_ps"] >= cfg["md"]["equilibration_ps"]
+    tae_rows = (wf / "results/tables/tae.csv").read_text().splitlines()
+    assert tae_rows[0] == "model,family,variant,seed,replica,quantity,key,tae" and len(tae_rows) > 1
+    stab = (wf / "results/tables/stability.csv").read_text().splitlines()
+    assert len(stab) == 1 + 2 * len(expected | {"ensemble"})
+    perf = (wf / "results/tables/performance.csv").read_text()
+    assert "all-atom (GROMACS)" in perf and "family,S_E" in perf
+    for fig in FIGURES:
+        assert (wf / "results/figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    for table in TABLES:
+        assert (wf / "results/tables" / table).is_file()
+    snakemake(wf, "--report", "results/report.html", "--configfile", "e2e.yaml")
+    html = (wf / "results/report.html").read_text(errors="replace")
+    assert "tae_rdf.png" in html and "stability.csv" in html
+
+    # 8. one replica again by naming its file: its batch job relinks the finished replica 1
     (wf / "results/md/teacher-1/replica-2/result.json").unlink()
     snakemake(wf, "results/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
     log = (wf / "results/logs/md-teacher-1-replicas-1-to-2.log").read_text()
