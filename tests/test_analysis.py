@@ -103,10 +103,13 @@ def test_cdf_is_the_periodic_minimum_spanning_tree():
     x = rng.uniform(0, L, size=(60, 3))
     # a tight cluster split across the x boundary: merges at 0.2 A only with periodic images
     x[:4] = [[0.05, 5, 5], [L - 0.15, 5, 5], [0.05, 5.2, 5], [L - 0.15, 5.2, 5]]
-    r = structure.frame_distances(x, np.full(3, L))[1]
+    r = structure.frame_distances(x, np.full(3, L))
     merges = np.sort(structure.mst_edge_lengths(r))
     np.testing.assert_allclose(merges, np.sort(_kruskal_periodic(x, L)), atol=1e-12)
     assert len(merges) == 59 and merges[:3] == pytest.approx([0.2, 0.2, 0.2])
+    # keeping only edges below a cut gives exactly the tree's merges below it
+    cut = np.sort(structure.mst_edge_lengths(r, 2.5))
+    np.testing.assert_allclose(cut, merges[merges < 2.5], atol=1e-12)
     out = analysis.distributions(x[None], np.eye(3) * L, np.ones(60, int), ["A"], {**ACFG, "cdf_windows": 1})
     rgrid = np.asarray(out["grids"]["cdf"]["r_A"])
     hist = np.histogram(merges, bins=np.r_[rgrid - 0.025, rgrid[-1] + 0.025])[0]

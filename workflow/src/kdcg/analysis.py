@@ -93,19 +93,19 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
     cdf_edges_per_frame = {n: max(len(i) - 1, 0) for n, i in idx.items()}
 
     for f, (x, edges) in enumerate(zip(R, edges_all)):
-        d, r = structure.frame_distances(x, edges)
+        r = structure.frame_distances(x, edges)
         ru = r[iu]
         b = np.floor(ru / acfg["rdf_dr_A"]).astype(np.int64)
         ok = b < nb_rdf
         rdf_counts += np.bincount(codes[ok] * nb_rdf + b[ok], minlength=len(pairs) * nb_rdf)
         ideal += pair_norm[:, None] / np.prod(edges) * shell[None, :]
         for t in triplets if "adf" in quantities else ():
-            angles = structure.angles_deg(d, r, idx[t[1]], idx[t[0]], idx[t[2]], cutoffs, same=t[0] == t[2])
+            angles = structure.angles_deg(x, edges, r, idx[t[1]], idx[t[0]], idx[t[2]], cutoffs, same=t[0] == t[2])
             for c, a in zip(cutoffs, angles):
                 adf_counts[adf_key(t, c)] += np.histogram(a, bins=adf_edges)[0]
         for n, i in idx.items() if "cdf" in quantities else ():
             if len(i) > 1:
-                merge = structure.mst_edge_lengths(r[np.ix_(i, i)])
+                merge = structure.mst_edge_lengths(r[np.ix_(i, i)], cdf_edges[-1])
                 cdf_frame_counts[n][f] = np.histogram(merge, bins=cdf_edges)[0]
 
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -68,8 +68,14 @@ class ModelForces:
     """Energy and forces of a saved kdcg model (single or ensemble) on one periodic frame."""
 
     def __init__(self, model_path: Path, pair_skin_A: float = 0.0):
+        from hippynn import settings
+
         from .training import load_model
 
+        # hippynn prints a line for every evaluation with a pair inside its shortest
+        # sensitivity; in MD that is every step near contact, where the repulsive prior acts
+        # by design. Contacts are checked against md.min_distance_A instead.
+        settings.WARN_LOW_DISTANCES = False
         self.path = Path(model_path)
         self.graph, self.record = load_model(self.path)
         names = list(self.record["outputs"])
