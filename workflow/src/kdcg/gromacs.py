@@ -180,13 +180,13 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
     for suffix in FINAL_SUFFIXES[stage]:
         src = deffnm.with_suffix(suffix)
         if src.is_file():
-            _link_or_copy(src, stage_dir / f"{stage}{suffix}")
+            link_or_copy(src, stage_dir / f"{stage}{suffix}")
     (stage_dir / f"{stage}.perf.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: done, %s ns/day", stage, record["ns_per_day"])
     return record
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     """Hard link when possible: the production trajectory can be hundreds of MB."""
     dst.unlink(missing_ok=True)
     try:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .gromacs import link_or_copy
 
 log = logging.getLogger(__name__)
 
@@ -270,14 +271,6 @@ def _truncate_thermo(path: Path, after_step: int) -> None:
     path.write_text("".join(kept))
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def _write_json(path: Path, obj) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
@@ -510,8 +503,8 @@ def _finish(run: Path, out_dir: Path) -> dict:
         src = run / name
         if not src.is_file():
             src.write_text("")
-        _link_or_copy(src, out_dir / name)
-    _link_or_copy(run / "result.json", out_dir / "result.json")
+        link_or_copy(src, out_dir / name)
+    link_or_copy(run / "result.json", out_dir / "result.json")
     (run / RESTART_NAME).unlink(missing_ok=True)
     return json.loads((out_dir / "result.json").read_text())
 
