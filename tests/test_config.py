@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -111,4 +112,6 @@ def test_paper_dry_run_lists_every_model_and_312_md_replicas(tmp_path):
 def test_default_dry_run_batches_replicas_per_model(tmp_path):
     wf = workflow_copy(tmp_path)
     out = snakemake(wf, "-n", "--quiet", "rules").stdout
-    assert "md_replicas_1_to_8" in out and "md_replica_1 " not in out
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    # 4 teachers + the ensemble + 12 + 6 students, both replicas of a model in one job
+    assert counts["md_replicas_1_to_2"] == "23" and "md_replica_1" not in counts

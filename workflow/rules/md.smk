@@ -25,7 +25,7 @@ for _batch in replica_batches():
             replicas=" ".join(str(r) for r in _batch),
         wildcard_constraints:
             model=MODEL_PATTERN,
-        threads: 2
+        threads: 1
         resources:
             runtime=24 * 60,
             mem_mb=8000,

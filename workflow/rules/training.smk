@@ -31,7 +31,7 @@ rule teacher:
         mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
     wildcard_constraints:
         seed=r"\d+",
-    threads: 2
+    threads: 1
     resources:
         runtime=24 * 60,
         mem_mb=8000,
@@ -82,7 +82,7 @@ rule student_single_teacher:
     wildcard_constraints:
         variant="|".join(single_teacher_variants()),
         seed=r"\d+",
-    threads: 2
+    threads: 1
     resources:
         runtime=24 * 60,
         mem_mb=8000,
@@ -106,7 +106,7 @@ rule student_ensemble:
         mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
     wildcard_constraints:
         variant="|".join(ensemble_variants()),
-    threads: 2
+    threads: 1
     resources:
         runtime=24 * 60,
         mem_mb=8000,

@@ -289,7 +289,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     np.random.seed(seed)
     m = build_model(mcfg, len(data["species_names"]), prior)
     total, terms = student_loss(m, variant, n_beads)
-    plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(1, tcfg["max_epochs"] // 4))
+    plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(25, tcfg["max_epochs"] // 4))
     training_modules, db_info = assemble_for_training(total, validation_losses(m, total, variant.is_student), plot_maker=plots)
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], valid_size=tcfg["valid_fraction"],
                         test_size=tcfg["test_fraction"], quiet=True, pin_memory=False, **db_info)
