@@ -16,7 +16,8 @@ setup:
 run: setup
 	snakemake --cores $(CORES)
 
-test: setup
+test:
+	@bash scripts/setup.sh --slurm
 	pytest -v
 
 test-fast: setup

@@ -2,12 +2,20 @@
 # Idempotent set-up of everything kdcg needs on a Debian machine:
 #   system packages gromacs and packmol, and the virtual environment .venv with pinned
 #   Python packages and kdcg installed editable. Run again: it only adds what is missing.
+#   --slurm also installs Debian's Slurm and munge, which the cluster-profile test starts on
+#   loopback (make test passes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v gmx >/dev/null 2>&1 || need_apt+=(gromacs)
 command -v packmol >/dev/null 2>&1 || need_apt+=(packmol)
+if [ "${1:-}" = "--slurm" ]; then
+  [ -x /usr/sbin/slurmctld ] || need_apt+=(slurmctld)
+  [ -x /usr/sbin/slurmd ] || need_apt+=(slurmd)
+  command -v sbatch >/dev/null 2>&1 || need_apt+=(slurm-client)
+  [ -x /usr/sbin/munged ] || need_apt+=(munge)
+fi
 py=$(command -v python3.11 || command -v python3 || true)
 if [ -z "$py" ]; then need_apt+=(python3 python3-venv); fi
 

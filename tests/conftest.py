@@ -62,7 +62,8 @@ def workflow_copy(dest: Path) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     """Snakemake run inside workdir, as a user in that folder would; output in .stdout + .stderr."""
     cmd = [sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=venv_env(), cwd=workdir, **kw)
+    env = kw.pop("env", None) or venv_env()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

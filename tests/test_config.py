@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -115,3 +117,14 @@ def test_default_dry_run_batches_replicas_per_model(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     # 4 teachers + the ensemble + 12 + 6 students, both replicas of a model in one job
     assert counts["md_replicas_1_to_2"] == "23" and "md_replica_1" not in counts
+
+
+def test_lint_and_format_are_clean(tmp_path):
+    """`snakemake --lint` finds nothing; every rule file is snakefmt-formatted."""
+    wf = workflow_copy(tmp_path)
+    lint = snakemake(wf, "--lint", check=False)
+    assert lint.returncode == 0 and "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr, \
+        lint.stdout[-3000:] + lint.stderr[-3000:]
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -23,6 +23,8 @@ rule topology:
         top=f"{AA}/topol.top",
     log:
         f"{LOGS}/topology.log",
+    conda:
+        ENV_GROMACS
     shell:
         kdcg_shell("topology --config {input.config} --out {output.top}")
 
@@ -37,6 +39,8 @@ rule packmol_box:
         f"{LOGS}/packmol_box.log",
     benchmark:
         f"{BENCH}/packmol_box.tsv"
+    conda:
+        ENV_GROMACS
     shell:
         kdcg_shell("box --config {input.config} --out {output.gro}")
 
@@ -49,14 +53,16 @@ rule energy_minimization:
     output:
         gro=f"{AA}/em/em.gro",
         perf=f"{AA}/em/em.perf.json",
-    threads: 8
-    resources:
-        runtime=60,
-        mem_mb=4000,
     log:
         f"{LOGS}/gromacs_em.log",
     benchmark:
         f"{BENCH}/gromacs_em.tsv"
+    conda:
+        ENV_GROMACS
+    threads: 8
+    resources:
+        runtime=60,
+        mem_mb=4000,
     shell:
         gmx_shell("em")
 
@@ -71,14 +77,16 @@ rule nvt_equilibration:
         gro=f"{AA}/nvt_equil/nvt_equil.gro",
         cpt=f"{AA}/nvt_equil/nvt_equil.cpt",
         perf=f"{AA}/nvt_equil/nvt_equil.perf.json",
-    threads: 8
-    resources:
-        runtime=24 * 60,
-        mem_mb=4000,
     log:
         f"{LOGS}/gromacs_nvt_equil.log",
     benchmark:
         f"{BENCH}/gromacs_nvt_equil.tsv"
+    conda:
+        ENV_GROMACS
+    threads: 8
+    resources:
+        runtime=24 * 60,
+        mem_mb=4000,
     shell:
         gmx_shell("nvt_equil")
 
@@ -95,14 +103,16 @@ rule nvt_production:
         tpr=f"{AA}/nvt_prod/nvt_prod.tpr",
         trr=f"{AA}/nvt_prod/nvt_prod.trr",
         perf=f"{AA}/nvt_prod/nvt_prod.perf.json",
-    threads: 8
-    resources:
-        runtime=24 * 60,
-        mem_mb=4000,
     log:
         f"{LOGS}/gromacs_nvt_prod.log",
     benchmark:
         f"{BENCH}/gromacs_nvt_prod.tsv"
+    conda:
+        ENV_GROMACS
+    threads: 8
+    resources:
+        runtime=24 * 60,
+        mem_mb=4000,
     shell:
         gmx_shell("nvt_prod", checkpoint=True)
 
@@ -114,5 +124,7 @@ rule performance_table:
         f"{AA}/performance.tsv",
     log:
         f"{LOGS}/performance_table.log",
+    conda:
+        ENV_GROMACS
     shell:
         kdcg_shell("perf-table --out {output} {input}")

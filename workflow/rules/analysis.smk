@@ -15,6 +15,8 @@ rule aa_reference:
         f"{LOGS}/aa_reference.log",
     benchmark:
         f"{BENCH}/aa_reference.tsv"
+    conda:
+        ENV_ANALYSIS
     shell:
         kdcg_shell(
             "analyze --config {input.config} --dataset {input.dataset} --out {output}"
@@ -38,14 +40,16 @@ for _batch in replica_batches():
             config=config_file("analysis"),
         output:
             replica_files("{model}", _batch, "analysis.json"),
-        params:
-            folders=" ".join(f"{MD}/{{model}}/replica-{r}" for r in _batch),
-        wildcard_constraints:
-            model=MODEL_PATTERN,
         log:
             f"{LOGS}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.log",
         benchmark:
             f"{BENCH}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
+        wildcard_constraints:
+            model=MODEL_PATTERN,
+        conda:
+            ENV_ANALYSIS
+        params:
+            folders=" ".join(f"{MD}/{{model}}/replica-{r}" for r in _batch),
         shell:
             kdcg_shell(
                 "analyze --config {input.config} --reference {input.reference}"
@@ -63,10 +67,12 @@ rule summary:
         aa_performance=f"{AA}/performance.tsv",
     output:
         **summary_outputs(),
-    params:
-        models=" ".join(md_models()),
     log:
         f"{LOGS}/summary.log",
+    conda:
+        ENV_ANALYSIS
+    params:
+        models=" ".join(md_models()),
     shell:
         kdcg_shell(
             f"summarize --results {RESULTS} --reference {{input.reference}}"

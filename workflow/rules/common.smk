@@ -1,5 +1,6 @@
 # Config access and input functions. The config is validated strictly against
 # workflow/schemas/config.schema.yaml before any rule is built.
+import os
 import sys
 from pathlib import Path
 
@@ -42,9 +43,18 @@ CONFIG_SECTIONS = {
 ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
 
 
+# One conda environment per tool family, for `--sdm conda` (paths relative to workflow/rules/).
+ENV_GROMACS = "../../envs/gromacs.yaml"
+ENV_PYTORCH = "../../envs/pytorch.yaml"
+ENV_LAMMPS = "../../envs/lammps.yaml"
+ENV_ANALYSIS = "../../envs/analysis.yaml"
+# Jobs run the kdcg of this checkout, whichever environment (venv or conda) runs them.
+KDCG_JOB = os.path.join(workflow.basedir, "workflow", "scripts", "kdcg_job.py")
+
+
 def kdcg_shell(command):
     """A `kdcg ...` shell command logged to {log}, its one-line error shown on failure."""
-    return f"kdcg {command}{ON_ERROR}"
+    return f'python "{KDCG_JOB}" {command}{ON_ERROR}'
 
 
 def config_file(stage="aa"):
@@ -81,7 +91,11 @@ def train_shell(kind, seed=None):
     """Shell command of `kdcg train` for a teacher or a student (variant from the wildcard)."""
     variant = "teacher" if kind == "teacher" else "{wildcards.variant}"
     seed_arg = "{wildcards.seed}" if seed is None else str(seed)
-    name = "teacher-{wildcards.seed}" if kind == "teacher" else "student-{wildcards.variant}"
+    name = (
+        "teacher-{wildcards.seed}"
+        if kind == "teacher"
+        else "student-{wildcards.variant}"
+    )
     if kind == "student" and seed is None:
         name += "-{wildcards.seed}"
     labels = "" if kind == "teacher" else " --labels {input.labels}"
@@ -98,7 +112,9 @@ def md_models():
 
 
 def model_targets():
-    return [f"{MODELS}/{name}/{f}" for name in md_models() for f in ("model.pt", "mliap.pt")]
+    return [
+        f"{MODELS}/{name}/{f}" for name in md_models() for f in ("model.pt", "mliap.pt")
+    ]
 
 
 def replica_batches():
@@ -114,7 +130,11 @@ def replica_files(model, replicas, name="result.json"):
 
 
 def md_targets():
-    return [f for model in md_models() for f in replica_files(model, range(1, config["md"]["replicas"] + 1))]
+    return [
+        f
+        for model in md_models()
+        for f in replica_files(model, range(1, config["md"]["replicas"] + 1))
+    ]
 
 
 MODEL_PATTERN = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
@@ -127,10 +147,14 @@ def summary_outputs():
     out = {}
     for name in TABLE_FILES:
         stem = name.split(".")[0]
-        out[f"table_{stem}"] = report(f"{TABLES}/{name}", caption=f"../report/table_{stem}.rst", category="Tables")
+        out[f"table_{stem}"] = report(
+            f"{TABLES}/{name}", caption=f"../report/table_{stem}.rst", category="Tables"
+        )
     for name in FIGURE_FILES:
         stem = name.split(".")[0]
-        out[f"figure_{stem}"] = report(f"{FIGURES}/{name}", caption=f"../report/{stem}.rst", category="Figures")
+        out[f"figure_{stem}"] = report(
+            f"{FIGURES}/{name}", caption=f"../report/{stem}.rst", category="Figures"
+        )
     return out
 
 
@@ -141,7 +165,9 @@ def analysis_targets():
 def summary_targets():
     from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
 
-    return [f"{TABLES}/{t}" for t in TABLE_FILES] + [f"{FIGURES}/{f}" for f in FIGURE_FILES]
+    return [f"{TABLES}/{t}" for t in TABLE_FILES] + [
+        f"{FIGURES}/{f}" for f in FIGURE_FILES
+    ]
 
 
 def get_final_targets():

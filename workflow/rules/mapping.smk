@@ -8,12 +8,14 @@ rule cg_dataset:
         config=config_file(),
     output:
         npz=f"{CG}/dataset.npz",
-    resources:
-        mem_mb=8000,
     log:
         f"{LOGS}/cg_dataset.log",
     benchmark:
         f"{BENCH}/cg_dataset.tsv"
+    conda:
+        ENV_GROMACS
+    resources:
+        mem_mb=8000,
     shell:
         kdcg_shell(
             "map --config {input.config} --topology {input.tpr} --trajectory {input.trr} --out {output.npz}"

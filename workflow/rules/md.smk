@@ -21,18 +21,20 @@ for _batch in replica_batches():
             *replica_files("{model}", _batch),
             *replica_files("{model}", _batch, "trajectory.lammpstrj"),
             *replica_files("{model}", _batch, "thermo.csv"),
-        params:
-            replicas=" ".join(str(r) for r in _batch),
-        wildcard_constraints:
-            model=MODEL_PATTERN,
-        threads: 1
-        resources:
-            runtime=24 * 60,
-            mem_mb=8000,
         log:
             f"{LOGS}/md-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.log",
         benchmark:
             f"{BENCH}/md-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
+        wildcard_constraints:
+            model=MODEL_PATTERN,
+        conda:
+            ENV_LAMMPS
+        threads: 1
+        resources:
+            runtime=24 * 60,
+            mem_mb=8000,
+        params:
+            replicas=" ".join(str(r) for r in _batch),
         shell:
             kdcg_shell(
                 "md --model {input.model} --dataset {input.dataset} --config {input.config}"

@@ -16,8 +16,12 @@ rule cg_prior:
         f"{MODELS}/prior.json",
     log:
         f"{LOGS}/cg_prior.log",
+    conda:
+        ENV_PYTORCH
     shell:
-        kdcg_shell("prior --config {input.config} --dataset {input.dataset} --out {output}")
+        kdcg_shell(
+            "prior --config {input.config} --dataset {input.dataset} --out {output}"
+        )
 
 
 rule teacher:
@@ -29,16 +33,18 @@ rule teacher:
         model=f"{MODELS}/teacher-{{seed}}/model.pt",
         metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
         mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
-    wildcard_constraints:
-        seed=r"\d+",
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
     log:
         f"{LOGS}/teacher-{{seed}}.log",
     benchmark:
         f"{BENCH}/teacher-{{seed}}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        ENV_PYTORCH
+    threads: 1
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
     shell:
         train_shell("teacher")
 
@@ -49,12 +55,16 @@ rule teacher_labels:
         dataset=f"{CG}/dataset.npz",
     output:
         f"{LABELS}/teacher-{{seed}}.npz",
-    wildcard_constraints:
-        seed=r"\d+",
     log:
         f"{LOGS}/teacher_labels-{{seed}}.log",
+    wildcard_constraints:
+        seed=r"\d+",
+    conda:
+        ENV_PYTORCH
     shell:
-        kdcg_shell("label --model {input.model} --dataset {input.dataset} --out {output}")
+        kdcg_shell(
+            "label --model {input.model} --dataset {input.dataset} --out {output}"
+        )
 
 
 rule ensemble_labels:
@@ -65,8 +75,12 @@ rule ensemble_labels:
         f"{LABELS}/ensemble.npz",
     log:
         f"{LOGS}/ensemble_labels.log",
+    conda:
+        ENV_PYTORCH
     shell:
-        kdcg_shell("ensemble-labels --dataset {input.dataset} --out {output} {input.labels}")
+        kdcg_shell(
+            "ensemble-labels --dataset {input.dataset} --out {output} {input.labels}"
+        )
 
 
 rule student_single_teacher:
@@ -79,17 +93,19 @@ rule student_single_teacher:
         model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
         metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
         mliap=f"{MODELS}/student-{{variant}}-{{seed}}/mliap.pt",
-    wildcard_constraints:
-        variant="|".join(single_teacher_variants()),
-        seed=r"\d+",
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
     log:
         f"{LOGS}/student-{{variant}}-{{seed}}.log",
     benchmark:
         f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
+    wildcard_constraints:
+        variant="|".join(single_teacher_variants()),
+        seed=r"\d+",
+    conda:
+        ENV_PYTORCH
+    threads: 1
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
     shell:
         train_shell("student")
 
@@ -104,16 +120,18 @@ rule student_ensemble:
         model=f"{MODELS}/student-{{variant}}/model.pt",
         metrics=f"{MODELS}/student-{{variant}}/metrics.json",
         mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
-    wildcard_constraints:
-        variant="|".join(ensemble_variants()),
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
     log:
         f"{LOGS}/student-{{variant}}.log",
     benchmark:
         f"{BENCH}/student-{{variant}}.tsv"
+    wildcard_constraints:
+        variant="|".join(ensemble_variants()),
+    conda:
+        ENV_PYTORCH
+    threads: 1
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
     shell:
         train_shell("student", seed=ensemble_student_seed())
 
@@ -127,5 +145,7 @@ rule ensemble_model:
         mliap=f"{MODELS}/ensemble/mliap.pt",
     log:
         f"{LOGS}/ensemble_model.log",
+    conda:
+        ENV_PYTORCH
     shell:
         kdcg_shell("ensemble --out {output.model} --mliap {output.mliap} {input}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -279,8 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def limit_threads(n: int) -> None:
+    """Hold every thread pool of the job to its --threads before torch, numba or BLAS start.
+    numba's parallel kernels (hippynn's) otherwise take every core, and two 1-thread jobs on
+    two cores spin against each other several times slower than either alone."""
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        limit_threads(args.threads)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("MDAnalysis").setLevel(logging.WARNING)  # its readers log every header field

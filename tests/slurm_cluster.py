@@ -1,0 +1,161 @@
+"""A single-node Slurm on loopback for the profile test: Debian's munge, slurmctld and slurmd,
+started by hand (no systemd), all state in one folder, stopped by the process ids it started.
+
+The node declares more CPUs and memory than this machine has (SlurmdParameters=config_overrides)
+so that the cluster profile's per-rule requests are accepted unchanged; jobs then share the real
+cores. No accounting storage, so the executor plugin must read job states from squeue, and
+MinJobAge keeps finished jobs visible there for 300 s.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+DAEMONS = ("munged", "slurmctld", "slurmd")
+CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "srun")
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in (*DAEMONS, *CLIENTS) if shutil.which(b) is None
+            and not Path("/usr/sbin", b).exists()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _daemon(name: str) -> str:
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
+SLURM_CONF = """\
+ClusterName=kdcg
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={munge_socket}
+StateSaveLocation={root}/ctld-state
+SlurmdSpoolDir={root}/slurmd-spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SlurmdParameters=config_overrides
+MinJobAge=300
+ReturnToService=2
+MpiDefault=none
+SlurmctldTimeout=30
+SlurmdTimeout=60
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
+PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+class LocalSlurm:
+    """Start with `start()`, stop with `stop()`; `env` has SLURM_CONF for clients and jobs."""
+
+    def __init__(self, root: Path, cpus: int = 16, mem_mb: int = 64000):
+        self.root = Path(root)
+        self.cpus, self.mem_mb = cpus, mem_mb
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.conf = self.root / "slurm.conf"
+        self.munge_socket = self.root / "munge" / "munge.socket"
+        self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def _write_files(self) -> None:
+        for d in ("ctld-state", "slurmd-spool", "munge"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root / "munge", 0o700)
+        key = self.root / "munge" / "munge.key"
+        key.write_bytes(os.urandom(128))
+        os.chmod(key, 0o400)
+        self.host = socket.gethostname().split(".")[0]
+        self.conf.write_text(SLURM_CONF.format(
+            host=self.host, ctld_port=_free_port(), slurmd_port=_free_port(), root=self.root,
+            munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb))
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.root / f"{name}.stdout", "wb")
+        self.procs[name] = subprocess.Popen([_daemon(name), *args], stdout=log, stderr=subprocess.STDOUT,
+                                            env=self.env, start_new_session=True)
+
+    def _wait(self, what: str, ok, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode} while waiting for {what}:\n"
+                                       + self.logs())
+            if ok():
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n" + self.logs())
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=30)
+
+    def start(self) -> "LocalSlurm":
+        self._write_files()
+        m = self.root / "munge"
+        self._spawn("munged", ["--foreground", "--force", f"--socket={self.munge_socket}",
+                               f"--key-file={m / 'munge.key'}", f"--pid-file={m / 'munged.pid'}",
+                               f"--log-file={m / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"])
+        self._wait("munged", lambda: self.munge_socket.exists())
+        self._spawn("slurmctld", ["-D", "-i", "-f", str(self.conf)])
+        self._wait("slurmctld", lambda: self._run("scontrol", "ping").stdout.count("UP") > 0)
+        self._spawn("slurmd", ["-D", "-f", str(self.conf)])
+
+        def node_idle():
+            out = self._run("sinfo", "-h", "-o", "%t").stdout.strip()
+            return out in ("idle", "mix", "alloc")
+        self._wait("the node to come up idle", node_idle)
+        return self
+
+    def logs(self, tail: int = 30) -> str:
+        parts = []
+        for f in sorted(self.root.glob("*.log")) + sorted(self.root.glob("*.stdout")) + [self.root / "munge/munged.log"]:
+            if f.is_file():
+                lines = f.read_text(errors="replace").splitlines()[-tail:]
+                parts.append(f"--- {f.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def cancel_all(self) -> None:
+        if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
+            self._run("scancel", "--full", "--user", str(os.getuid()))
+
+    def stop(self) -> None:
+        """Stop the daemons this object started, by their process ids (jobs first)."""
+        try:
+            self.cancel_all()
+        except Exception:
+            pass
+        for name in reversed(DAEMONS):
+            p = self.procs.get(name)
+            if p is None or p.poll() is not None:
+                continue
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)

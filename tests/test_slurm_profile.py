@@ -1,0 +1,102 @@
+"""The cluster profile on a real Slurm: a single-node cluster on loopback (tests/slurm_cluster.py)
+runs the tiny config through workflow/profiles/slurm, every job submitted with sbatch, to the
+report. The daemons are stopped by the ids this test started, whatever happens."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import snakemake, venv_env, workflow_copy
+from slurm_cluster import LocalSlurm, missing_binaries
+
+pytestmark = pytest.mark.e2e
+
+HARD_LIMIT_S = 45 * 60  # the whole Slurm run; the process group is killed past it
+PROFILE = "workflow/profiles/slurm"
+
+
+def _cluster_or_skip():
+    missing = missing_binaries()
+    why = None
+    if missing:
+        why = f"Slurm/munge binaries missing: {', '.join(missing)} (scripts/setup.sh --slurm installs them)"
+    elif os.geteuid() != 0:
+        why = "slurmd must run as root to start jobs"
+    if why:
+        # CI installs Slurm (make test); only an explicit opt-out may skip
+        if os.environ.get("KDCG_SKIP_SLURM") == "1":
+            pytest.skip(why)
+        pytest.fail(why + "; set KDCG_SKIP_SLURM=1 to skip this test")
+
+
+def _run_with_hard_limit(cmd, cwd, env, limit_s):
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the Slurm run passed its hard limit of {limit_s} s:\n{out[-4000:]}")
+    return proc.returncode, out
+
+
+def _mem_mb(text: str) -> float:
+    value, unit = float(text[:-1]), text[-1]
+    return value * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}[unit]
+
+
+def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
+    _cluster_or_skip()
+    wf = workflow_copy(tmp_path / "wf")
+    cluster = LocalSlurm(tmp_path / "slurm")
+    try:
+        cluster.start()
+        env = {**venv_env(), "SLURM_CONF": str(cluster.conf)}
+        # jobs the scheduler must run: everything but the local `all`
+        dry = snakemake(wf, "-n", "--quiet", "rules", "--configfile", "tests/config/tiny.yaml").stdout
+        counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.M)}
+        n_jobs = counts["total"] - counts.get("all", 0)
+
+        cmd = [sys.executable, "-m", "snakemake", "--profile", PROFILE, "--configfile", "tests/config/tiny.yaml",
+               "--jobs", "3", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "5",
+               "--seconds-between-status-checks", "5"]
+        rc, out = _run_with_hard_limit(cmd, wf, env, HARD_LIMIT_S)
+        assert rc == 0, f"snakemake through the Slurm profile failed:\n{out[-6000:]}\n{cluster.logs()}"
+        assert "slurm-status-command" not in out or "squeue" in out
+
+        # every job went through sbatch and finished there (MinJobAge keeps them listed)
+        q = subprocess.run(["squeue", "-t", "all", "-h", "-o", "%i|%C|%m|%T|%k"], env=env, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+        jobs = [line.split("|") for line in q if line.strip()]
+        assert len(jobs) == n_jobs, f"{len(jobs)} Slurm jobs for {n_jobs} workflow jobs:\n" + "\n".join(q)
+        assert all(state == "COMPLETED" for _, _, _, state, _ in jobs), "\n".join(q)
+        # the profile's per-rule requests reached sbatch: a teacher asks for 8 CPUs and >= 16 GB
+        # (the plugin may add a little memory on top)
+        teachers = [j for j in jobs if j[4].startswith("rule_teacher_wildcards")]
+        assert len(teachers) == counts["teacher"], "\n".join(q)
+        assert all(cpus == "8" and _mem_mb(mem) >= 16000 for _, cpus, mem, _, _ in teachers), "\n".join(q)
+
+        results = wf / "results"
+        for name in ("training", "tae_rdf", "tae_adf", "tae_cdf", "rdf", "adf", "cdf", "cdf_time", "energy",
+                     "stability"):
+            png = results / "figures" / f"{name}.png"
+            assert png.is_file() and png.stat().st_size > 10_000, png
+        for name in ("tae", "tae_summary", "performance", "training", "stability"):
+            assert (results / "tables" / f"{name}.csv").is_file()
+
+        rep = snakemake(wf, "--profile", PROFILE, "--configfile", "tests/config/tiny.yaml", "--slurm-no-account",
+                        "--report", "results/report.html", env=env, check=False)
+        assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+        html = (results / "report.html").read_text(errors="replace")
+        assert len(html) > 100_000 and "tae_rdf.png" in html
+    finally:
+        cluster.stop()
+    alive = [name for name, p in cluster.procs.items() if p.poll() is None]
+    assert not alive, f"daemons still running: {alive}"
