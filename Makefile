@@ -15,6 +15,7 @@ setup:
 
 run: setup
 	snakemake --cores $(CORES)
+	snakemake --report results/report.html
 
 test:
 	@bash scripts/setup.sh --slurm
