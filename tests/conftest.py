@@ -49,7 +49,7 @@ def venv_env() -> dict:
 
 def workflow_copy(dest: Path) -> Path:
     """A copy of the workflow (not of results/) to run Snakemake in isolation."""
-    for name in ("Snakefile", "workflow", "config", "resources", "tests/config"):
+    for name in ("Snakefile", "workflow", "envs", "config", "resources", "tests/config"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "results"))

@@ -4,7 +4,7 @@ started by hand (no systemd), all state in one folder, stopped by the process id
 The node declares more CPUs and memory than this machine has (SlurmdParameters=config_overrides)
 so that the cluster profile's per-rule requests are accepted unchanged; jobs then share the real
 cores. No accounting storage, so the executor plugin must read job states from squeue, and
-MinJobAge keeps finished jobs visible there for 300 s.
+MinJobAge (at least 300 s) keeps finished jobs visible there.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
-MinJobAge=300
+MinJobAge={min_job_age_s}
 ReturnToService=2
 MpiDefault=none
 SlurmctldTimeout=30
@@ -74,13 +74,27 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 class LocalSlurm:
     """Start with `start()`, stop with `stop()`; `env` has SLURM_CONF for clients and jobs."""
 
-    def __init__(self, root: Path, cpus: int = 16, mem_mb: int = 64000):
+    def __init__(self, root: Path, cpus: int = 16, mem_mb: int = 64000, min_job_age_s: int = 300):
         self.root = Path(root)
         self.cpus, self.mem_mb = cpus, mem_mb
+        # >= 300 s, or the plugin distrusts squeue; longer keeps every job of a test listed
+        self.min_job_age_s = max(300, min_job_age_s)
         self.procs: dict[str, subprocess.Popen] = {}
         self.conf = self.root / "slurm.conf"
         self.munge_socket = self.root / "munge" / "munge.socket"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def _write_srun_shim(self) -> None:
+        """snakemake-executor-plugin-slurm-jobstep drops every SLURM_* variable, SLURM_CONF
+        included, before its `srun` inside a job; with no /etc/slurm/slurm.conf srun then
+        fails ("Could not establish a configuration source"). A shim first on PATH puts this
+        cluster's SLURM_CONF back and runs the real srun."""
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        shim = bin_dir / "srun"
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF="{self.conf}" exec {shutil.which("srun")} "$@"\n')
+        shim.chmod(0o755)
+        self.env["PATH"] = f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"
 
     def _write_files(self) -> None:
         for d in ("ctld-state", "slurmd-spool", "munge"):
@@ -92,7 +106,7 @@ class LocalSlurm:
         self.host = socket.gethostname().split(".")[0]
         self.conf.write_text(SLURM_CONF.format(
             host=self.host, ctld_port=_free_port(), slurmd_port=_free_port(), root=self.root,
-            munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb))
+            munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb, min_job_age_s=self.min_job_age_s))
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.root / f"{name}.stdout", "wb")
@@ -116,6 +130,7 @@ class LocalSlurm:
 
     def start(self) -> "LocalSlurm":
         self._write_files()
+        self._write_srun_shim()
         m = self.root / "munge"
         self._spawn("munged", ["--foreground", "--force", f"--socket={self.munge_socket}",
                                f"--key-file={m / 'munge.key'}", f"--pid-file={m / 'munged.pid'}",
@@ -139,9 +154,14 @@ class LocalSlurm:
                 parts.append(f"--- {f.name}\n" + "\n".join(lines))
         return "\n".join(parts)
 
-    def cancel_all(self) -> None:
-        if "slurmctld" in self.procs and self.procs["slurmctld"].poll() is None:
-            self._run("scancel", "--full", "--user", str(os.getuid()))
+    def cancel_all(self, wait_s: float = 30.0) -> None:
+        """Cancel every job and wait until none runs, so that stopping slurmd leaves no job."""
+        if "slurmctld" not in self.procs or self.procs["slurmctld"].poll() is not None:
+            return
+        self._run("scancel", "--full", "--user", str(os.getuid()))
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and self._run("squeue", "-h", "-t", "RUNNING,COMPLETING,PENDING").stdout.strip():
+            time.sleep(1)
 
     def stop(self) -> None:
         """Stop the daemons this object started, by their process ids (jobs first)."""

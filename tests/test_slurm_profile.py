@@ -55,10 +55,12 @@ def _mem_mb(text: str) -> float:
 def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
     _cluster_or_skip()
     wf = workflow_copy(tmp_path / "wf")
-    cluster = LocalSlurm(tmp_path / "slurm")
+    # every job stays listed in squeue for the whole run (MinJobAge past the hard limit)
+    cluster = LocalSlurm(tmp_path / "slurm", min_job_age_s=HARD_LIMIT_S + 600)
     try:
         cluster.start()
-        env = {**venv_env(), "SLURM_CONF": str(cluster.conf)}
+        env = {**venv_env(), "SLURM_CONF": str(cluster.conf),
+               "PATH": f"{cluster.root / 'bin'}{os.pathsep}{venv_env()['PATH']}"}
         # jobs the scheduler must run: everything but the local `all`
         dry = snakemake(wf, "-n", "--quiet", "rules", "--configfile", "tests/config/tiny.yaml").stdout
         counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.M)}
@@ -71,7 +73,7 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         assert rc == 0, f"snakemake through the Slurm profile failed:\n{out[-6000:]}\n{cluster.logs()}"
         assert "slurm-status-command" not in out or "squeue" in out
 
-        # every job went through sbatch and finished there (MinJobAge keeps them listed)
+        # every job went through sbatch and finished there
         q = subprocess.run(["squeue", "-t", "all", "-h", "-o", "%i|%C|%m|%T|%k"], env=env, capture_output=True,
                            text=True, check=True).stdout.splitlines()
         jobs = [line.split("|") for line in q if line.strip()]
