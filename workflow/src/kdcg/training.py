@@ -305,8 +305,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
           + ", ".join(f"{w:g} x (RMSE+MAE)[{k}]" for k, (w, _) in terms.items()), flush=True)
     with contextlib.chdir(out_dir):
         if resumable:
+            # hippynn maps the checkpoint onto model_device (it refuses map_location with it)
             check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False,
-                                    map_location="cpu", model_device=device, weights_only=False)
+                                    model_device=device, weights_only=False)
             training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
             print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
         else:
