@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
-from kdcg import training, variants
+from kdcg import provenance, training, variants
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.mapping import load_dataset
 from kdcg.model import DB_CELLS, DB_POSITIONS, DB_SPECIES, build_model
@@ -177,15 +177,43 @@ def test_student_metrics_include_energies(teacher, workdir, tmp_path):
 def test_labels_of_another_dataset_are_refused(teacher, workdir, tmp_path):
     training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
     write_pair_dataset(tmp_path / "fewer_frames.npz", n_frames=10)
-    with pytest.raises(InputError, match="labels.npz: labels come from a different dataset: frame count mismatch 12 vs 10"):
+    with pytest.raises(InputError, match=r"labels.npz: labels made from a different dataset than .*fewer_frames.npz: "
+                                         r"frame count 12 vs 10"):
         training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "fewer_frames.npz"))
     write_pair_dataset(tmp_path / "more_beads.npz", n_side=4)
-    with pytest.raises(InputError, match="bead count mismatch 27 vs 64"):
+    with pytest.raises(InputError, match="bead count 27 vs 64"):
         training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "more_beads.npz"))
-    d = load_dataset(workdir / "dataset.npz")
-    d["Z"] = d["Z"][:, ::-1].copy()
-    with pytest.raises(InputError, match="bead species mismatch"):
-        training.load_labels(tmp_path / "labels.npz", d)
+
+
+def test_labels_of_the_same_frames_in_another_order_are_refused_naming_both_files(teacher, workdir, tmp_path):
+    """Same counts and species, frames reversed: only the content fingerprint tells them apart."""
+    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    with np.load(workdir / "dataset.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    for k in ("R", "F", "Z", "cell", "time_ps"):
+        arrays[k] = arrays[k][::-1].copy()
+    np.savez(tmp_path / "reversed.npz", **arrays)
+    with pytest.raises(InputError, match=r"labels.npz: labels made from .*dataset.npz \(content sha256 \w+\), "
+                                         r"not from .*reversed.npz"):
+        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "reversed.npz"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))
+    # a student refuses them; the prior and the teacher's model are fingerprinted too
+    proc = kdcg("train", "st_ei_ft", "--seed", "1", "--config", cfg, "--dataset", tmp_path / "reversed.npz",
+                "--prior", workdir / "prior.json", "--labels", tmp_path / "labels.npz", "--out-dir", tmp_path / "s",
+                check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last.startswith(f"kdcg error: {tmp_path / 'labels.npz'}: labels made from")
+    proc = kdcg("train", "teacher", "--seed", "1", "--config", cfg, "--dataset", tmp_path / "reversed.npz",
+                "--prior", workdir / "prior.json", "--out-dir", tmp_path / "t", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2
+    assert last.startswith(f"kdcg error: {workdir / 'prior.json'}: prior made from") and "reversed.npz" in last
+    proc = kdcg("label", "--model", teacher / "model.pt", "--dataset", tmp_path / "reversed.npz", "--out",
+                tmp_path / "l2.npz", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "model.pt: model made from" in last and "reversed.npz" in last
+    assert not (tmp_path / "l2.npz").exists()
 
 
 def test_unknown_variant_lists_the_valid_ones(workdir, tmp_path):
@@ -229,3 +257,61 @@ def test_killed_training_resumes_from_its_last_checkpoint(workdir, tmp_path):
     assert "[kdcg] epoch 0 done" not in second.stdout
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert metrics["resumed"] is True and metrics["epochs"] == 40 and len(metrics["loss_history"]) == 40
+
+
+class _Killed(Exception):
+    pass
+
+
+def _state(folder):
+    state = training.load_model(folder / "model.pt")[0].state_dict()
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+@pytest.mark.parametrize("killed_after", [0, 1, 2])
+def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir, tmp_path, monkeypatch, killed_after):
+    """Killed right after epoch k's checkpoint (the last epoch included), the rerun gives the
+    uninterrupted run's weights bit for bit; so does rerunning a finished training."""
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"].update(max_epochs=3, termination_patience=10, plateau_patience=10)
+    args = ("teacher", 2, workdir / "dataset.npz", workdir / "prior.json")
+    straight = training.train(*args, tmp_path / "straight", cfg)
+    original = training.EpochCheckpoint.__call__
+
+    def killing(self, epoch, better_model):
+        original(self, epoch, better_model)
+        if epoch == killed_after:
+            raise _Killed(epoch)
+
+    monkeypatch.setattr(training.EpochCheckpoint, "__call__", killing)
+    with pytest.raises(_Killed):
+        training.train(*args, tmp_path / "killed", cfg)
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    monkeypatch.setattr(training.EpochCheckpoint, "__call__", original)
+    torch.manual_seed(12345)  # whatever this process did since: the checkpoint restores its own RNG state
+    resumed = training.train(*args, tmp_path / "killed", cfg)
+    assert resumed["resumed"] is True
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert resumed["best_epoch"] == straight["best_epoch"] and resumed["test_forces_vs_aa"] == straight["test_forces_vs_aa"]
+    assert [h["valid"] for h in resumed["loss_history"]] == [h["valid"] for h in straight["loss_history"]]
+    if killed_after == 2:  # a finished training run again (Snakemake --forcerun) writes the same model
+        again = training.train(*args, tmp_path / "straight", cfg)
+        assert again["weights_sha256"] == straight["weights_sha256"]
+        assert training.load_model(tmp_path / "straight" / "model.pt")[1]["weights_sha256"] == straight["weights_sha256"]
+
+
+def test_weights_hash_names_identical_weights_across_files(workdir, tmp_path):
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"]["max_epochs"] = 1
+    a = training.train("teacher", 5, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "a", cfg)
+    b = training.train("teacher", 5, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "b", cfg)
+    c = training.train("teacher", 6, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "c", cfg)
+    assert a["weights_sha256"] == b["weights_sha256"] != c["weights_sha256"]
+    assert len(a["weights_sha256"]) == 64
+    graph, record = training.load_model(tmp_path / "a" / "model.pt")
+    assert record["weights_sha256"] == a["weights_sha256"] == provenance.weights_sha256(graph)
+    with torch.no_grad():
+        next(p for p in graph.parameters() if p.is_floating_point()).view(-1)[0] += 1e-6
+    assert provenance.weights_sha256(graph) != a["weights_sha256"]

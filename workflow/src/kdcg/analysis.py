@@ -30,6 +30,8 @@ import numpy as np
 
 from . import structure
 from .errors import InputError
+from .files import read_json, write_json
+from .provenance import dataset_fingerprint, same_dataset
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +172,33 @@ def _cdf_windows(frame_counts: dict, per_frame: dict, acfg: dict, dr: float, tim
     return out
 
 
-def tae_against(dist: dict, reference: dict) -> dict:
-    """TAE of every distribution against the reference, on the same grids."""
+def tae_against(dist: dict, reference: dict, reference_path: Path | str | None = None) -> dict:
+    """TAE of every distribution against the reference, on the same grids and keys."""
     for q in QUANTITIES:
         if dist["grids"][q] != reference["grids"][q]:
-            raise InputError(None, f"{q} grids differ from the reference's (different box or config)")
+            raise InputError(reference_path, f"{q} grids differ from the reference's (different box or config)")
+        missing = sorted(set(dist[q]) - set(reference[q]))
+        if missing:
+            raise InputError(reference_path, f"the reference has no {q.upper()} {', '.join(missing)}: its species are "
+                                             f"{reference.get('species_names')}")
     widths = {"rdf": dist["grids"]["rdf"]["dr_A"], "adf": dist["grids"]["adf"]["dtheta_deg"],
               "cdf": dist["grids"]["cdf"]["dr_A"]}
     return {q: {k: structure.tae(v, reference[q][k], widths[q]) for k, v in dist[q].items()} for q in QUANTITIES}
+
+
+def check_species(names: list[str], acfg: dict, reference: dict | None, path: Path, reference_path: Path | None) -> None:
+    """The species a trajectory's types are named by must be those of the reference, in the
+    same order (LAMMPS type k is the k-th name), and must include every ADF triplet's."""
+    if reference is not None and list(names) != list(reference["species_names"]):
+        ref = list(reference["species_names"])
+        how = "in another order" if sorted(names) == sorted(ref) else "different"
+        raise InputError(path, f"species names {list(names)} are {how} than the reference {reference_path}'s {ref}; "
+                               "name the types in the reference's order (type k is the k-th name)")
+    for t in acfg["adf_triplets"]:
+        unknown = [s for s in t if s not in names]
+        if unknown:
+            raise InputError(path, f"its species are {list(names)}, but the ADF triplet {list(t)} of the config names "
+                                   f"{unknown}: pass --species with the names in type order")
 
 
 # --------------------------------------------------------------------------- equilibration
@@ -187,11 +208,14 @@ def read_thermo(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "thermo file not found")
-    with open(path) as fh:
+    with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "potential_kcal_mol" not in rows[0]:
         raise InputError(path, "not a kdcg thermo.csv (no potential_kcal_mol column)")
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+    try:
+        return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"a row is not numbers (truncated?): {err}") from None
 
 
 def detect_equilibration(time_ps: np.ndarray, potential: np.ndarray) -> dict:
@@ -222,6 +246,8 @@ def read_trajectory(path: Path, topology: Path | None = None, fmt: str | None = 
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "trajectory not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file: the trajectory has no frames")
     if fmt is None and path.suffix in (".lammpstrj", ".dump"):
         fmt = "LAMMPSDUMP"
     kwargs = {"format": fmt} if fmt else {}
@@ -240,43 +266,67 @@ def read_trajectory(path: Path, topology: Path | None = None, fmt: str | None = 
         species = labels.astype(int)
         if species.max() > len(species_names):
             raise InputError(path, f"atom type {species.max()} but only {len(species_names)} species names")
+        if len(species_names) > species.max():
+            raise InputError(path, f"{len(species_names)} species names {list(species_names)} but its atoms have types "
+                                   f"1..{species.max()} only: one name per type, in type order")
     else:
         unknown = sorted(set(labels) - set(species_names))
         if unknown:
             raise InputError(path, f"atom types {unknown} not among the species {species_names}")
         species = np.array([species_names.index(s) + 1 for s in labels])
     R, cells, times = [], [], []
-    for ts in u.trajectory:
-        if ts.dimensions is None or not np.allclose(ts.dimensions[3:], 90.0):
-            raise InputError(path, f"frame {ts.frame}: an orthorhombic periodic box is needed")
-        R.append(np.mod(ts.positions.astype(np.float64), ts.dimensions[:3]))
-        cells.append(np.diag(ts.dimensions[:3]).astype(np.float64))
-        times.append(ts.time)
+    try:
+        for ts in u.trajectory:
+            if ts.dimensions is None or not np.allclose(ts.dimensions[3:], 90.0):
+                raise InputError(path, f"frame {ts.frame}: an orthorhombic periodic box is needed")
+            R.append(np.mod(ts.positions.astype(np.float64), ts.dimensions[:3]))
+            cells.append(np.diag(ts.dimensions[:3]).astype(np.float64))
+            times.append(ts.time)
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - MDAnalysis raises many kinds for a damaged file
+        raise InputError(path, f"frame {len(R)} cannot be read: {type(err).__name__}: {err}") from None
     if not R:
         raise InputError(path, "no frames")
+    dropped = 0
+    if fmt == "LAMMPSDUMP":
+        # MDAnalysis skips a last frame that was cut off mid-write without a word
+        dropped = _dump_frame_headers(path) - len(R)
+        if dropped > 0:
+            log.warning("%s: its last %d frame(s) are incomplete (cut mid-write?) and were left out; %d frames used",
+                        path, dropped, len(R))
     R = np.array(R)
     if not np.isfinite(R).all():
         raise InputError(path, "non-finite positions")
     return {"R": R, "cells": np.array(cells), "species": species, "species_names": list(species_names),
-            "time_ps": np.array(times, dtype=float)}
+            "time_ps": np.array(times, dtype=float), "frames_dropped": max(dropped, 0)}
+
+
+def _dump_frame_headers(path: Path) -> int:
+    """How many frames a LAMMPS text dump (plain, .gz or .bz2) began to write."""
+    import bz2
+    import gzip
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix, open)
+    n = 0
+    with opener(path, "rt") as fh:
+        for line in fh:
+            n += line.startswith("ITEM: TIMESTEP")
+    return n
 
 
 # --------------------------------------------------------------------------- files
 
 
 def _write_json(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_json(path, obj, allow_nan=False)
 
 
 def load_json(path: Path, what: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} not found")
-    return json.loads(path.read_text())
+    record = read_json(path, what)
+    if not isinstance(record, dict):
+        raise InputError(path, f"{what} is not a JSON object")
+    return record
 
 
 def analyze_dataset(dataset_path: Path, acfg: dict, out: Path) -> dict:
@@ -286,7 +336,7 @@ def analyze_dataset(dataset_path: Path, acfg: dict, out: Path) -> dict:
     data = load_dataset(dataset_path)
     dist = distributions(data["R"], data["cell"], data["Z"][0], data["species_names"], acfg, data.get("time_ps"))
     result = {"source": str(dataset_path), "kind": "all-atom reference", "species_names": [str(s) for s in data["species_names"]],
-              "analysis": acfg, **dist}
+              "dataset": dataset_fingerprint(data), "analysis": acfg, **dist}
     _write_json(out, result)
     log.info("AA reference: %d frames -> %s", dist["n_frames"], out)
     return result
@@ -298,6 +348,9 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
     acfg = cfg["analysis"]
     result = load_json(replica_dir / "result.json", "replica result")
     reference = load_json(reference_path, "AA reference")
+    if not same_dataset(result.get("dataset"), reference.get("dataset")):
+        raise InputError(replica_dir / "result.json", f"the replica started from another dataset than the AA reference "
+                                                      f"{reference_path} was computed from ({(reference.get('dataset') or {}).get('path')})")
     record = {"model": result["model"], "replica": result["replica"], "status": result["status"],
               "reason": result.get("reason"), "analysis": acfg}
     out = Path(out) if out else replica_dir / "analysis.json"
@@ -321,7 +374,7 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
                          traj["time_ps"][keep])
     record.update(dist)
     record["equilibration"] = eq
-    record["tae"] = tae_against(dist, reference)
+    record["tae"] = tae_against(dist, reference, reference_path)
     record["ns_per_day"] = result.get("ns_per_day")
     _write_json(out, record)
     log.info("%s replica %s: %d frames after %.2f ps; TAE rdf %.3f adf %.3f cdf %.3f (sums)", result["model"],
@@ -332,11 +385,15 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
 
 def analyze_trajectory(path: Path, acfg: dict, out: Path, reference_path: Path | None = None, **read_kwargs) -> dict:
     """`kdcg analyze` on a trajectory written anywhere (all frames count)."""
+    reference = load_json(reference_path, "reference") if reference_path else None
     traj = read_trajectory(path, **read_kwargs)
+    check_species(traj["species_names"], acfg, reference, Path(path), reference_path)
     dist = distributions(traj["R"], traj["cells"], traj["species"], traj["species_names"], acfg, traj["time_ps"])
     record = {"source": str(path), "species_names": traj["species_names"], "analysis": acfg, **dist}
-    if reference_path:
-        record["tae"] = tae_against(dist, load_json(reference_path, "reference"))
+    if traj.get("frames_dropped"):
+        record["frames_dropped"] = traj["frames_dropped"]
+    if reference is not None:
+        record["tae"] = tae_against(dist, reference, reference_path)
     _write_json(out, record)
     return record
 

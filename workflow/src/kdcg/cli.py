@@ -59,7 +59,9 @@ def cmd_mdp(args) -> None:
 def cmd_perf_table(args) -> None:
     from . import gromacs
 
-    records = [json.loads(Path(p).read_text()) for p in args.records]
+    from .files import read_json
+
+    records = [read_json(Path(p), "mdrun performance record") for p in args.records]
     gromacs.performance_table(records, Path(args.out))
 
 
@@ -301,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         # one line, last in the log, so that the workflow can show it
         print(f"kdcg error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - a bug, not bad input: still one line unless asked
+        if os.environ.get("KDCG_DEBUG"):
+            raise
+        problem = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"kdcg error: unexpected {type(err).__name__} in 'kdcg {args.command}': {problem} "
+              "(a kdcg bug: rerun with KDCG_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 3
     return 0
 
 

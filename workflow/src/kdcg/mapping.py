@@ -230,18 +230,26 @@ def map_trajectory(topology: Path, trajectory: Path, out_npz: Path,
 
 
 def load_dataset(path: Path) -> dict:
-    """The dataset as a dict of arrays, with units and source decoded, checked for sanity."""
+    """The dataset as a dict of arrays, with units and source decoded, checked for sanity.
+    ``_path`` records where it was read from (kdcg.provenance names it in messages)."""
+    from .files import read_npz
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "dataset not found")
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = read_npz(path, "dataset")
     missing = {"R", "F", "Z", "cell", "masses", "species_names", "units"} - set(data)
     if missing:
         raise InputError(path, f"not a kdcg dataset: arrays {sorted(missing)} missing")
-    data["units"] = json.loads(str(data["units"]))
+    try:
+        data["units"] = json.loads(str(data["units"]))
+    except json.JSONDecodeError:
+        raise InputError(path, "not a kdcg dataset: its 'units' entry is not JSON") from None
     if data["units"] != DATASET_UNITS:
         raise InputError(path, f"units {data['units']} are not kdcg's {DATASET_UNITS}")
     if "source" in data:
         data["source"] = json.loads(str(data["source"]))
+    R, F, Z, cell = data["R"], data["F"], data["Z"], data["cell"]
+    if R.ndim != 3 or R.shape[-1] != 3 or F.shape != R.shape or Z.shape != R.shape[:2] or cell.shape != (len(R), 3, 3):
+        raise InputError(path, f"not a kdcg dataset: array shapes disagree (R {R.shape}, F {F.shape}, Z {Z.shape}, "
+                               f"cell {cell.shape})")
+    data["_path"] = str(path)
     return data

@@ -20,7 +20,6 @@ reads with format="LAMMPSDUMP"), thermo.csv, result.json. Work in progress lives
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -33,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import read_json, write_json
 from .gromacs import link_or_copy
+from .provenance import comparable, dataset_fingerprint, file_sha256, same_dataset, without_path
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Evaluation:
 class ModelForces:
     """Energy and forces of a saved kdcg model (single or ensemble) on one periodic frame."""
 
-    def __init__(self, model_path: Path, pair_skin_A: float = 0.0):
+    def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None):
         from hippynn import settings
 
         from .training import compute_device, load_model
@@ -78,7 +79,7 @@ class ModelForces:
         # by design. Contacts are checked against md.min_distance_A instead.
         settings.WARN_LOW_DISTANCES = False
         self.path = Path(model_path)
-        self.graph, self.record = load_model(self.path)
+        self.graph, self.record = load_model(self.path, data)
         self.device = compute_device()
         self.graph.to(self.device)
         names = list(self.record["outputs"])
@@ -126,10 +127,14 @@ def build_ensemble(member_paths: list[Path], out: Path) -> dict:
         members.append(graph)
         records.append(record)
     for path, record in zip(member_paths[1:], records[1:]):
-        if record["prior"] != records[0]["prior"] or record["model_cfg"] != records[0]["model_cfg"]:
+        if (without_path(record["prior"]) != without_path(records[0]["prior"])
+                or record["model_cfg"] != records[0]["model_cfg"]):
             raise InputError(path, f"prior or hyperparameters differ from {member_paths[0]}; an ensemble needs both shared")
+        if not same_dataset(record.get("dataset"), records[0].get("dataset")):
+            raise InputError(path, f"trained on a different dataset than {member_paths[0]}; an ensemble needs one dataset")
     graph = ensemble_graph(members, records[0]["prior"], records[0]["model_cfg"])
-    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, members=[str(p) for p in member_paths])
+    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, dataset=records[0].get("dataset"),
+               members=[str(p) for p in member_paths], member_weights_sha256=[r.get("weights_sha256") for r in records])
     log.info("ensemble of %d teachers saved to %s", len(members), out)
     return {"members": [str(p) for p in member_paths]}
 
@@ -279,25 +284,14 @@ def _truncate_dump(path: Path, before_step: int) -> None:
 
 
 def _truncate_thermo(path: Path, after_step: int) -> None:
+    """Keep the header and the rows up to a step, bytes untouched (line endings included)."""
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= after_step]
-    path.write_text("".join(kept))
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    with open(path, newline="") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    kept = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) <= after_step]
+    with open(path, "w", newline="") as fh:
+        fh.write("".join(kept))
 
 
 class _Callback:
@@ -389,12 +383,12 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
     run = out_dir / "run"
     inputs = {"fingerprint": fingerprint or {}, "md": md, "temperature_K": temperature_K, "replica": replica}
     stamp = run / "inputs.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) != inputs:
+    if stamp.is_file() and _read_stamp(stamp) != inputs:
         log.info("%s replica %d: inputs changed, starting over", name, replica)
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     if not stamp.is_file():
-        _write_json(stamp, inputs)
+        write_json(stamp, inputs, indent=2)
     if (run / "result.json").is_file():
         log.info("%s replica %d: already finished, relinking its outputs", name, replica)
         return _finish(run, out_dir)
@@ -439,19 +433,38 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
         return _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start, name, replica,
                           {"frame": frame, "velocity_seed": velocity_seed, "species_names": model.species_names,
                            "n_beads": len(species), "box_A": box.tolist(), "model": name, "replica": replica,
-                           "n_members": model.n_members})
+                           "n_members": model.n_members, "dataset": comparable(dataset_fingerprint(data))})
     finally:
         lmp.close()
+
+
+def _first_potential(thermo_path: Path) -> float | None:
+    """Potential energy (kcal/mol) of the first thermo row, the reference of the drift check."""
+    if not thermo_path.is_file():
+        return None
+    with open(thermo_path, newline="") as fh:
+        rows = csv.DictReader(fh)
+        first = next(rows, None)
+    return float(first["potential_kcal_mol"]) if first else None
+
+
+def _read_stamp(path: Path):
+    try:
+        return read_json(path, "replica inputs record")
+    except InputError:
+        return None  # a half-written stamp: start the replica over
 
 
 def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start, name, replica, info) -> dict:
     thermo_path = run / "thermo.csv"
     new_file = not thermo_path.is_file()
+    n_beads = len(callback.species)
+    pe_start = _first_potential(thermo_path)  # kcal/mol at step 0 (None before the first row)
     status, reason, step = STABLE, None, start
     timed_steps, timed_s = 0, 0.0
     report_every = max(sched.thermo_steps, (sched.total_steps // 20) // sched.thermo_steps * sched.thermo_steps)
     with open(thermo_path, "a", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         if new_file:
             writer.writerow(THERMO_COLUMNS)
         # set-up (forces at the first step); a fresh run records step 0 as well
@@ -474,6 +487,8 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
                 writer.writerow([step, f"{step * sched.timestep_fs / 1000.0:.4f}", f"{temp:.4f}", f"{pe:.6f}",
                                  f"{ke:.6f}", f"{etot:.6f}", f"{callback.take_spread():.6f}", f"{dmin:.4f}"])
                 fh.flush()
+            if pe_start is None:
+                pe_start = pe
             if callback.failure:
                 status, reason = UNSTABLE, callback.failure
             elif not math.isfinite(temp) or not math.isfinite(pe):
@@ -482,6 +497,13 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
                 status, reason = UNSTABLE, f"beads {dmin:.3f} A apart, below the floor md.min_distance_A = {md['min_distance_A']} A"
             elif temp > md["max_temperature_K"]:
                 status, reason = UNSTABLE, f"temperature {temp:.1f} K above md.max_temperature_K = {md['max_temperature_K']} K"
+            elif abs(pe) / n_beads > md["max_energy_per_bead_kcal_mol"]:
+                status, reason = UNSTABLE, (f"potential energy {pe / n_beads:.4g} kcal/mol per bead beyond "
+                                            f"md.max_energy_per_bead_kcal_mol = {md['max_energy_per_bead_kcal_mol']}")
+            elif abs(pe - pe_start) / n_beads > md["max_energy_drift_per_bead_kcal_mol"]:
+                status, reason = UNSTABLE, (f"potential energy moved {(pe - pe_start) / n_beads:+.4g} kcal/mol per bead "
+                                            f"since step 0, beyond md.max_energy_drift_per_bead_kcal_mol = "
+                                            f"{md['max_energy_drift_per_bead_kcal_mol']}")
             if status == UNSTABLE or step >= sched.total_steps:
                 break
             if n_next and step % sched.restart_steps == 0:
@@ -508,8 +530,8 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
         "timed_steps": timed_steps, "ms_per_step": ms_per_step,
         "ns_per_day": sched.timestep_fs * 1e-6 / (ms_per_step / 1000.0) * 86400.0 if timed_steps else float("nan"),
     }
-    _write_json(run / "result.json", {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                      for k, v in result.items()})
+    write_json(run / "result.json", {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                     for k, v in result.items()}, indent=2)
     return _finish(run, out_dir)
 
 
@@ -521,7 +543,7 @@ def _finish(run: Path, out_dir: Path) -> dict:
         link_or_copy(src, out_dir / name)
     link_or_copy(run / "result.json", out_dir / "result.json")
     (run / RESTART_NAME).unlink(missing_ok=True)
-    return json.loads((out_dir / "result.json").read_text())
+    return read_json(out_dir / "result.json", "replica result")
 
 
 def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list[int], out_dir: Path,
@@ -535,9 +557,8 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
         torch.set_num_threads(threads)
     md = cfg["md"]
     data = load_dataset(dataset_path)
-    data["_path"] = str(dataset_path)
     half_box = 0.5 * float(np.min(np.diag(np.asarray(data["cell"]).reshape(-1, 3, 3)[0])))
-    model = ModelForces(model_path)
+    model = ModelForces(model_path, data=data)
     # the pair finder needs cutoff + skin below half the box
     skin = max(0.0, min(md["pair_skin_A"], half_box - model.cutoff_A - 1e-3))
     if skin < md["pair_skin_A"]:
@@ -546,7 +567,9 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
     set_pair_skin(model.graph, skin)
     if list(model.species_names) != [str(s) for s in data["species_names"]]:
         raise InputError(model_path, f"model species {model.species_names} differ from the dataset's {list(data['species_names'])}")
-    fingerprint = {"model": file_digest(Path(model_path)), "dataset": file_digest(Path(dataset_path))}
+    # the weights, not the file bytes: an identical retraining does not restart the replicas
+    fingerprint = {"model": model.record.get("weights_sha256") or file_sha256(Path(model_path)),
+                   "dataset": comparable(dataset_fingerprint(data))}
     name = Path(model_path).parent.name
     results = []
     for r in replicas:

@@ -68,7 +68,7 @@ def collect(results: Path, models: list[str]) -> dict:
         family, variant, seed = classify(model)
         mfile = results / "models" / model / "metrics.json"
         if mfile.is_file():
-            metrics[model] = json.loads(mfile.read_text())
+            metrics[model] = load_json(mfile, "training metrics")
         folders = sorted((results / "md" / model).glob("replica-*"), key=lambda p: int(p.name.split("-")[1]))
         if not folders:
             raise InputError(results / "md" / model, "no MD replicas")
@@ -81,27 +81,37 @@ def collect(results: Path, models: list[str]) -> dict:
     return {"replicas": replicas, "metrics": metrics}
 
 
-def tables(data: dict, aa_performance: Path, out: Path) -> dict:
+def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict:
     reps = data["replicas"]
-    # tae.csv: long format
-    rows = []
+    # tae.csv: long format; a replica without distributions (unstable) keeps one row with its status
+    rows, tae_rows = [], []
     for r in reps:
+        status = r["result"]["status"]
+        tae = r["analysis"].get("tae") or {}
+        if not tae:
+            rows.append([r["model"], r["family"], r["variant"], r["seed"], r["replica"], status, None, None, None])
         for q in QUANTITIES:
-            for key, value in (r["analysis"].get("tae") or {}).get(q, {}).items():
-                rows.append([r["model"], r["family"], r["variant"], r["seed"], r["replica"], q, key, value])
-    _write_csv(out / "tae.csv", ["model", "family", "variant", "seed", "replica", "quantity", "key", "tae"], rows)
-    # tae_summary.csv: over replicas (E, S_E) and over seeds x replicas (T, S_T)
+            for key, value in tae.get(q, {}).items():
+                row = [r["model"], r["family"], r["variant"], r["seed"], r["replica"], status, q, key, value]
+                rows.append(row)
+                tae_rows.append(row)
+    _write_csv(out / "tae.csv", ["model", "family", "variant", "seed", "replica", "status", "quantity", "key", "tae"], rows)
+    # tae_summary.csv: over replicas (E, S_E) and over seeds x replicas (T, S_T); every
+    # variant has its rows, with no mean where all its replicas were unstable
     groups = defaultdict(list)
     n_total, n_unstable = defaultdict(int), defaultdict(int)
     for r in reps:
         n_total[(r["family"], r["variant"])] += 1
         n_unstable[(r["family"], r["variant"])] += r["result"]["status"] != "stable"
-    for row in rows:
-        groups[(row[1], row[2], row[5], row[6])].append(row[7])
+    for row in tae_rows:
+        groups[(row[1], row[2], row[6], row[7])].append(row[8])
     summary = []
-    for (family, variant, q, key), values in sorted(groups.items(), key=lambda kv: (FAMILIES.index(kv[0][0]), kv[0][1:])):
-        mean, std, n = _mean_std(values)
-        summary.append([family, variant, q, key, mean, std, n, n_unstable[(family, variant)], n_total[(family, variant)]])
+    for family, variant in _groups(reps):
+        for q in QUANTITIES:
+            for key in reference[q]:
+                mean, std, n = _mean_std(groups.get((family, variant, q, key), []))
+                summary.append([family, variant, q, key, mean, std, n, n_unstable[(family, variant)],
+                                n_total[(family, variant)]])
     _write_csv(out / "tae_summary.csv", ["family", "variant", "quantity", "key", "tae_mean", "tae_std", "n_replicas",
                                          "n_unstable", "n_total"], summary)
     # performance.csv: the paper's Table 4
@@ -205,8 +215,12 @@ def fig_tae(data, summary, quantity, path):
         bad, total = unstable.get((family, variant), (0, 0))
         label = f"{family}: {variant}" + (f" ({bad}/{total} unstable)" if bad else "")
         shade = 0.35 + 0.65 * (g % 6) / 5 if family in ("S_T", "S_E") else 1.0
-        ax.bar(np.arange(len(keys)) + g * width, means, width, yerr=stds, capsize=2, label=label,
+        x = np.arange(len(keys)) + g * width
+        ax.bar(x, means, width, yerr=stds, capsize=2, label=label,
                color=FAMILY_COLOURS[family], alpha=shade, edgecolor="black", linewidth=0.3)
+        for xi, m in zip(x, means):
+            if not np.isfinite(m):  # no stable replica: say so where its bar would be
+                ax.text(xi, 0, "unstable", rotation=90, ha="center", va="bottom", fontsize=5, color="red")
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"TAE of the {quantity.upper()} vs all-atom")
     ax.legend(fontsize=6, ncol=2)
@@ -227,10 +241,13 @@ def fig_overlay(data, reference, quantity, path):
     for ax, key in zip(axes.flat, keys):
         ax.plot(x, reference[quantity][key], color="black", lw=2, label="all-atom")
         for family in FAMILIES:
-            curves = [r["analysis"][quantity][key] for r in data["replicas"]
-                      if r["family"] == family and quantity in r["analysis"]]
+            members = [r for r in data["replicas"] if r["family"] == family]
+            curves = [r["analysis"][quantity][key] for r in members if quantity in r["analysis"]]
             if curves:
-                ax.plot(x, np.mean(curves, axis=0), color=FAMILY_COLOURS[family], lw=1, label=f"{family} ({len(curves)})")
+                ax.plot(x, np.mean(curves, axis=0), color=FAMILY_COLOURS[family], lw=1,
+                        label=f"{family} ({len(curves)} of {len(members)} stable)")
+            elif members:  # listed, with nothing to draw
+                ax.plot([], [], color=FAMILY_COLOURS[family], lw=1, ls=":", label=f"{family} (0 of {len(members)} stable)")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("θ (deg)" if quantity == "adf" else "r (Å)")
     for ax in list(axes.flat)[len(keys):]:
@@ -327,7 +344,7 @@ def summarize(results: Path, models: list[str], reference_path: Path, aa_perform
               figures_dir: Path) -> None:
     data = collect(Path(results), models)
     reference = load_json(reference_path, "AA reference")
-    out = tables(data, aa_performance, Path(tables_dir))
+    out = tables(data, aa_performance, Path(tables_dir), reference)
     figs = Path(figures_dir)
     figs.mkdir(parents=True, exist_ok=True)
     fig_training(data, figs / "training.png")

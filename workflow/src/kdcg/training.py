@@ -13,6 +13,7 @@ model) and ``metrics.json`` (held-out test split, loss per epoch).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -25,9 +26,11 @@ import numpy as np
 import torch
 
 from .errors import InputError, TrainingDiverged
+from .files import read_json, read_npz, read_torch, write_torch
 from .mapping import load_dataset
 from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
                     DB_SPECIES, CGModel, build_model)
+from .provenance import check_same_dataset, comparable, dataset_fingerprint, weights_sha256, without_path
 from .structure import first_contact, rdf
 from .variants import Variant, get_variant
 
@@ -65,29 +68,23 @@ def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
 
 # ----- labels ------------------------------------------------------------------------------
 
-def dataset_fingerprint(data: dict) -> dict:
-    """What labels must agree with: frame and bead counts and the species of every bead."""
-    return {"n_frames": int(data["R"].shape[0]), "n_beads": int(data["R"].shape[1]),
-            "species_sha256": hashlib.sha256(np.ascontiguousarray(data["Z"]).tobytes()).hexdigest(),
-            "species_names": [str(s) for s in data["species_names"]]}
-
-
 def load_labels(path: Path, data: dict) -> dict:
-    """Teacher (or ensemble) labels, checked against the dataset they must belong to."""
+    """Teacher (or ensemble) labels, checked against the dataset they must belong to (its
+    content fingerprint: the same frames in the same order)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "labels not found")
-    with np.load(path, allow_pickle=False) as z:
-        labels = {k: z[k] for k in z.files}
+    labels = read_npz(path, "labels")
     if not {"forces", "bead_energies", "energy", "fingerprint"} <= set(labels):
         raise InputError(path, "not a kdcg labels file (forces, bead_energies, energy, fingerprint)")
-    have = json.loads(str(labels["fingerprint"]))
-    want = dataset_fingerprint(data)
-    for key, what in (("n_frames", "frame count"), ("n_beads", "bead count"), ("species_names", "species"),
-                      ("species_sha256", "bead species")):
-        if have.get(key) != want[key]:
-            shown = (have.get(key), want[key]) if key != "species_sha256" else ("", "")
-            raise InputError(path, f"labels come from a different dataset: {what} mismatch {shown[0]} vs {shown[1]}".rstrip(" vs"))
+    try:
+        have = json.loads(str(labels["fingerprint"]))
+    except json.JSONDecodeError:
+        raise InputError(path, "not a kdcg labels file: its fingerprint is not JSON") from None
+    check_same_dataset(have, data, path, "labels")
+    n_frames, n_beads = data["R"].shape[:2]
+    expected = {"forces": (n_frames, n_beads, 3), "bead_energies": (n_frames, n_beads), "energy": (n_frames,)}
+    for key, shape in expected.items():
+        if labels[key].shape != shape:
+            raise InputError(path, f"labels '{key}' have shape {labels[key].shape}, expected {shape}")
     for key in ("forces", "bead_energies", "energy"):
         if not np.isfinite(labels[key]).all():
             raise InputError(path, f"labels '{key}' contain NaN or infinite values")
@@ -193,14 +190,6 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 class EpochCheckpoint:
     """After every epoch: stop on a non-finite loss, else save ``last_checkpoint.pt``."""
 
@@ -220,8 +209,12 @@ class EpochCheckpoint:
             where = f"{self.last_good}" if self.last_good else "none (diverged in the first epoch)"
             raise TrainingDiverged(f"{self.folder}: loss is NaN or infinite at epoch {epoch}"
                                    f" ({', '.join(bad) or 'parameters'}); last good checkpoint: {where}")
+        if better_model:
+            # hippynn stores the new best model only after the epoch callbacks; the checkpoint
+            # must hold it already, or a job resumed after this epoch reverts to an older best
+            self.tracker.best_model = copy.deepcopy(self.model.state_dict())
         state = serialization.create_state(self.model, self.controller, self.tracker)
-        _atomic_save(state, self.folder / "last_checkpoint.pt")
+        write_torch(state, self.folder / "last_checkpoint.pt")
         self.last_good = f"{self.folder / 'last_checkpoint.pt'} (epoch {epoch})"
         print(f"[kdcg] epoch {epoch} done: train {latest.get('train'):.4f} valid {latest.get('valid'):.4f} "
               f"lr {self.controller.optimizer.param_groups[0]['lr']:.2e} elapsed {time.time() - self.started:.1f} s",
@@ -251,11 +244,10 @@ def write_prior(dataset_path: Path, cfg: dict, out: Path) -> dict:
 
 def read_prior(path: Path, data: dict) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "prior not found (kdcg prior writes it)")
-    prior = json.loads(path.read_text())
-    if prior.get("dataset") != dataset_fingerprint(data):
-        raise InputError(path, "prior was computed from a different dataset")
+    prior = read_json(path, "prior (kdcg prior writes it)")
+    if not isinstance(prior, dict) or not {"taper_A", "strength_kcal_mol_A", "dr_A", "fraction_at_taper"} <= set(prior):
+        raise InputError(path, "not a kdcg prior (taper_A, strength_kcal_mol_A, dr_A, fraction_at_taper)")
+    check_same_dataset(prior.get("dataset"), data, path, "prior")
     return prior
 
 
@@ -295,7 +287,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], valid_size=tcfg["valid_fraction"],
                         test_size=tcfg["test_fraction"], quiet=True, pin_memory=False, **db_info)
 
-    fingerprint = _fingerprint(variant.name, seed, cfg["model"], prior, tcfg, dataset_fingerprint(data),
+    # where files live is not an input: a moved checkout resumes
+    fingerprint = _fingerprint(variant.name, seed, cfg["model"], without_path(prior), tcfg, comparable(dataset_fingerprint(data)),
                                None if labels is None else hashlib.sha256(labels["forces"].tobytes()).hexdigest())
     stamp = out_dir / "inputs.sha256"
     resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()
@@ -323,7 +316,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started)
-        if tracker.current_epoch < controller.max_epochs:
+        # controller.max_epochs includes early stopping (PatienceController)
+        if controller.current_epoch < controller.max_epochs:
             train_model(training_modules, database, controller, tracker, callbacks=[epoch_cb],
                         batch_callbacks=[_nan_batch_guard(out_dir)], store_structure_file=not resumable)
         else:
@@ -336,13 +330,14 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     metrics = held_out_metrics(best, database, variant)
     history = [{"epoch": i, **{split: float(v["TotalLoss"]) for split, v in em.items()}}
                for i, em in enumerate(tracker.epoch_metric_values)]
-    metrics.update({"variant": variant.name, "seed": seed, "epochs": int(tracker.current_epoch), "loss_history": history,
+    metrics.update({"variant": variant.name, "seed": seed, "epochs": int(controller.current_epoch), "loss_history": history,
+                    "weights_sha256": weights_sha256(best), "dataset": dataset_fingerprint(data),
                     "best_epoch": int(getattr(controller, "last_best", -1)),
                     "train_seconds": round(time.time() - started, 1), "resumed": resumable,
                     "n_train": int(len(database.splits["train"][DB_SPECIES])),
                     "n_test": int(len(database.splits["test"][DB_SPECIES]))})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    save_model(best, prior, mcfg, out_dir / "model.pt")
+    save_model(best, prior, mcfg, out_dir / "model.pt", dataset=dataset_fingerprint(data))
     print(f"[kdcg] done: {json.dumps(metrics)}", flush=True)
     return metrics
 
@@ -399,11 +394,16 @@ def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dic
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def save_model(model, prior: dict, model_cfg: dict, path: Path, **extra) -> None:
+MODEL_RECORD_KEYS = {"graph", "prior", "model_cfg", "outputs"}
+
+
+def save_model(model, prior: dict, model_cfg: dict, path: Path, dataset: dict | None = None, **extra) -> None:
     """The trained graph module (inputs species, positions, cells; outputs forces,
-    bead_energies, energy, then any others) with its prior and hyperparameters."""
+    bead_energies, energy, then any others) with its prior, hyperparameters, the fingerprint
+    of the dataset it was trained on and the hash of its weights."""
     outputs = [n.name for n in model.nodes_to_compute]
-    _atomic_save({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": outputs, **extra}, path)
+    write_torch({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": outputs, "dataset": dataset,
+                 "weights_sha256": weights_sha256(model), **extra}, path)
 
 
 def compute_device():
@@ -421,19 +421,22 @@ def compute_device():
     return torch.device(wanted)
 
 
-def load_model(path: Path):
-    """(graph module, record) of a saved model."""
+def load_model(path: Path, data: dict | None = None):
+    """(graph module, record) of a saved model; with ``data``, the model must have been
+    trained on that dataset."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "model not found")
-    record = torch.load(path, weights_only=False, map_location="cpu")
+    record = read_torch(path, "model")
+    if not isinstance(record, dict) or not MODEL_RECORD_KEYS <= set(record):
+        raise InputError(path, "not a kdcg model file (kdcg train or kdcg ensemble write them)")
+    if data is not None:
+        check_same_dataset(record.get("dataset"), data, path, "model")
     return record["graph"], record
 
 
 def label_frames(model_path: Path, dataset_path: Path, out: Path, batch_size: int = 8) -> dict:
     """A teacher's forces, per-bead energies and system energy on every frame of the dataset."""
-    graph, record = load_model(model_path)
     data = load_dataset(dataset_path)
+    graph, record = load_model(model_path, data)
     arrays = predict_arrays(graph, data["Z"], data["R"], data["cell"], batch_size)
     for k, v in arrays.items():
         if not np.isfinite(v).all():

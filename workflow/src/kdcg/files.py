@@ -1,0 +1,70 @@
+"""Reading and writing kdcg's files: every reader names the file and what is wrong with it,
+every writer replaces its file atomically (a killed job never leaves half a file behind)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+from .errors import InputError
+
+
+def read_npz(path: Path, what: str) -> dict:
+    """All arrays of an NPZ file (no pickles); a missing, truncated or foreign file is an InputError."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as err:
+        raise InputError(path, f"{what} cannot be read (truncated, or not an NPZ file): {type(err).__name__}: {err}") from None
+
+
+def read_json(path: Path, what: str):
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"{what} is not valid JSON (truncated?): {err}") from None
+
+
+def read_torch(path: Path, what: str):
+    """A torch-pickled file (trusted: written by kdcg), loaded onto the CPU."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    try:
+        return torch.load(path, weights_only=False, map_location="cpu")
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, ModuleNotFoundError, TypeError) as err:
+        raise InputError(path, f"{what} cannot be read (truncated, or not a PyTorch file): {type(err).__name__}: {err}") from None
+
+
+def write_json(path: Path, obj, **dumps_kwargs) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, **dumps_kwargs) + "\n")
+    os.replace(tmp, path)
+
+
+def write_torch(obj, path: Path) -> None:
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
