@@ -6,6 +6,7 @@ import copy
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -128,3 +129,51 @@ def test_lint_and_format_are_clean(tmp_path):
     fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_a_structure_that_disagrees_with_its_itp_stops_check_config_and_the_dry_run(tmp_path):
+    wf = workflow_copy(tmp_path)
+    pdb = wf / "resources/opls_des/urea.pdb"
+    pdb.write_text("\n".join(l for l in pdb.read_text().splitlines() if " H22 " not in l) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "check-config", "tests/config/tiny.yaml"], cwd=wf,
+                          capture_output=True, text=True)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2
+    assert last == ("kdcg error: tests/config/tiny.yaml: config key 'system.molecules': resources/opls_des/urea.pdb: "
+                    "7 atoms but urea.itp defines 8 (atoms missing?)")
+    proc = snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml", check=False)
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg config error" in l]
+    assert proc.returncode != 0 and len(lines) == 1 and "urea.pdb: 7 atoms but urea.itp defines 8" in lines[0]
+    (wf / "resources/opls_des/urea.pdb").unlink()
+    proc = snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml", check=False)
+    assert proc.returncode != 0 and "urea.pdb: file of molecule 'urea' not found" in proc.stdout + proc.stderr
+
+
+def test_a_missing_gromacs_stops_the_run_before_the_first_job_naming_its_stages(tmp_path):
+    """PATH without gmx (a login node before `module load gromacs`): one line, no job started."""
+    import os
+    import shutil
+
+    from conftest import venv_env
+
+    wf = workflow_copy(tmp_path / "wf")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("bash", "sh", "which", "env", "cat", "tail", "mkdir", "rm", "packmol"):
+        os.symlink(shutil.which(name), tools / name)
+    env = venv_env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{tools}"
+    proc = snakemake(wf, "results/cg/dataset.npz", "--cores", "1", "--configfile", "tests/config/tiny.yaml",
+                     check=False, env=env)
+    lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg tool error" in l]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert lines[0] == ("kdcg tool error: GROMACS (gmx or gmx_mpi) is not on PATH; needed by energy_minimization, "
+                        "nvt_equilibration, nvt_production (load its module or install it: README, 'Set-up')")
+    assert not (wf / "results" / "aa").exists()  # nothing ran: not even the topology
+    # the stage itself says the same when run without the workflow
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "gromacs", "em", "--config", "tests/config/tiny.yaml",
+                           "--structure", "x.gro", "--topology", "x.top", "--stage-dir", "em"], cwd=wf, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        "kdcg error: GROMACS (gmx or gmx_mpi) is not on PATH; needed by GROMACS stage em (load its module or "
+        "install it: README, 'Set-up')")

@@ -47,3 +47,28 @@ def test_performance_is_read_from_md_log(tmp_path):
     gromacs.performance_table([{"stage": "nvt_prod", "threads": 2, "resumed": True, **perf}], tmp_path / "p.tsv")
     rows = (tmp_path / "p.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:2] == ["stage", "ns_per_day"] and rows[1].split("\t")[:2] == ["nvt_prod", "17.19"]
+
+
+def test_a_resumed_run_is_timed_as_a_whole(tmp_path):
+    """Killed 100 s after its start with its last checkpoint 40 s old, then finished in 30 s:
+    the whole run took 60 + 30 s of useful wall time for its 10 ps."""
+    import json
+    import os
+    import time
+
+    segments, cpt = tmp_path / "segments.json", tmp_path / "run.cpt"
+    first = gromacs._start_segment(segments, None)
+    now = time.time()
+    first[0]["started_unix"] = now - 100.0
+    segments.write_text(json.dumps(first))
+    cpt.write_text("")
+    os.utime(cpt, (now - 40.0, now - 40.0))
+    both = gromacs._start_segment(segments, cpt)
+    assert len(both) == 2 and both[0]["useful_wall_s"] == pytest.approx(60.0, abs=0.01)
+    rec = gromacs.whole_run_performance(both, {"wall_s": 30.0, "ns_per_day": 999.0}, 10.0)
+    assert rec["segments"] == 2 and rec["wall_s"] == pytest.approx(90.0, abs=0.01)
+    assert rec["ns_per_day"] == pytest.approx(0.010 / 90.0 * 86400.0, rel=1e-3)
+    assert rec["last_segment_ns_per_day"] == 999.0
+    # a run in one invocation keeps mdrun's figures
+    assert gromacs.whole_run_performance(first[:1], {"wall_s": 30.0, "ns_per_day": 999.0}, 10.0) == \
+        {"segments": 1, "simulated_ps": 10.0}

@@ -182,7 +182,8 @@ def test_an_unstable_model_ends_as_a_record_not_an_exception(workdir, tmp_path):
     broken = copy.deepcopy(graph)
     with torch.no_grad():
         next(p for p in graph_node(broken, "hipnn_ts").torch_module.parameters() if p.is_floating_point()).fill_(float("nan"))
-    training.save_model(broken, record["prior"], record["model_cfg"], tmp_path / "nan" / "model.pt")
+    training.save_model(broken, record["prior"], record["model_cfg"], tmp_path / "nan" / "model.pt",
+                        dataset=record["dataset"])
     res = md.run_replicas(tmp_path / "nan" / "model.pt", workdir / "dataset.npz", cfg(), [1], tmp_path / "out")[0]
     assert res["status"] == "unstable" and "non-finite" in res["reason"] and res["step"] == 0
     assert (tmp_path / "out" / "replica-1" / "thermo.csv").is_file()
@@ -194,6 +195,25 @@ def test_an_unstable_model_ends_as_a_record_not_an_exception(workdir, tmp_path):
     res = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", cfg(max_temperature_K=100.0), [2],
                           tmp_path / "hot")[0]
     assert res["status"] == "unstable" and "md.max_temperature_K" in res["reason"]
+
+
+def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
+    """Weights x100: forces stay finite but the energy is absurd; the energy bounds catch it."""
+    graph, record = training.load_model(workdir / "teacher-1" / "model.pt")
+    scaled = copy.deepcopy(graph)
+    with torch.no_grad():
+        for p in graph_node(scaled, "hipnn_ts").torch_module.parameters():
+            p.mul_(100.0)
+    training.save_model(scaled, record["prior"], record["model_cfg"], tmp_path / "x100" / "model.pt",
+                        dataset=record["dataset"])
+    res = md.run_replicas(tmp_path / "x100" / "model.pt", workdir / "dataset.npz", cfg(), [1], tmp_path / "out")[0]
+    assert res["status"] == "unstable" and "md.max_energy" in res["reason"], res["reason"]
+    # a drift bound below what the trained teacher's energy moves: ends there, naming the bound
+    res = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz",
+                          cfg(max_energy_drift_per_bead_kcal_mol=1e-6), [1], tmp_path / "drift")[0]
+    assert res["status"] == "unstable" and "md.max_energy_drift_per_bead_kcal_mol = 1e-06" in res["reason"]
+    thermo = np.genfromtxt(tmp_path / "drift" / "replica-1" / "thermo.csv", delimiter=",", names=True)
+    assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
 def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
@@ -223,6 +243,8 @@ def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
     assert resumed["resumed_from_step"] > 0 and resumed["resumed_from_step"] % sched.restart_steps == 0
     thermo = np.genfromtxt(out / "replica-1" / "thermo.csv", delimiter=",", names=True)
     assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
+    raw = (out / "replica-1" / "thermo.csv").read_bytes()
+    assert b"\r" not in raw and raw.count(b"\n") == len(thermo) + 1  # one line ending, as if uninterrupted
     steps, x = _positions(out / "replica-1" / "trajectory.lammpstrj")
     steps_ref, x_ref = _positions(tmp_path / "straight" / "replica-1" / "trajectory.lammpstrj")
     assert steps == steps_ref == list(range(0, sched.total_steps + 1, sched.sample_steps))

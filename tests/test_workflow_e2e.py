@@ -64,6 +64,11 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert "continuing the interrupted run" in log
     perf = json.loads((wf / "results/aa/nvt_prod/nvt_prod.perf.json").read_text())
     assert perf["resumed"] is True and perf["ns_per_day"] > 0
+    # timed as a whole: both invocations, up to the checkpoint the second one resumed from
+    assert perf["segments"] == 2 and perf["simulated_ps"] == 30.0
+    assert perf["ns_per_day"] == pytest.approx(0.030 / perf["wall_s"] * 86400.0, rel=1e-3)
+    segments = json.loads((prod_run / "segments.json").read_text())
+    assert segments[0]["useful_wall_s"] > 0 and perf["wall_s"] > segments[0]["useful_wall_s"]
     md_log = (prod_run / "nvt_prod.log").read_text()
     assert "Restarting from checkpoint, appending to previous log file" in md_log
     # the earlier energy minimisation and equilibration were not redone
@@ -145,7 +150,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
             assert set(ana["tae"]) == {"rdf", "adf", "cdf"} and len(ana["tae"]["rdf"]) == 6 and len(ana["tae"]["adf"]) == 9
             assert ana["equilibration"]["t_used_ps"] >= cfg["md"]["equilibration_ps"]
     tae_rows = (wf / "results/tables/tae.csv").read_text().splitlines()
-    assert tae_rows[0] == "model,family,variant,seed,replica,quantity,key,tae" and len(tae_rows) > 1
+    assert tae_rows[0] == "model,family,variant,seed,replica,status,quantity,key,tae" and len(tae_rows) > 1
     stab = (wf / "results/tables/stability.csv").read_text().splitlines()
     assert len(stab) == 1 + 2 * len(expected | {"ensemble"})
     perf = (wf / "results/tables/performance.csv").read_text()
@@ -165,3 +170,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert "teacher-1 replica 1: already finished" in log and "teacher-1 replica 2: already finished" in log
     again = json.loads((wf / "results/md/teacher-1/replica-2/result.json").read_text())
     assert (again["frame"], again["velocity_seed"]) == (first[1]["frame"], first[1]["velocity_seed"])
+
+    # 9. the README's forced rerun of a finished training rebuilds the same weights without training
+    before = json.loads((wf / "results/models/teacher-1/metrics.json").read_text())
+    snakemake(wf, "results/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun", "teacher")
+    after = json.loads((wf / "results/models/teacher-1/metrics.json").read_text())
+    assert "training already finished" in (wf / "results/logs/teacher-1.log").read_text()
+    assert after["weights_sha256"] == before["weights_sha256"] and after["test_forces_vs_aa"] == before["test_forces_vs_aa"]

@@ -18,6 +18,18 @@ try:
 except InputError as _err:
     sys.exit(f"kdcg config error: {_err}")
 
+
+
+onstart:
+    # before the first job: every program the planned jobs call is on PATH (conda envs bring their own)
+    if "conda" not in str(workflow.deployment_settings.deployment_method):
+        from kdcg.tools import describe_missing, missing_tools
+
+        _missing = missing_tools(job.rule.name for job in workflow.dag.needrun_jobs())
+        if _missing:
+            sys.exit(f"kdcg tool error: {describe_missing(_missing)}")
+
+
 RESULTS = "results"
 AA = f"{RESULTS}/aa"
 CG = f"{RESULTS}/cg"

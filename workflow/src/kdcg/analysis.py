@@ -195,7 +195,7 @@ def check_species(names: list[str], acfg: dict, reference: dict | None, path: Pa
         raise InputError(path, f"species names {list(names)} are {how} than the reference {reference_path}'s {ref}; "
                                "name the types in the reference's order (type k is the k-th name)")
     for t in acfg["adf_triplets"]:
-        unknown = [s for s in t if s not in names]
+        unknown = sorted({s for s in t if s not in names})
         if unknown:
             raise InputError(path, f"its species are {list(names)}, but the ADF triplet {list(t)} of the config names "
                                    f"{unknown}: pass --species with the names in type order")

@@ -81,6 +81,21 @@ def check_physics(config: dict[str, Any], source: str | Path) -> None:
     species = [m["species"] for m in config["system"]["molecules"]]
     if len(set(species)) != len(species):
         raise InputError(source, f"config key 'system.molecules': species names repeat: {species}")
+    check_files(config, source)
+
+
+def check_files(config: dict[str, Any], source: str | Path, root: Path = Path(".")) -> None:
+    """The files the system names exist and agree (each structure has its .itp's atoms), so
+    that a bad molecule stops the run before any job, not in the box job."""
+    from .system import read_molecules
+
+    ff = root / config["system"]["forcefield"]
+    if not ff.is_file():
+        raise InputError(source, f"config key 'system.forcefield': {ff} not found")
+    try:
+        read_molecules(config, root)
+    except InputError as err:
+        raise InputError(source, f"config key 'system.molecules': {err}") from None
 
 
 def load(path: str | Path, partial: bool = False) -> dict[str, Any]:

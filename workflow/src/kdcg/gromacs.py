@@ -133,6 +133,9 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
 
     Returns the performance record, also written to ``<stage_dir>/<stage>.perf.json``.
     """
+    from .tools import require
+
+    require("GROMACS", f"GROMACS stage {stage}")
     import gromacs  # GromacsWrapper; imported here so the CLI starts fast
 
     stage_dir = Path(stage_dir)
@@ -169,6 +172,7 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
     if stage != "em":  # -v: mdrun's progress and time-to-finish estimate in the log
         mdrun_args.update(v=True, cpi=str(cpt), cpt=config["aa_md"]["checkpoint_interval_min"])
     log.info("%s: gmx mdrun on %d thread(s)%s", stage, threads, " (resumed)" if resumable else "")
+    segments = _start_segment(run_dir / "segments.json", cpt if resumable else None)
     started = time.perf_counter()
     gromacs.mdrun(**mdrun_args)
     wall_s = time.perf_counter() - started
@@ -177,6 +181,8 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
         raise RuntimeError(f"{md_log}: mdrun did not finish")
     record = {"stage": stage, "threads": threads, "resumed": resumable, **parse_performance(md_log)}
     record["wall_s"] = round(wall_s, 3)  # this invocation's mdrun, measured here (EM logs none)
+    if stage != "em":
+        record.update(whole_run_performance(segments, record, _simulated_ps(stage, config)))
     for suffix in FINAL_SUFFIXES[stage]:
         src = deffnm.with_suffix(suffix)
         if src.is_file():
@@ -184,6 +190,44 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
     (stage_dir / f"{stage}.perf.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: done, %s ns/day", stage, record["ns_per_day"])
     return record
+
+
+def _simulated_ps(stage: str, config: dict) -> float:
+    md = config["aa_md"]
+    return float(md["production_ps"] if stage == "nvt_prod" else md["equilibration_ps"])
+
+
+def _start_segment(path: Path, checkpoint: Path | None) -> list[dict]:
+    """Bookkeeping of the mdrun invocations of one run. A resumed invocation closes the one
+    before it at its checkpoint's time: work after that checkpoint is done again now, so it
+    does not count."""
+    segments = []
+    if checkpoint is not None and path.is_file():
+        try:
+            segments = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            segments = []
+        if segments:
+            segments[-1]["useful_wall_s"] = max(0.0, checkpoint.stat().st_mtime - segments[-1]["started_unix"])
+    segments.append({"started_unix": time.time()})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(segments, indent=2) + "\n")
+    os.replace(tmp, path)
+    return segments
+
+
+def whole_run_performance(segments: list[dict], record: dict, simulated_ps: float) -> dict:
+    """ns/day of the whole run as if it had not been interrupted: the simulated time over the
+    wall time of every invocation up to its last checkpoint, plus the last one's. A run in
+    one invocation keeps mdrun's own figures."""
+    if len(segments) == 1:
+        return {"segments": 1, "simulated_ps": simulated_ps}
+    # the same clock for every invocation: kdcg's, from the mdrun call (start-up included)
+    wall = sum(s.get("useful_wall_s", 0.0) for s in segments[:-1]) + record["wall_s"]
+    ns_per_day = simulated_ps / 1000.0 / wall * 86400.0
+    return {"segments": len(segments), "simulated_ps": simulated_ps, "wall_s": round(wall, 3),
+            "ns_per_day": round(ns_per_day, 3), "hours_per_ns": round(24.0 / ns_per_day, 3),
+            "last_segment_ns_per_day": record.get("ns_per_day")}
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -196,8 +240,9 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def performance_table(records: list[dict], out_tsv: Path) -> None:
-    """One row per mdrun: stage, ns/day, hours/ns, wall seconds, threads, resumed."""
-    cols = ["stage", "ns_per_day", "hours_per_ns", "wall_s", "threads", "resumed"]
+    """One row per mdrun stage: ns/day, hours/ns and wall seconds of the whole run (all its
+    invocations when it was resumed), threads, resumed, invocations."""
+    cols = ["stage", "ns_per_day", "hours_per_ns", "wall_s", "threads", "resumed", "segments"]
     lines = ["\t".join(cols)]
     for rec in records:
         lines.append("\t".join("" if rec.get(c) is None else str(rec.get(c)) for c in cols))

@@ -227,7 +227,9 @@ def fig_tae(data, summary, quantity, path):
     ax.set_title(f"{quantity.upper()} total absolute error: mean ± std over replicas (and teacher seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
+    return labels
 
 
 def fig_overlay(data, reference, quantity, path):

@@ -1,0 +1,62 @@
+"""Tables and figures list every model: a variant whose replicas all blew up keeps its rows,
+its unstable count and its legend entry."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import yaml
+
+from conftest import REPO
+from kdcg import analysis, report
+
+
+def _frames(rng, n_frames=3, n=12, edge=16.0):
+    return rng.uniform(0, edge, size=(n_frames, n, 3)), np.tile(np.eye(3) * edge, (n_frames, 1, 1))
+
+
+def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    acfg = dict(yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())["analysis"])
+    acfg.update(adf_triplets=[["A", "A", "A"]], adf_cutoffs_A=[6.0], cdf_windows=2)
+    species, names = np.arange(12) % 3 + 1, ["A", "B", "C"]
+    R, cells = _frames(rng)
+    reference = {"species_names": names, **analysis.distributions(R, cells, species, names, acfg)}
+    (tmp_path / "reference.json").write_text(json.dumps(reference))
+    results = tmp_path / "results"
+    for model, stable in (("teacher-1", True), ("student-se_ei_ft", False)):
+        for r in (1, 2):
+            folder = results / "md" / model / f"replica-{r}"
+            folder.mkdir(parents=True)
+            res = {"model": model, "replica": r, "status": "stable" if stable else "unstable", "step": 100 if stable else 40,
+                   "time_ps": 0.2 if stable else 0.08, "reason": None if stable else "temperature 5000 K above ...",
+                   "ns_per_day": 1.0, "ms_per_step": 10.0}
+            (folder / "result.json").write_text(json.dumps(res))
+            (folder / "thermo.csv").write_text("step,time_ps,potential_kcal_mol\n0,0.0,-1.0\n50,0.1,-1.1\n")
+            ana = {"model": model, "replica": r, "status": res["status"]}
+            if stable:
+                Rr, cr = _frames(rng)
+                dist = analysis.distributions(Rr, cr, species, names, acfg, np.arange(3) * 0.05)
+                ana.update(dist, tae=analysis.tae_against(dist, reference),
+                           equilibration={"t_detected_ps": 0.0, "t_used_ps": 0.0})
+            (folder / "analysis.json").write_text(json.dumps(ana))
+    data = report.collect(results, ["teacher-1", "student-se_ei_ft"])
+    out = report.tables(data, tmp_path / "no-aa.tsv", tmp_path / "tables", reference)
+    with open(tmp_path / "tables" / "tae_summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    unstable = [r for r in rows if r["variant"] == "se_ei_ft"]
+    n_keys = sum(len(reference[q]) for q in analysis.QUANTITIES)
+    assert len(unstable) == n_keys == len([r for r in rows if r["variant"] == "teacher"])
+    assert all(r["tae_mean"] == "" and r["n_replicas"] == "0" and (r["n_unstable"], r["n_total"]) == ("2", "2")
+               for r in unstable)
+    teacher = [r for r in rows if r["variant"] == "teacher"]
+    assert all(float(r["tae_mean"]) > 0 and r["n_replicas"] == "2" and r["n_unstable"] == "0" for r in teacher)
+    with open(tmp_path / "tables" / "tae.csv") as fh:
+        tae = list(csv.DictReader(fh))
+    assert [(r["model"], r["replica"], r["status"]) for r in tae if r["status"] == "unstable"] == \
+        [("student-se_ei_ft", "1", "unstable"), ("student-se_ei_ft", "2", "unstable")]
+    labels = report.fig_tae(data, out["summary"], "rdf", tmp_path / "tae_rdf.png")
+    assert labels == ["T: teacher", "S_E: se_ei_ft (2/2 unstable)"]
+    assert (tmp_path / "tae_rdf.png").read_bytes()[:4] == b"\x89PNG"
