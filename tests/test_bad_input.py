@@ -154,3 +154,25 @@ def test_an_empty_dump_is_one_line_and_a_cut_one_says_what_it_dropped(reference,
     assert f"{cut}: its last 1 frame(s) are incomplete (cut mid-write?) and were left out; 3 frames used" in proc.stderr
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["n_frames"] == 3 and out["frames_dropped"] == 1 and set(out["tae"]) == {"rdf", "adf", "cdf"}
+
+
+def test_a_replica_of_another_dataset_is_refused_by_the_reference(made, reference, tmp_path):
+    from kdcg.provenance import comparable, dataset_fingerprint
+
+    write_pair_dataset(tmp_path / "other.npz", seed=3)
+    replica = tmp_path / "replica-1"
+    replica.mkdir()
+    for fingerprint, problem in ((comparable(dataset_fingerprint(load_dataset(tmp_path / "other.npz"))),
+                                  "replica made from another dataset (content sha256"),
+                                 (None, "replica carries no dataset fingerprint (made by an older kdcg?)")):
+        (replica / "result.json").write_text(json.dumps({"model": "teacher-1", "replica": 1, "status": "stable",
+                                                         "dataset": fingerprint}))
+        with pytest.raises(InputError) as err:
+            analysis.analyze_replica(replica, reference / "reference.json", {"analysis": {}})
+        msg = str(err.value)
+        assert msg.startswith(f"{replica / 'result.json'}: {problem}") and str(reference / "reference.json") in msg, msg
+    # the replica of the reference's own dataset passes the check (and fails later, for want of a trajectory)
+    (replica / "result.json").write_text(json.dumps({"model": "teacher-1", "replica": 1, "status": "stable",
+                                                     "dataset": comparable(dataset_fingerprint(load_dataset(made / "dataset.npz")))}))
+    with pytest.raises(InputError, match="thermo file not found"):
+        analysis.analyze_replica(replica, reference / "reference.json", yaml.safe_load((reference / "a.yaml").read_text()))

@@ -163,13 +163,13 @@ def test_a_missing_gromacs_stops_the_run_before_the_first_job_naming_its_stages(
         os.symlink(shutil.which(name), tools / name)
     env = venv_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{tools}"
-    proc = snakemake(wf, "results/cg/dataset.npz", "--cores", "1", "--configfile", "tests/config/tiny.yaml",
+    proc = snakemake(wf, "results-tiny/cg/dataset.npz", "--cores", "1", "--configfile", "tests/config/tiny.yaml",
                      check=False, env=env)
     lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg tool error" in l]
     assert proc.returncode != 0 and len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert lines[0] == ("kdcg tool error: GROMACS (gmx or gmx_mpi) is not on PATH; needed by energy_minimization, "
                         "nvt_equilibration, nvt_production (load its module or install it: README, 'Set-up')")
-    assert not (wf / "results" / "aa").exists()  # nothing ran: not even the topology
+    assert not (wf / "results-tiny" / "aa").exists()  # nothing ran: not even the topology
     # the stage itself says the same when run without the workflow
     proc = subprocess.run([sys.executable, "-m", "kdcg", "gromacs", "em", "--config", "tests/config/tiny.yaml",
                            "--structure", "x.gro", "--topology", "x.top", "--stage-dir", "em"], cwd=wf, env=env,
@@ -177,3 +177,31 @@ def test_a_missing_gromacs_stops_the_run_before_the_first_job_naming_its_stages(
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
         "kdcg error: GROMACS (gmx or gmx_mpi) is not on PATH; needed by GROMACS stage em (load its module or "
         "install it: README, 'Set-up')")
+
+
+def test_nested_command_line_overrides_are_typed_and_overlays_merge(tmp_path):
+    wf = workflow_copy(tmp_path)
+    out = snakemake(wf, "-n", "--config", "md={replicas: 3, timestep_fs: 1.0}").stdout
+    assert "results/md/teacher-1/replica-3/result.json" in out and "replica-4" not in out
+    proc = snakemake(wf, "-n", "--config", "md={replicas: three}", check=False)
+    assert proc.returncode != 0 and "config key 'md.replicas': 'three' is not of type 'integer'" in proc.stdout + proc.stderr
+    (wf / "overlay.yaml").write_text("md:\n  replicas: 3\n")
+    assert "results/md/ensemble/replica-3/result.json" in snakemake(wf, "-n", "--configfile", "overlay.yaml").stdout
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "check-config", "overlay.yaml"], cwd=wf, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("overlay.yaml: valid (merged onto ")
+    (wf / "bad-overlay.yaml").write_text("md:\n  replicas: 0\n")
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "check-config", "bad-overlay.yaml"], cwd=wf, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "config key 'md.replicas': 0 is less than the minimum of 1" in proc.stderr
+
+
+def test_each_shipped_config_writes_to_its_own_results(tmp_path):
+    """The tiny example after a default run plans nothing of the default's, and vice versa."""
+    wf = workflow_copy(tmp_path)
+    for configfile, folder in (("tests/config/tiny.yaml", "results-tiny"), ("config/paper.yaml", "results-paper"),
+                               ("config/config.yaml", "results")):
+        out = snakemake(wf, "-n", "--configfile", configfile).stdout
+        outputs = re.findall(r"^\s+output: (.+)$", out, flags=re.M)
+        files = [f.strip() for line in outputs for f in line.split(",")]
+        assert files and all(f.startswith(folder + "/") for f in files), (configfile, files[:5])

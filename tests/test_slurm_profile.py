@@ -85,7 +85,7 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         assert len(teachers) == counts["teacher"], "\n".join(q)
         assert all(cpus == "8" and _mem_mb(mem) >= 16000 for _, cpus, mem, _, _ in teachers), "\n".join(q)
 
-        results = wf / "results"
+        results = wf / "results-tiny"
         for name in ("training", "tae_rdf", "tae_adf", "tae_cdf", "rdf", "adf", "cdf", "cdf_time", "energy",
                      "stability"):
             png = results / "figures" / f"{name}.png"
@@ -94,7 +94,7 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
             assert (results / "tables" / f"{name}.csv").is_file()
 
         rep = snakemake(wf, "--profile", PROFILE, "--configfile", "tests/config/tiny.yaml", "--slurm-no-account",
-                        "--report", "results/report.html", env=env, check=False)
+                        "--report", "results-tiny/report.html", env=env, check=False)
         assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
         html = (results / "report.html").read_text(errors="replace")
         assert len(html) > 100_000 and "tae_rdf.png" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,10 +38,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     cfg["aa_md"]["production_ps"] = 30.0  # long enough to be killed half way (~10 s here)
     cfg["aa_md"]["checkpoint_interval_min"] = 0.005  # a checkpoint every 0.3 s
     (wf / "e2e.yaml").write_text(yaml.safe_dump(cfg))
-    prod_run = wf / "results/aa/nvt_prod/run"
+    prod_run = wf / "results-tiny/aa/nvt_prod/run"
 
     # 1. start the workflow and kill it (Snakemake, kdcg and mdrun) once production has checkpointed
-    cmd = [sys.executable, "-m", "snakemake", "results/cg/dataset.npz", "--cores", "2", "--configfile", "e2e.yaml"]
+    cmd = [sys.executable, "-m", "snakemake", "results-tiny/cg/dataset.npz", "--cores", "2", "--configfile", "e2e.yaml"]
     proc = subprocess.Popen(cmd, cwd=wf, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     def checkpointed_midway():
@@ -53,16 +54,16 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (wf / "results/aa/nvt_prod/nvt_prod.trr").exists(), "production finished before it could be killed"
-    assert not (wf / "results/cg/dataset.npz").exists()
+    assert not (wf / "results-tiny/aa/nvt_prod/nvt_prod.trr").exists(), "production finished before it could be killed"
+    assert not (wf / "results-tiny/cg/dataset.npz").exists()
 
     # 2. rerun as a user would after a SIGKILL (unlock, then rerun the incomplete job):
     #    kdcg continues mdrun from the checkpoint
     snakemake(wf, "--unlock", "--configfile", "e2e.yaml")
-    snakemake(wf, "results/cg/dataset.npz", "--cores", "2", "--rerun-incomplete", "--configfile", "e2e.yaml")
-    log = (wf / "results/logs/gromacs_nvt_prod.log").read_text()
+    snakemake(wf, "results-tiny/cg/dataset.npz", "--cores", "2", "--rerun-incomplete", "--configfile", "e2e.yaml")
+    log = (wf / "results-tiny/logs/gromacs_nvt_prod.log").read_text()
     assert "continuing the interrupted run" in log
-    perf = json.loads((wf / "results/aa/nvt_prod/nvt_prod.perf.json").read_text())
+    perf = json.loads((wf / "results-tiny/aa/nvt_prod/nvt_prod.perf.json").read_text())
     assert perf["resumed"] is True and perf["ns_per_day"] > 0
     # timed as a whole: both invocations, up to the checkpoint the second one resumed from
     assert perf["segments"] == 2 and perf["simulated_ps"] == 30.0
@@ -72,10 +73,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     md_log = (prod_run / "nvt_prod.log").read_text()
     assert "Restarting from checkpoint, appending to previous log file" in md_log
     # the earlier energy minimisation and equilibration were not redone
-    assert "continuing" not in (wf / "results/logs/gromacs_nvt_equil.log").read_text()
+    assert "continuing" not in (wf / "results-tiny/logs/gromacs_nvt_equil.log").read_text()
 
     # 3. the dataset: every frame exactly once, in order, with sane content
-    d = mapping.load_dataset(wf / "results/cg/dataset.npz")
+    d = mapping.load_dataset(wf / "results-tiny/cg/dataset.npz")
     np.testing.assert_allclose(d["time_ps"], np.arange(0.0, 30.0 + 1e-9, 0.5), atol=1e-6)
     n_frames = 61
     assert d["R"].shape == (n_frames, 80, 3) and d["F"].shape == (n_frames, 80, 3)
@@ -89,14 +90,14 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     # Newton's third law: the net force on the box is small next to the bead forces
     net = np.abs(d["F"].sum(axis=1)).max()
     assert net < 0.05 * f_rms * 80
-    perf_rows = (wf / "results/aa/performance.tsv").read_text().splitlines() if (wf / "results/aa/performance.tsv").exists() else None
+    perf_rows = (wf / "results-tiny/aa/performance.tsv").read_text().splitlines() if (wf / "results-tiny/aa/performance.tsv").exists() else None
     assert perf_rows is None  # only the named target and what it needs were built
 
     # 4. one student by its file: only it and what it needs (prior, its teacher, its labels)
-    out = snakemake(wf, "results/models/student-st_ei_ft-2/model.pt", "--cores", "2", "--configfile", "e2e.yaml")
+    out = snakemake(wf, "results-tiny/models/student-st_ei_ft-2/model.pt", "--cores", "2", "--configfile", "e2e.yaml")
     text = out.stdout + out.stderr
     assert "rule teacher:" in text and "teacher-2" in text and "teacher-1/" not in text and "ensemble_labels" not in text
-    assert sorted(p.name for p in (wf / "results/models").iterdir()) == ["prior.json", "student-st_ei_ft-2", "teacher-2"]
+    assert sorted(p.name for p in (wf / "results-tiny/models").iterdir()) == ["prior.json", "student-st_ei_ft-2", "teacher-2"]
 
     # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels,
     #    all 9 variants (3 single-teacher ones per teacher), the ensemble model and 2 MD replicas of
@@ -104,9 +105,9 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teacher=1",
                     "student_single_teacher=1", "student_ensemble=1", "md_replicas_1_to_2=1")
     assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
-    rows = [r.split("\t") for r in (wf / "results/aa/performance.tsv").read_text().splitlines()]
+    rows = [r.split("\t") for r in (wf / "results-tiny/aa/performance.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
-    models = wf / "results/models"
+    models = wf / "results-tiny/models"
     expected = {"teacher-1", "teacher-2", "student-se_ft_faa", "student-se_ei_faa", "student-se_ei_ft", "student-se_ei_ft_faa",
                 "student-se_e_ft_faa", "student-se_e_ei_ft_faa"}
     expected |= {f"student-{v}-{s}" for v in ("st_ei_faa", "st_ei_ft", "st_ei_ft_faa") for s in (1, 2)}
@@ -116,10 +117,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     for name in expected:
         metrics = json.loads((models / name / "metrics.json").read_text())
         assert np.isfinite(metrics["test_forces_vs_aa"]["rmse"]) and metrics["epochs"] >= 1
-        assert (models / name / "model.pt").is_file() and (wf / f"results/logs/{name}.log").is_file()
-    assert "[kdcg] epoch 0 done" in (wf / "results/logs/teacher-1.log").read_text()
-    ens = np.load(wf / "results/labels/ensemble.npz")
-    t1, t2 = np.load(wf / "results/labels/teacher-1.npz"), np.load(wf / "results/labels/teacher-2.npz")
+        assert (models / name / "model.pt").is_file() and (wf / f"results-tiny/logs/{name}.log").is_file()
+    assert "[kdcg] epoch 0 done" in (wf / "results-tiny/logs/teacher-1.log").read_text()
+    ens = np.load(wf / "results-tiny/labels/ensemble.npz")
+    t1, t2 = np.load(wf / "results-tiny/labels/teacher-1.npz"), np.load(wf / "results-tiny/labels/teacher-2.npz")
     np.testing.assert_allclose(ens["forces"], (t1["forces"].astype(float) + t2["forces"]) / 2, rtol=1e-5, atol=1e-5)
     assert ens["forces"].shape == (n_frames, 80, 3)
 
@@ -128,7 +129,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     n_frames_md = cfg["md"]["n_samples"] + round(cfg["md"]["equilibration_ps"] / cfg["md"]["sample_interval_ps"]) + 1
     for name in expected | {"ensemble"}:
         for r in (1, 2):
-            folder = wf / f"results/md/{name}/replica-{r}"
+            folder = wf / f"results-tiny/md/{name}/replica-{r}"
             res = json.loads((folder / "result.json").read_text())
             assert res["status"] in ("stable", "unstable") and res["replica"] == r and res["model"] == name
             if res["status"] == "stable":
@@ -136,44 +137,51 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
                 assert (folder / "trajectory.lammpstrj").read_text().count("ITEM: TIMESTEP") == n_frames_md
             else:
                 assert res["reason"]
-    ens_thermo = np.genfromtxt(wf / "results/md/ensemble/replica-1/thermo.csv", delimiter=",", names=True)
+    ens_thermo = np.genfromtxt(wf / "results-tiny/md/ensemble/replica-1/thermo.csv", delimiter=",", names=True)
     assert (ens_thermo["force_spread_kcal_mol_A"][1:] > 0).all()  # the teachers' spread, logged
-    first = [json.loads((wf / f"results/md/teacher-1/replica-{r}/result.json").read_text()) for r in (1, 2)]
+    first = [json.loads((wf / f"results-tiny/md/teacher-1/replica-{r}/result.json").read_text()) for r in (1, 2)]
     assert (first[0]["frame"], first[0]["velocity_seed"]) != (first[1]["frame"], first[1]["velocity_seed"])
 
     # 7. analysis, tables, figures and the report
     from kdcg.report import FIGURES, TABLES
 
     for name in expected | {"ensemble"}:
-        ana = json.loads((wf / f"results/md/{name}/replica-1/analysis.json").read_text())
+        ana = json.loads((wf / f"results-tiny/md/{name}/replica-1/analysis.json").read_text())
         if ana["status"] == "stable":
             assert set(ana["tae"]) == {"rdf", "adf", "cdf"} and len(ana["tae"]["rdf"]) == 6 and len(ana["tae"]["adf"]) == 9
             assert ana["equilibration"]["t_used_ps"] >= cfg["md"]["equilibration_ps"]
-    tae_rows = (wf / "results/tables/tae.csv").read_text().splitlines()
+    tae_rows = (wf / "results-tiny/tables/tae.csv").read_text().splitlines()
     assert tae_rows[0] == "model,family,variant,seed,replica,status,quantity,key,tae" and len(tae_rows) > 1
-    stab = (wf / "results/tables/stability.csv").read_text().splitlines()
+    stab = (wf / "results-tiny/tables/stability.csv").read_text().splitlines()
     assert len(stab) == 1 + 2 * len(expected | {"ensemble"})
-    perf = (wf / "results/tables/performance.csv").read_text()
+    perf = (wf / "results-tiny/tables/performance.csv").read_text()
     assert "all-atom (GROMACS)" in perf and "family,S_E" in perf
     for fig in FIGURES:
-        assert (wf / "results/figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+        assert (wf / "results-tiny/figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
     for table in TABLES:
-        assert (wf / "results/tables" / table).is_file()
-    snakemake(wf, "--report", "results/report.html", "--configfile", "e2e.yaml")
-    html = (wf / "results/report.html").read_text(errors="replace")
+        assert (wf / "results-tiny/tables" / table).is_file()
+    snakemake(wf, "--report", "results-tiny/report.html", "--configfile", "e2e.yaml")
+    html = (wf / "results-tiny/report.html").read_text(errors="replace")
     assert "tae_rdf.png" in html and "stability.csv" in html
 
+    # 7b. the finished run, moved elsewhere (a cluster's scratch), has nothing to redo
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.move(wf, moved)
+    wf = moved
+    out = snakemake(wf, "-n", "--cores", "2", "--configfile", "e2e.yaml")
+    assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+
     # 8. one replica again by naming its file: its batch job relinks the finished replica 1
-    (wf / "results/md/teacher-1/replica-2/result.json").unlink()
-    snakemake(wf, "results/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
-    log = (wf / "results/logs/md-teacher-1-replicas-1-to-2.log").read_text()
+    (wf / "results-tiny/md/teacher-1/replica-2/result.json").unlink()
+    snakemake(wf, "results-tiny/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
+    log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-to-2.log").read_text()
     assert "teacher-1 replica 1: already finished" in log and "teacher-1 replica 2: already finished" in log
-    again = json.loads((wf / "results/md/teacher-1/replica-2/result.json").read_text())
+    again = json.loads((wf / "results-tiny/md/teacher-1/replica-2/result.json").read_text())
     assert (again["frame"], again["velocity_seed"]) == (first[1]["frame"], first[1]["velocity_seed"])
 
     # 9. the README's forced rerun of a finished training rebuilds the same weights without training
-    before = json.loads((wf / "results/models/teacher-1/metrics.json").read_text())
-    snakemake(wf, "results/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun", "teacher")
-    after = json.loads((wf / "results/models/teacher-1/metrics.json").read_text())
-    assert "training already finished" in (wf / "results/logs/teacher-1.log").read_text()
+    before = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
+    snakemake(wf, "results-tiny/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun", "teacher")
+    after = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
+    assert "training already finished" in (wf / "results-tiny/logs/teacher-1.log").read_text()
     assert after["weights_sha256"] == before["weights_sha256"] and after["test_forces_vs_aa"] == before["test_forces_vs_aa"]

@@ -1,8 +1,8 @@
 # Stage 5: structural validation (kdcg.analysis) and the study's tables, figures and report
 # (kdcg.report). Targets:
-#   results/analysis/aa_reference.json           every distribution of the mapped AA frames
-#   results/md/{model}/replica-{r}/analysis.json equilibration, distributions, TAE vs AA
-#   results/tables/*.csv, results/figures/*.png  (also in `snakemake --report`)
+#   <results_dir>/analysis/aa_reference.json           every distribution of the mapped AA frames
+#   <results_dir>/md/{model}/replica-{r}/analysis.json equilibration, distributions, TAE vs AA
+#   <results_dir>/tables/*.csv, results/figures/*.png  (also in `snakemake --report`)
 
 
 rule aa_reference:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
-from kdcg.config import snapshot, validate as _validate_config
+from kdcg.config import coerce_overrides, snapshot, validate as _validate_config
 from kdcg.errors import InputError
 from kdcg.variants import ensemble_variants, model_names, single_teacher_variants
 
@@ -14,10 +14,10 @@ _config_source = ", ".join(str(p) for p in workflow.configfiles) or "config"
 if workflow.config_settings.config:
     _config_source += " + --config"
 try:
+    coerce_overrides(config, workflow.config_settings.config)
     _validate_config(config, _config_source)
 except InputError as _err:
     sys.exit(f"kdcg config error: {_err}")
-
 
 
 onstart:
@@ -25,12 +25,14 @@ onstart:
     if "conda" not in str(workflow.deployment_settings.deployment_method):
         from kdcg.tools import describe_missing, missing_tools
 
-        _missing = missing_tools(job.rule.name for job in workflow.dag.needrun_jobs())
+        _missing = missing_tools(
+            job.rule.name for job in workflow.dag.needrun_jobs()
+        )
         if _missing:
             sys.exit(f"kdcg tool error: {describe_missing(_missing)}")
 
 
-RESULTS = "results"
+RESULTS = config["results_dir"]
 AA = f"{RESULTS}/aa"
 CG = f"{RESULTS}/cg"
 MODELS = f"{RESULTS}/models"
@@ -60,8 +62,12 @@ ENV_GROMACS = "../../envs/gromacs.yaml"
 ENV_PYTORCH = "../../envs/pytorch.yaml"
 ENV_LAMMPS = "../../envs/lammps.yaml"
 ENV_ANALYSIS = "../../envs/analysis.yaml"
-# Jobs run the kdcg of this checkout, whichever environment (venv or conda) runs them.
-KDCG_JOB = os.path.join(workflow.basedir, "workflow", "scripts", "kdcg_job.py")
+# Jobs run the kdcg of this checkout, whichever environment (venv or conda) runs them. The
+# path is relative to the working directory: an absolute one would change every job's code
+# fingerprint when the checkout moves, and Snakemake would rerun everything.
+KDCG_JOB = os.path.relpath(
+    os.path.join(workflow.basedir, "workflow", "scripts", "kdcg_job.py")
+)
 
 
 def kdcg_shell(command):

@@ -1,6 +1,6 @@
 # Stage 4: CG MD in LAMMPS, md.replicas replicas of every model (kdcg.md). Targets:
-#   results/md/{model}/replica-{r}/result.json   status, step, reason, ns/day, ms/step
-#   results/md/{model}/replica-{r}/trajectory.lammpstrj, thermo.csv
+#   <results_dir>/md/{model}/replica-{r}/result.json   status, step, reason, ns/day, ms/step
+#   <results_dir>/md/{model}/replica-{r}/trajectory.lammpstrj, thermo.csv
 # Replicas are grouped md.replicas_per_job to a job (one rule per group).
 
 

@@ -1,9 +1,9 @@
 # Stage 3: teachers (mapped AA forces), their labels, the ensemble labels, and the nine
 # distilled student variants (kdcg.variants). Every model has its own target file:
-#   results/models/teacher-{seed}/model.pt
-#   results/models/student-{st variant}-{teacher seed}/model.pt
-#   results/models/student-{se variant}/model.pt
-#   results/models/ensemble/model.pt  (all teachers, one shared pair list, mean force)
+#   <results_dir>/models/teacher-{seed}/model.pt
+#   <results_dir>/models/student-{st variant}-{teacher seed}/model.pt
+#   <results_dir>/models/student-{se variant}/model.pt
+#   <results_dir>/models/ensemble/model.pt  (all teachers, one shared pair list, mean force)
 # Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt.
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from . import structure
 from .errors import InputError
 from .files import read_json, write_json
-from .provenance import dataset_fingerprint, same_dataset
+from .provenance import check_fingerprint, dataset_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +348,10 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
     acfg = cfg["analysis"]
     result = load_json(replica_dir / "result.json", "replica result")
     reference = load_json(reference_path, "AA reference")
-    if not same_dataset(result.get("dataset"), reference.get("dataset")):
-        raise InputError(replica_dir / "result.json", f"the replica started from another dataset than the AA reference "
-                                                      f"{reference_path} was computed from ({(reference.get('dataset') or {}).get('path')})")
+    # the replica's frames and the reference must come from one dataset
+    ref_dataset = reference.get("dataset") or {}
+    check_fingerprint(result.get("dataset"), {**ref_dataset, "path": f"{ref_dataset.get('path')} (of {reference_path})"},
+                      replica_dir / "result.json", "replica")
     record = {"model": result["model"], "replica": result["replica"], "status": result["status"],
               "reason": result.get("reason"), "analysis": acfg}
     out = Path(out) if out else replica_dir / "analysis.json"

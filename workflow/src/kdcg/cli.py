@@ -25,8 +25,18 @@ def _species_map(pairs: list[str]) -> dict[str, str]:
 def cmd_check_config(args) -> None:
     from . import config
 
-    config.load(args.config)
-    print(f"{args.config}: valid")
+    files = [Path(f) for f in args.config]
+    base = config.DEFAULT_CONFIG
+    merged: dict = {}
+    for f in files:
+        merged = config.merge(merged, config.read_yaml(f))
+    # a complete config stands alone; an overlay is checked on the base it extends
+    if args.no_base or set(config.load_schema()["required"]) <= set(merged):
+        config.load_merged(files)
+        print(f"{' + '.join(map(str, files))}: valid")
+    else:
+        config.load_merged([base, *files])
+        print(f"{' + '.join(map(str, files))}: valid (merged onto {base})")
 
 
 def cmd_topology(args) -> None:
@@ -159,125 +169,182 @@ def cmd_summarize(args) -> None:
                      Path(args.tables), Path(args.figures))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kdcg", description=__doc__)
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
-    sub = p.add_subparsers(dest="command", required=True)
+def _sub(sub, name: str, summary: str, description: str, example: str):
+    """A subcommand with its one-line summary, a description and an example."""
+    return sub.add_parser(name, help=summary, description=f"{summary}. {description}".strip(),
+                          epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    s = sub.add_parser("check-config", help="validate a config against the schema")
-    s.add_argument("config")
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="kdcg", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="kdcg: knowledge distillation of noisy force labels for coarse-grained force fields. "
+                    "One subcommand per stage of the workflow, usable without Snakemake; "
+                    "'kdcg <command> --help' describes each, with an example.",
+        epilog="Units: Angstrom, kcal/mol, kcal/mol/Angstrom, amu, fs (GROMACS stages: nm, kJ/mol, ps).\n"
+               "Bad input ends with one line 'kdcg error: <file>: <problem>' and exit status 2.")
+    p.add_argument("--version", action="version", version=f"kdcg {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    config_help = "kdcg config (YAML; workflow/schemas/config.schema.yaml documents every key)"
+
+    s = _sub(sub, "check-config", "validate a config against the schema",
+             "Several files are merged in order. An overlay (a config with some sections only) is checked merged "
+             "onto the checkout's config/config.yaml, as Snakemake merges --configfile overlays onto the "
+             "Snakefile's config. The files the config names must exist and agree.",
+             "kdcg check-config my-overlay.yaml")
+    s.add_argument("config", nargs="+", help="config file, or several merged in order (a base, then overlays)")
+    s.add_argument("--no-base", action="store_true", help="validate the files alone, not merged onto config/config.yaml")
     s.set_defaults(func=cmd_check_config)
 
-    s = sub.add_parser("topology", help="write topol.top and copies of the .itp files")
-    s.add_argument("--config", required=True)
+    s = _sub(sub, "topology", "write topol.top and copies of the .itp files",
+             "The force field and every molecule .itp of system.molecules go to toppar/ beside topol.top.",
+             "kdcg topology --config config/config.yaml --out aa/topol.top")
+    s.add_argument("--config", required=True, help=config_help)
     s.add_argument("--out", required=True, help="path of topol.top; .itp copies go to toppar/ beside it")
-    s.add_argument("--root", default=".", help="directory the config's paths are relative to")
+    s.add_argument("--root", default=".", help="directory the config's paths are relative to (default: .)")
     s.set_defaults(func=cmd_topology)
 
-    s = sub.add_parser("box", help="pack the initial box with Packmol (.gro, nm)")
-    s.add_argument("--config", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--root", default=".")
+    s = _sub(sub, "box", "pack the initial box with Packmol (.gro, nm)",
+             "system.molecules in a cube of system.box_edge_A, packmol.tolerance_A apart, seeded by packmol.seed.",
+             "kdcg box --config config/config.yaml --out aa/box.gro")
+    s.add_argument("--config", required=True, help=config_help)
+    s.add_argument("--out", required=True, help="the box, GROMACS .gro")
+    s.add_argument("--root", default=".", help="directory the config's paths are relative to (default: .)")
     s.set_defaults(func=cmd_box)
 
-    s = sub.add_parser("mdp", help="print the .mdp of a GROMACS stage")
-    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"])
-    s.add_argument("--config", required=True)
+    s = _sub(sub, "mdp", "print the .mdp of a GROMACS stage", "Every value comes from the aa_md section.",
+             "kdcg mdp nvt_prod --config config/paper.yaml")
+    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"], help="energy minimisation, NVT equilibration or production")
+    s.add_argument("--config", required=True, help=config_help)
     s.set_defaults(func=cmd_mdp)
 
-    s = sub.add_parser("gromacs", help="run one GROMACS stage (resumes from its checkpoint)")
-    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"])
-    s.add_argument("--config", required=True)
+    s = _sub(sub, "gromacs", "run one GROMACS stage (resumes from its checkpoint)",
+             "grompp + mdrun in <stage-dir>/run; a rerun with unchanged inputs continues from the checkpoint.",
+             "kdcg gromacs nvt_prod --config my.yaml --structure eq.gro --checkpoint eq.cpt "
+             "--topology aa/topol.top --stage-dir aa/nvt_prod --threads 8")
+    s.add_argument("stage", choices=["em", "nvt_equil", "nvt_prod"], help="energy minimisation, NVT equilibration or production")
+    s.add_argument("--config", required=True, help=config_help)
     s.add_argument("--structure", required=True, help=".gro to start from")
-    s.add_argument("--topology", required=True)
-    s.add_argument("--stage-dir", required=True)
+    s.add_argument("--topology", required=True, help="topol.top (kdcg topology)")
+    s.add_argument("--stage-dir", required=True, help="folder of this stage's files")
     s.add_argument("--checkpoint", help=".cpt of the previous stage (velocities, thermostat)")
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--threads", type=int, default=1, help="OpenMP threads of mdrun (default 1)")
     s.set_defaults(func=cmd_gromacs)
 
-    s = sub.add_parser("perf-table", help="collect mdrun performance records into a TSV")
-    s.add_argument("--out", required=True)
-    s.add_argument("records", nargs="+")
+    s = _sub(sub, "perf-table", "collect mdrun performance records into a TSV",
+             "One row per stage: ns/day, hours/ns, wall seconds of the whole run, threads, resumed, invocations.",
+             "kdcg perf-table --out aa/performance.tsv aa/*/*.perf.json")
+    s.add_argument("--out", required=True, help="the table, TSV")
+    s.add_argument("records", nargs="+", help="<stage>.perf.json files written by kdcg gromacs")
     s.set_defaults(func=cmd_perf_table)
 
-    s = sub.add_parser("map", help="map a GROMACS tpr + trr (with forces) to a CG dataset NPZ")
+    s = _sub(sub, "map", "map a GROMACS tpr + trr (with forces) to a CG dataset NPZ",
+             "One bead per molecule: centre-of-mass position, summed force, molecule mass; units converted to "
+             "Angstrom and kcal/mol/Angstrom.",
+             "kdcg map --topology prod.tpr --trajectory prod.trr --out dataset.npz --species CHOL=Cho CL=Cl UREA=urea")
     s.add_argument("--topology", required=True, help="GROMACS .tpr (bonds identify molecules)")
     s.add_argument("--trajectory", required=True, help=".trr with positions and forces")
     s.add_argument("--out", required=True, help="dataset .npz")
     s.add_argument("--config", help="take bead species names from this config's molecules")
     s.add_argument("--species", nargs="*", metavar="RESNAME=SPECIES", help="bead species of a residue name")
-    s.add_argument("--stride", type=int, default=1)
+    s.add_argument("--stride", type=int, default=1, help="use every n-th frame (default 1)")
     s.set_defaults(func=cmd_map)
-    s = sub.add_parser("prior", help="the repulsive prior (taper per species pair, strength) from a dataset")
-    s.add_argument("--config", required=True)
-    s.add_argument("--dataset", required=True)
+
+    s = _sub(sub, "prior", "the repulsive prior (taper per species pair, strength) from a dataset",
+             "Computed once per dataset so that teachers and students share it.",
+             "kdcg prior --config config/config.yaml --dataset dataset.npz --out prior.json")
+    s.add_argument("--config", required=True, help=config_help + "; needs the model and prior sections")
+    s.add_argument("--dataset", required=True, help="CG dataset .npz (kdcg map)")
     s.add_argument("--out", required=True, help="prior .json")
     s.set_defaults(func=cmd_prior)
 
-    s = sub.add_parser("train", help="train a teacher or a student variant (resumes from its last checkpoint)")
+    s = _sub(sub, "train", "train a teacher or a student variant (resumes from its last checkpoint)",
+             "A teacher learns the mapped AA forces; a student the loss of its variant (kdcg.variants). A rerun "
+             "of a killed or finished training gives the uninterrupted run's weights.",
+             "kdcg train se_ei_ft_faa --seed 1 --labels labels/ensemble.npz --config my.yaml --dataset dataset.npz "
+             "--prior prior.json --out-dir models/student-se_ei_ft_faa")
     s.add_argument("variant", help="teacher, or a student variant (st_*, se_*)")
     s.add_argument("--seed", type=int, required=True, help="model seed (weights and batch order)")
-    s.add_argument("--config", required=True)
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--prior", required=True)
+    s.add_argument("--config", required=True, help=config_help + "; needs the model, prior and training sections")
+    s.add_argument("--dataset", required=True, help="CG dataset .npz (kdcg map)")
+    s.add_argument("--prior", required=True, help="prior .json (kdcg prior)")
     s.add_argument("--labels", help="teacher or ensemble labels .npz (students)")
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--out-dir", required=True, help="model folder: model.pt, metrics.json, checkpoints, plots")
     s.add_argument("--mliap", help="also write the trained model as a LAMMPS ML-IAP unified file here")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help="CPU threads of PyTorch, numba and BLAS (default: all)")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("label", help="a trained model's forces, per-bead energies and energy on every frame")
-    s.add_argument("--model", required=True)
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--out", required=True)
+    s = _sub(sub, "label", "a trained model's forces, per-bead energies and energy on every frame",
+             "The model must have been trained on this dataset (its fingerprint is checked).",
+             "kdcg label --model models/teacher-1/model.pt --dataset dataset.npz --out labels/teacher-1.npz")
+    s.add_argument("--model", required=True, help="model .pt (kdcg train)")
+    s.add_argument("--dataset", required=True, help="CG dataset .npz")
+    s.add_argument("--out", required=True, help="labels .npz")
     s.set_defaults(func=cmd_label)
 
-    s = sub.add_parser("ensemble-labels", help="mean (and force spread) of several teachers' labels")
-    s.add_argument("--dataset", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("labels", nargs="+")
+    s = _sub(sub, "ensemble-labels", "mean (and force spread) of several teachers' labels", "",
+             "kdcg ensemble-labels --dataset dataset.npz --out labels/ensemble.npz labels/teacher-*.npz")
+    s.add_argument("--dataset", required=True, help="CG dataset .npz the labels were computed on")
+    s.add_argument("--out", required=True, help="ensemble labels .npz")
+    s.add_argument("labels", nargs="+", help="teacher labels .npz files")
     s.set_defaults(func=cmd_ensemble_labels)
 
-    s = sub.add_parser("ensemble", help="the teacher ensemble as one model (shared pairs, mean force, spread)")
+    s = _sub(sub, "ensemble", "the teacher ensemble as one model (shared pairs, mean force, spread)",
+             "The teachers must share prior, hyperparameters and dataset.",
+             "kdcg ensemble --out models/ensemble/model.pt --mliap models/ensemble/mliap.pt models/teacher-*/model.pt")
     s.add_argument("--out", required=True, help="ensemble model .pt")
     s.add_argument("--mliap", help="also write its LAMMPS ML-IAP unified file here")
     s.add_argument("teachers", nargs="+", help="teacher model.pt files")
     s.set_defaults(func=cmd_ensemble)
 
-    s = sub.add_parser("export-mliap", help="write a model as a LAMMPS ML-IAP unified file (pair_style mliap unified)")
-    s.add_argument("--model", required=True)
-    s.add_argument("--out", required=True)
+    s = _sub(sub, "export-mliap", "write a model as a LAMMPS ML-IAP unified file (pair_style mliap unified)",
+             "For a LAMMPS built with ML-IAP and PYTHON: pair_style mliap unified <out> 0; pair_coeff * * <species>.",
+             "kdcg export-mliap --model models/teacher-1/model.pt --out teacher-1.mliap.pt")
+    s.add_argument("--model", required=True, help="model .pt (kdcg train or kdcg ensemble)")
+    s.add_argument("--out", required=True, help="ML-IAP unified .pt")
     s.set_defaults(func=cmd_export_mliap)
 
-    s = sub.add_parser("md", help="CG MD replicas of one model in LAMMPS (resume from restarts; unstable runs are recorded)")
+    s = _sub(sub, "md", "CG MD replicas of one model in LAMMPS (resume from restarts; unstable runs are recorded)",
+             "NVT Nose-Hoover in units real; replica r starts from a frame and velocities set by (md.seed, r).",
+             "kdcg md --model models/ensemble/model.pt --dataset dataset.npz --config my.yaml --replicas 1 2 "
+             "--out-dir md/ensemble --threads 2")
     s.add_argument("--model", required=True, help="model .pt (a trained model or an ensemble)")
     s.add_argument("--dataset", required=True, help="dataset .npz: initial frames, masses, box")
-    s.add_argument("--config", required=True, help="needs the system and md sections")
+    s.add_argument("--config", required=True, help=config_help + "; needs the system and md sections")
     s.add_argument("--replicas", type=int, nargs="*", help="replica numbers (default: 1..md.replicas)")
     s.add_argument("--out-dir", required=True, help="replica-<r>/ folders are written here")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help="CPU threads of PyTorch, numba and BLAS (default: all)")
     s.set_defaults(func=cmd_md)
 
-    s = sub.add_parser("analyze", help="RDF, ADF, CDF (and TAE against a reference) of a dataset, replicas or any trajectory")
-    s.add_argument("--config", required=True, help="needs the analysis section")
+    s = _sub(sub, "analyze", "RDF, ADF, CDF (and TAE against a reference) of a dataset, replicas or any trajectory",
+             "Exactly one of --dataset (the AA reference), --replica-dirs (kdcg MD replicas) or --trajectory.",
+             "kdcg analyze --config config/config.yaml --trajectory run.lammpstrj --species Cho Cl urea "
+             "--timestep-fs 1 --reference results/analysis/aa_reference.json --out run.analysis.json")
+    s.add_argument("--config", required=True, help=config_help + "; needs the analysis section")
     s.add_argument("--dataset", help="a kdcg dataset .npz: writes the AA reference to --out")
     s.add_argument("--replica-dirs", nargs="*", help="kdcg MD replica folders: writes analysis.json into each")
     s.add_argument("--trajectory", help="any trajectory MDAnalysis reads (LAMMPS dump: format LAMMPSDUMP)")
     s.add_argument("--topology", help="topology for --trajectory, when its format needs one")
     s.add_argument("--format", help="MDAnalysis format of --trajectory (default from the suffix)")
-    s.add_argument("--species", nargs="*", help="species names in LAMMPS type order")
+    s.add_argument("--species", nargs="*", help="species names in LAMMPS type order (the reference's order)")
     s.add_argument("--timestep-fs", type=float, help="LAMMPS dump: fs per step, for frame times")
     s.add_argument("--reference", help="AA reference .json (TAE against it)")
     s.add_argument("--out", help="output .json")
     s.set_defaults(func=cmd_analyze)
 
-    s = sub.add_parser("summarize", help="tables and figures of every model's analyses")
-    s.add_argument("--results", default="results")
-    s.add_argument("--reference", required=True)
-    s.add_argument("--aa-performance", required=True)
+    s = _sub(sub, "summarize", "tables and figures of every model's analyses",
+             "Reads <results>/models/<model>/metrics.json and <results>/md/<model>/replica-*/.",
+             "kdcg summarize --results results --reference results/analysis/aa_reference.json "
+             "--aa-performance results/aa/performance.tsv --tables results/tables --figures results/figures teacher-1 ensemble")
+    s.add_argument("--results", default="results", help="results folder of the run (default: results)")
+    s.add_argument("--reference", required=True, help="AA reference .json")
+    s.add_argument("--aa-performance", required=True, help="performance.tsv of the all-atom runs")
     s.add_argument("--tables", required=True, help="folder for the CSV tables")
     s.add_argument("--figures", required=True, help="folder for the PNG figures")
-    s.add_argument("models", nargs="+", help="model names (results/models/<name>, results/md/<name>)")
+    s.add_argument("models", nargs="+", help="model names (<results>/models/<name>, <results>/md/<name>)")
     s.set_defaults(func=cmd_summarize)
     return p
 

@@ -11,6 +11,8 @@ import yaml
 from .errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+# the Snakefile's configfile, onto which --configfile overlays are merged
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
 
 
 def load_schema() -> dict:
@@ -98,7 +100,54 @@ def check_files(config: dict[str, Any], source: str | Path, root: Path = Path(".
         raise InputError(source, f"config key 'system.molecules': {err}") from None
 
 
-def load(path: str | Path, partial: bool = False) -> dict[str, Any]:
+def _schema_at(schema: dict, keys: list[str]) -> dict | None:
+    for key in keys:
+        if schema.get("type") == "object" and key in schema.get("properties", {}):
+            schema = schema["properties"][key]
+        else:
+            return None
+    return schema
+
+
+def coerce_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Give the values of ``snakemake --config`` the types the schema wants. Snakemake reads
+    ``--config 'md={replicas: 3}'`` as strings inside a mapping; each such string becomes the
+    YAML value it spells (3, 0.5, true, [1, 2]) where the schema asks for that type."""
+    schema = load_schema()
+    wanted = {"integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+    def walk(override, keys):
+        if isinstance(override, dict):
+            for k, v in override.items():
+                walk(v, keys + [k])
+            return
+        if not isinstance(override, str):
+            return
+        sub = _schema_at(schema, keys)
+        types = (sub or {}).get("type")
+        if types in (None, "string"):
+            return
+        value = yaml.safe_load(override)
+        if isinstance(value, wanted.get(types, ())) and not (types in ("integer", "number") and isinstance(value, bool)):
+            target = config
+            for k in keys[:-1]:
+                target = target[k]
+            target[keys[-1]] = value
+
+    walk(overrides or {}, [])
+    return config
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` merged onto ``base`` as Snakemake merges --configfile files: mappings key
+    by key, everything else (lists included) replaced."""
+    out = dict(base)
+    for k, v in overlay.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
@@ -108,7 +157,20 @@ def load(path: str | Path, partial: bool = False) -> dict[str, Any]:
         raise InputError(path, f"not valid YAML: {err}") from None
     if not isinstance(config, dict):
         raise InputError(path, "a config must be a mapping of keys")
-    return validate(config, path, partial)
+    return config
+
+
+def load_merged(paths: list[str | Path]) -> dict[str, Any]:
+    """Several config files merged in order (a base, then overlays), validated as one."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = merge(config, read_yaml(path))
+    return validate(config, " + ".join(str(p) for p in paths))
+
+
+def load(path: str | Path, partial: bool = False) -> dict[str, Any]:
+    path = Path(path)
+    return validate(read_yaml(path), path, partial)
 
 
 def snapshot(config: dict[str, Any], sections: list[str]) -> dict[str, Any]:

@@ -40,20 +40,25 @@ def dataset_fingerprint(data: dict) -> dict:
 def check_same_dataset(have: dict | None, data: dict, path: Path | str, what: str) -> None:
     """Refuse ``path`` (a ``what`` made from the dataset fingerprinted ``have``) when it does
     not belong to the dataset ``data``; the message names both files."""
-    want = dataset_fingerprint(data)
+    check_fingerprint(have, dataset_fingerprint(data), path, what)
+
+
+def check_fingerprint(have: dict | None, want: dict | None, path: Path | str, what: str) -> None:
+    """Refuse ``path`` when the dataset fingerprint it carries (``have``) is not ``want``."""
+    want = want or {}
     dataset = want.get("path") or "the dataset"
-    if not have:
+    if not have or "content_sha256" not in have:
         raise InputError(path, f"{what} carries no dataset fingerprint (made by an older kdcg?): "
                                f"it cannot be checked against {dataset}; recompute it")
     for key, label in (("n_frames", "frame count"), ("n_beads", "bead count"), ("species_names", "species")):
-        if have.get(key) != want[key]:
+        if have.get(key) != want.get(key):
             raise InputError(path, f"{what} made from a different dataset than {dataset}: "
-                                   f"{label} {have.get(key)} vs {want[key]}")
-    if have.get("content_sha256") != want["content_sha256"]:
+                                   f"{label} {have.get(key)} vs {want.get(key)}")
+    if have["content_sha256"] != want.get("content_sha256"):
         source = have.get("path") or "another dataset"
-        raise InputError(path, f"{what} made from {source} (content sha256 {str(have.get('content_sha256'))[:12]}), "
-                               f"not from {dataset} (content sha256 {want['content_sha256'][:12]}): positions, forces "
-                               "or frame order differ")
+        raise InputError(path, f"{what} made from {source} (content sha256 {have['content_sha256'][:12]}), "
+                               f"not from {dataset} (content sha256 {str(want.get('content_sha256'))[:12]}): positions, "
+                               "forces or frame order differ")
 
 
 def comparable(fingerprint: dict | None) -> dict:
