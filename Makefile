@@ -1,5 +1,5 @@
 # The two commands of the README:  make run  (default workflow)  and  make test.
-# Each sets up what is missing first (scripts/setup.sh, idempotent).
+# Each sets up what is missing first (scripts/setup.sh, idempotent). `make help` lists all.
 SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
@@ -7,15 +7,29 @@ export PATH := $(VENV)/bin:$(PATH)
 export LD_LIBRARY_PATH := $(VENV)/lib:$(LD_LIBRARY_PATH)
 export MPLBACKEND := Agg
 CORES ?= all
+RESULTS := results
 
-.PHONY: setup run test test-fast dry-run-paper lint clean
+.PHONY: help setup run test test-fast dry-run-paper lint clean
+
+help:
+	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
+	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
+	@echo "  make test           set up (Slurm for the profile test too), run the whole test suite"
+	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
+	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
+	@echo "  make lint           snakemake --lint"
+	@echo "  make setup          only set up: .venv, and GROMACS/Packmol where apt-get may install them"
+	@echo "  make clean          remove $(RESULTS)/ and .snakemake/ (the default run's outputs)"
 
 setup:
 	@bash scripts/setup.sh
 
 run: setup
 	snakemake --cores $(CORES)
-	snakemake --report results/report.html
+	snakemake --report $(RESULTS)/report.html
+	@echo
+	@echo "Done. Report: $(RESULTS)/report.html  tables: $(RESULTS)/tables/  figures: $(RESULTS)/figures/"
+	@echo "      job logs: $(RESULTS)/logs/  job timings: $(RESULTS)/benchmarks/"
 
 test:
 	@bash scripts/setup.sh --slurm
@@ -31,4 +45,4 @@ lint: setup
 	snakemake --lint
 
 clean:
-	rm -rf results .snakemake
+	rm -rf $(RESULTS) .snakemake

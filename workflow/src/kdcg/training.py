@@ -197,6 +197,7 @@ class EpochCheckpoint:
         self.folder, self.model, self.controller, self.tracker = folder, model, controller, metric_tracker
         self.started = started
         self.last_good = None
+        self.epochs_here = 0  # epochs run by this process (a resumed job starts later)
 
     def __call__(self, epoch, better_model):
         from hippynn.experiment import serialization
@@ -216,9 +217,20 @@ class EpochCheckpoint:
         state = serialization.create_state(self.model, self.controller, self.tracker)
         write_torch(state, self.folder / "last_checkpoint.pt")
         self.last_good = f"{self.folder / 'last_checkpoint.pt'} (epoch {epoch})"
-        print(f"[kdcg] epoch {epoch} done: train {latest.get('train'):.4f} valid {latest.get('valid'):.4f} "
-              f"lr {self.controller.optimizer.param_groups[0]['lr']:.2e} elapsed {time.time() - self.started:.1f} s",
-              flush=True)
+        # epochs left: up to max_epochs, fewer if early stopping comes first (its bound moves)
+        done, bound = epoch + 1, int(self.controller.max_epochs)
+        self.epochs_here += 1
+        elapsed = time.time() - self.started
+        per_epoch = elapsed / self.epochs_here
+        print(f"[kdcg] epoch {epoch} done ({done} of at most {bound}): train {latest.get('train'):.4f} "
+              f"valid {latest.get('valid'):.4f} lr {self.controller.optimizer.param_groups[0]['lr']:.2e}; "
+              f"elapsed {_duration(elapsed)}, at most {_duration(per_epoch * max(0, bound - done))} left", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min {rest % 60:02d} s"
 
 
 def _nan_batch_guard(folder: Path):
