@@ -220,3 +220,21 @@ def test_every_schema_key_has_a_description():
 
     walk(config.load_schema(), [])
     assert missing == []
+
+
+def test_every_subcommand_has_a_description_an_example_and_help_for_each_option():
+    import argparse
+
+    from kdcg import __version__, cli
+
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(subparsers.choices) == 16
+    for name, sub in subparsers.choices.items():
+        assert sub.description and len(sub.description) > 20, name
+        assert sub.epilog.startswith("example:\n  kdcg " + name), name
+        for action in sub._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"kdcg {name} {action.dest}"
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "--version"], capture_output=True, text=True)
+    assert proc.stdout.strip() == f"kdcg {__version__}"

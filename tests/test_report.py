@@ -60,3 +60,8 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
     labels = report.fig_tae(data, out["summary"], "rdf", tmp_path / "tae_rdf.png")
     assert labels == ["T: teacher", "S_E: se_ei_ft (2/2 unstable)"]
     assert (tmp_path / "tae_rdf.png").read_bytes()[:4] == b"\x89PNG"
+    # every figure is made, the all-unstable family included (a row saying so in cdf_time.png)
+    report.summarize(results, ["teacher-1", "student-se_ei_ft"], tmp_path / "reference.json", tmp_path / "no-aa.tsv",
+                     tmp_path / "t2", tmp_path / "f2")
+    for name in report.FIGURES:
+        assert (tmp_path / "f2" / name).read_bytes()[:4] == b"\x89PNG", name

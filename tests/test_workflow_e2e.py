@@ -198,3 +198,9 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     after = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
     assert "training already finished" in (wf / "results-tiny/logs/teacher-1.log").read_text()
     assert after["weights_sha256"] == before["weights_sha256"] and after["test_forces_vs_aa"] == before["test_forces_vs_aa"]
+    # ... so its MD, re-triggered by the newer model file, keeps the replicas it has (keyed by the weights)
+    result = (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text()
+    snakemake(wf, "results-tiny/md/teacher-1/replica-1/result.json", "--cores", "2", "--configfile", "e2e.yaml")
+    log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-to-2.log").read_text()
+    assert "teacher-1 replica 1: already finished" in log and "inputs changed" not in log
+    assert (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text() == result

@@ -269,14 +269,22 @@ def fig_cdf_time(data, reference, path):
     x = np.asarray(reference["grids"]["cdf"]["r_A"])
     chosen = []
     for family in FAMILIES:
-        for r in data["replicas"]:
-            if r["family"] == family and r["analysis"].get("cdf_windows"):
-                chosen.append(r)
-                break
+        members = [r for r in data["replicas"] if r["family"] == family]
+        stable = [r for r in members if r["analysis"].get("cdf_windows")]
+        if stable:
+            chosen.append(stable[0])
+        elif members:  # a row that says so, rather than no row
+            chosen.append({"family": family, "unstable": len(members)})
     fig, axes = plt.subplots(max(1, len(chosen)), len(species), figsize=(4 * len(species), 2.8 * max(1, len(chosen))),
                              squeeze=False)
     cmap = plt.get_cmap("viridis")
     for row, r in zip(axes, chosen):
+        if "unstable" in r:
+            for ax in row:
+                ax.text(0.5, 0.5, f"{r['family']}: no stable replica ({r['unstable']} unstable)", ha="center",
+                        va="center", color="red", transform=ax.transAxes)
+                ax.set_xlabel("merge distance (Å)")
+            continue
         wins = r["analysis"]["cdf_windows"]
         for ax, s in zip(row, species):
             ax.plot(x, reference["cdf"][s], color="black", lw=2, label="all-atom")
