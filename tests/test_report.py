@@ -40,7 +40,8 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
                 Rr, cr = _frames(rng)
                 dist = analysis.distributions(Rr, cr, species, names, acfg, np.arange(3) * 0.05)
                 ana.update(dist, tae=analysis.tae_against(dist, reference),
-                           equilibration={"t_detected_ps": 0.0, "t_used_ps": 0.0})
+                           equilibration={"t_detected_ps": 0.0 if r == 1 else 0.15, "t_configured_ps": 0.1,
+                                          "t_used_ps": 0.1, "equilibrated": r == 1})
             (folder / "analysis.json").write_text(json.dumps(ana))
     data = report.collect(results, ["teacher-1", "student-se_ei_ft"])
     out = report.tables(data, tmp_path / "no-aa.tsv", tmp_path / "tables", reference)
@@ -52,13 +53,14 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
     assert all(r["tae_mean"] == "" and r["n_replicas"] == "0" and (r["n_unstable"], r["n_total"]) == ("2", "2")
                for r in unstable)
     teacher = [r for r in rows if r["variant"] == "teacher"]
-    assert all(float(r["tae_mean"]) > 0 and r["n_replicas"] == "2" and r["n_unstable"] == "0" for r in teacher)
+    assert all(float(r["tae_mean"]) > 0 and r["n_replicas"] == "2" and r["n_unstable"] == "0"
+               and r["n_not_equilibrated"] == "1" for r in teacher)
     with open(tmp_path / "tables" / "tae.csv") as fh:
         tae = list(csv.DictReader(fh))
     assert [(r["model"], r["replica"], r["status"]) for r in tae if r["status"] == "unstable"] == \
         [("student-se_ei_ft", "1", "unstable"), ("student-se_ei_ft", "2", "unstable")]
     labels = report.fig_tae(data, out["summary"], "rdf", tmp_path / "tae_rdf.png")
-    assert labels == ["T: teacher", "S_E: se_ei_ft (2/2 unstable)"]
+    assert labels == ["T: teacher (1/2 not equilibrated)", "S_E: se_ei_ft (2/2 unstable)"]
     assert (tmp_path / "tae_rdf.png").read_bytes()[:4] == b"\x89PNG"
     # every figure is made, the all-unstable family included (a row saying so in cdf_time.png)
     report.summarize(results, ["teacher-1", "student-se_ei_ft"], tmp_path / "reference.json", tmp_path / "no-aa.tsv",

@@ -157,7 +157,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
         ana = json.loads((wf / f"results-tiny/md/{name}/replica-1/analysis.json").read_text())
         if ana["status"] == "stable":
             assert set(ana["tae"]) == {"rdf", "adf", "cdf"} and len(ana["tae"]["rdf"]) == 6 and len(ana["tae"]["adf"]) == 9
-            assert ana["equilibration"]["t_used_ps"] >= cfg["md"]["equilibration_ps"]
+            eq = ana["equilibration"]
+            assert eq["t_used_ps"] == cfg["md"]["equilibration_ps"] and isinstance(eq["equilibrated"], bool)
+            assert ana["n_frames"] == eq["n_frames_used"] == cfg["md"]["n_samples"]
+            assert ana["cdf_windows"]["windows"][0]["t_start_ps"] == 0.0  # time-resolved CDFs from t = 0
     tae_rows = (wf / "results-tiny/tables/tae.csv").read_text().splitlines()
     assert tae_rows[0] == "model,family,variant,seed,replica,status,quantity,key,tae" and len(tae_rows) > 1
     stab = (wf / "results-tiny/tables/stability.csv").read_text().splitlines()

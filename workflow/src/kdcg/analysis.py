@@ -46,13 +46,16 @@ def adf_key(triplet, cutoff_A: float) -> str:
     return f"{'-'.join(triplet)} rc={cutoff_A:g}"
 
 
-def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, quantities=QUANTITIES) -> dict:
+def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, quantities=QUANTITIES,
+                  used=None) -> dict:
     """Every RDF, ADF and CDF of a trajectory.
 
     R (frames, beads, 3) A; cells (frames, 3, 3) orthorhombic A; species (beads,) 1-based
     indices into species_names. Returns a JSON-ready dict: grids (bin centres and widths),
     values per key, frame count, and the CDF per time window. ``quantities`` limits the work
-    (the benchmark times the RDFs alone).
+    (the benchmark times the RDFs alone). ``used`` (a mask over frames, default all) picks the
+    frames of the distributions and TAE; the time-resolved CDFs always cover every frame, so
+    that clustering during the equilibration is seen.
     """
     R = np.asarray(R, dtype=np.float64)
     cells = np.asarray(cells, dtype=np.float64).reshape(-1, 3, 3)
@@ -62,6 +65,9 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
     names = [str(s) for s in species_names]
     if len(R) == 0:
         raise ValueError("no frames to analyse")
+    used = np.ones(len(R), dtype=bool) if used is None else np.asarray(used, dtype=bool)
+    if not used.any():
+        raise ValueError("no frames selected for the distributions")
     edges_all = np.stack([np.diag(c) for c in cells])
     if np.abs(cells - np.stack([np.diag(e) for e in edges_all])).max() > 1e-6:
         raise ValueError("only orthorhombic boxes are supported")
@@ -96,6 +102,12 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
 
     for f, (x, edges) in enumerate(zip(R, edges_all)):
         r = structure.frame_distances(x, edges)
+        for n, i in idx.items() if "cdf" in quantities else ():
+            if len(i) > 1:
+                merge = structure.mst_edge_lengths(r[np.ix_(i, i)], cdf_edges[-1])
+                cdf_frame_counts[n][f] = np.histogram(merge, bins=cdf_edges)[0]
+        if not used[f]:
+            continue
         ru = r[iu]
         b = np.floor(ru / acfg["rdf_dr_A"]).astype(np.int64)
         ok = b < nb_rdf
@@ -105,10 +117,6 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
             angles = structure.angles_deg(x, edges, r, idx[t[1]], idx[t[0]], idx[t[2]], cutoffs, same=t[0] == t[2])
             for c, a in zip(cutoffs, angles):
                 adf_counts[adf_key(t, c)] += np.histogram(a, bins=adf_edges)[0]
-        for n, i in idx.items() if "cdf" in quantities else ():
-            if len(i) > 1:
-                merge = structure.mst_edge_lengths(r[np.ix_(i, i)], cdf_edges[-1])
-                cdf_frame_counts[n][f] = np.histogram(merge, bins=cdf_edges)[0]
 
     with np.errstate(invalid="ignore", divide="ignore"):
         g = np.where(ideal > 0, rdf_counts.reshape(len(pairs), nb_rdf) / ideal, 0.0)
@@ -117,8 +125,9 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
     def density(counts, total, width):
         return (counts / (total * width)).tolist() if total > 0 else [0.0] * len(counts)
 
+    n_used = int(used.sum())
     out = {
-        "n_frames": int(len(R)),
+        "n_frames": n_used,
         "grids": {
             "rdf": {"r_A": _centres(rdf_edges), "dr_A": acfg["rdf_dr_A"]},
             "adf": {"theta_deg": _centres(adf_edges), "dtheta_deg": dth, "cutoffs_A": cutoffs,
@@ -130,7 +139,7 @@ def distributions(R, cells, species, species_names, acfg: dict, times_ps=None, q
         "adf": {k: density(c, c.sum(), dth) for k, c in adf_counts.items()},
         # merge distances per frame are n_species - 1; the density integrates to the fraction
         # of merges within the grid
-        "cdf": {n: density(c.sum(0), cdf_edges_per_frame[n] * len(R), dr_cdf) for n, c in cdf_frame_counts.items()},
+        "cdf": {n: density(c[used].sum(0), cdf_edges_per_frame[n] * n_used, dr_cdf) for n, c in cdf_frame_counts.items()},
     }
     out["cdf_windows"] = _cdf_windows(cdf_frame_counts, cdf_edges_per_frame, acfg, dr_cdf, times_ps)
     return out
@@ -361,18 +370,17 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
         return record
     thermo = read_thermo(replica_dir / "thermo.csv")
     eq = detect_equilibration(thermo["time_ps"], thermo["potential_kcal_mol"])
-    eq["t_configured_ps"] = float(result["equilibration_ps"])
-    eq["t_used_ps"] = max(eq["t_detected_ps"], eq["t_configured_ps"])
     traj = read_trajectory(replica_dir / "trajectory.lammpstrj", species_names=result["species_names"],
                            dt_fs=result["timestep_fs"])
-    keep = traj["time_ps"] >= eq["t_used_ps"] - 1e-9
-    if keep.sum() < 2:  # the detected equilibration left too little: use the last frames, say so
-        keep = np.zeros(len(keep), dtype=bool)
-        keep[-2:] = True
-        eq["note"] = "fewer than 2 frames after the equilibration; the last 2 frames were used"
-    eq["n_frames_used"] = int(keep.sum())
-    dist = distributions(traj["R"][keep], traj["cells"][keep], traj["species"], traj["species_names"], acfg,
-                         traj["time_ps"][keep])
+    eq.update(sampling_frames(traj["time_ps"], result, replica_dir / "trajectory.lammpstrj"))
+    keep = np.asarray(eq.pop("mask"))
+    # every family is compared on the same frames: pymbar's time flags, it does not move the cut
+    eq["equilibrated"] = bool(eq["t_detected_ps"] <= eq["t_configured_ps"] + 1e-9)
+    if not eq["equilibrated"]:
+        log.warning("%s replica %s: pymbar detects equilibration at %.2f ps, after the configured %.2f ps",
+                    result["model"], result["replica"], eq["t_detected_ps"], eq["t_configured_ps"])
+    dist = distributions(traj["R"], traj["cells"], traj["species"], traj["species_names"], acfg, traj["time_ps"],
+                         used=keep)
     record.update(dist)
     record["equilibration"] = eq
     record["tae"] = tae_against(dist, reference, reference_path)
@@ -382,6 +390,25 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
              result["replica"], eq["n_frames_used"], eq["t_used_ps"],
              *(sum(record["tae"][q].values()) for q in QUANTITIES))
     return record
+
+
+def sampling_frames(time_ps: np.ndarray, result: dict, where: Path | None = None) -> dict:
+    """The frames of the TAE: the md.n_samples frames after the configured equilibration, as
+    the paper (1 ns, then 100 frames every 5 ps): frames later than md.equilibration_ps, the
+    one at that time excluded."""
+    t_cut = float(result["equilibration_ps"])
+    total_ps = result["total_steps"] * result["timestep_fs"] / 1000.0
+    n_samples = int(round((total_ps - t_cut) / result["sample_interval_ps"]))
+    after = np.flatnonzero(np.asarray(time_ps) > t_cut + 1e-6)[:n_samples]
+    mask = np.zeros(len(time_ps), dtype=bool)
+    mask[after] = True
+    out = {"t_configured_ps": t_cut, "t_used_ps": t_cut, "n_samples": n_samples, "n_frames_used": int(mask.sum()),
+           "mask": mask}
+    if mask.sum() < n_samples:
+        out["note"] = f"{int(mask.sum())} frames after {t_cut:g} ps, not {n_samples}"
+    if not mask.any():
+        raise InputError(where, f"no trajectory frame after the equilibration ({t_cut:g} ps)")
+    return out
 
 
 def analyze_trajectory(path: Path, acfg: dict, out: Path, reference_path: Path | None = None, **read_kwargs) -> dict:

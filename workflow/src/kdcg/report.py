@@ -99,10 +99,11 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
     # tae_summary.csv: over replicas (E, S_E) and over seeds x replicas (T, S_T); every
     # variant has its rows, with no mean where all its replicas were unstable
     groups = defaultdict(list)
-    n_total, n_unstable = defaultdict(int), defaultdict(int)
+    n_total, n_unstable, n_not_eq = defaultdict(int), defaultdict(int), defaultdict(int)
     for r in reps:
         n_total[(r["family"], r["variant"])] += 1
         n_unstable[(r["family"], r["variant"])] += r["result"]["status"] != "stable"
+        n_not_eq[(r["family"], r["variant"])] += (r["analysis"].get("equilibration") or {}).get("equilibrated") is False
     for row in tae_rows:
         groups[(row[1], row[2], row[6], row[7])].append(row[8])
     summary = []
@@ -111,9 +112,9 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
             for key in reference[q]:
                 mean, std, n = _mean_std(groups.get((family, variant, q, key), []))
                 summary.append([family, variant, q, key, mean, std, n, n_unstable[(family, variant)],
-                                n_total[(family, variant)]])
+                                n_total[(family, variant)], n_not_eq[(family, variant)]])
     _write_csv(out / "tae_summary.csv", ["family", "variant", "quantity", "key", "tae_mean", "tae_std", "n_replicas",
-                                         "n_unstable", "n_total"], summary)
+                                         "n_unstable", "n_total", "n_not_equilibrated"], summary)
     # performance.csv: the paper's Table 4
     perf_rows = []
     if Path(aa_performance).is_file():
@@ -156,10 +157,10 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
         drift = (ana.get("cdf_windows") or {}).get("drift", {})
         eq = ana.get("equilibration") or {}
         stab.append([r["model"], r["family"], r["variant"], r["seed"], r["replica"], res["status"], res["step"],
-                     res["time_ps"], res.get("reason"), eq.get("t_detected_ps"), eq.get("t_used_ps"),
+                     res["time_ps"], res.get("reason"), eq.get("t_detected_ps"), eq.get("t_used_ps"), eq.get("equilibrated"),
                      *[(drift.get(s) or {}).get("drifting") for s in species]])
     _write_csv(out / "stability.csv", ["model", "family", "variant", "seed", "replica", "status", "step", "time_ps",
-                                       "reason", "t_equilibration_detected_ps", "t_equilibration_used_ps",
+                                       "reason", "t_equilibration_detected_ps", "t_equilibration_used_ps", "equilibrated",
                                        *[f"cdf_drift_{s}" for s in species]], stab)
     return {"summary": summary}
 
@@ -204,7 +205,7 @@ def fig_tae(data, summary, quantity, path):
     groups = _groups(data["replicas"])
     keys = list(dict.fromkeys(row[3] for row in summary if row[2] == quantity))
     table = {(row[0], row[1], row[3]): (row[4], row[5]) for row in summary if row[2] == quantity}
-    unstable = {(row[0], row[1]): (row[7], row[8]) for row in summary}
+    unstable = {(row[0], row[1]): (row[7], row[8], row[9]) for row in summary}
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys) * max(1, len(groups)) / 6 + 4), 4.5))
     width = 0.8 / max(1, len(groups))
     for g, (family, variant) in enumerate(groups):
@@ -212,8 +213,9 @@ def fig_tae(data, summary, quantity, path):
         stds = [table.get((family, variant, k), (0, 0))[1] for k in keys]
         means = [np.nan if m is None else m for m in means]
         stds = [0 if s is None else s for s in stds]
-        bad, total = unstable.get((family, variant), (0, 0))
-        label = f"{family}: {variant}" + (f" ({bad}/{total} unstable)" if bad else "")
+        bad, total, not_eq = unstable.get((family, variant), (0, 0, 0))
+        notes = ([f"{bad}/{total} unstable"] if bad else []) + ([f"{not_eq}/{total} not equilibrated"] if not_eq else [])
+        label = f"{family}: {variant}" + (f" ({', '.join(notes)})" if notes else "")
         shade = 0.35 + 0.65 * (g % 6) / 5 if family in ("S_T", "S_E") else 1.0
         x = np.arange(len(keys)) + g * width
         ax.bar(x, means, width, yerr=stds, capsize=2, label=label,
@@ -308,20 +310,27 @@ def fig_energy(data, path):
     plt = _plt()
     fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4.5 * len(FAMILIES), 3.5), squeeze=False)
     for ax, family in zip(axes[0], FAMILIES):
+        configured = None
         for r in data["replicas"]:
             if r["family"] != family or not r["thermo"].is_file() or r["thermo"].stat().st_size == 0:
                 continue
             th = read_thermo(r["thermo"])
             stable = r["result"]["status"] == "stable"
-            line, = ax.plot(th["time_ps"], th["potential_kcal_mol"], lw=0.6, color=None if stable else "red")
+            # relative to the first value: models carry arbitrary energy zeros
+            line, = ax.plot(th["time_ps"], th["potential_kcal_mol"] - th["potential_kcal_mol"][0], lw=0.6,
+                            color=None if stable else "red")
             eq = r["analysis"].get("equilibration")
             if eq:
                 ax.axvline(eq["t_detected_ps"], color=line.get_color(), ls="--", lw=0.5)
+                configured = eq["t_configured_ps"]
             if not stable and len(th["time_ps"]):
-                ax.plot(th["time_ps"][-1], th["potential_kcal_mol"][-1], "x", color="red", ms=8)
-        ax.set_title(f"{family}: potential energy (dashed: detected equilibration; red x: unstable)", fontsize=7)
+                ax.plot(th["time_ps"][-1], th["potential_kcal_mol"][-1] - th["potential_kcal_mol"][0], "x", color="red", ms=8)
+        if configured is not None:
+            ax.axvline(configured, color="black", lw=1.0)
+        ax.set_title(f"{family}: potential energy (black: configured equilibration, dashed: pymbar's; red x: unstable)",
+                     fontsize=6)
         ax.set_xlabel("t (ps)")
-        ax.set_ylabel("PE (kcal/mol)")
+        ax.set_ylabel("PE − PE(t=0) (kcal/mol)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
