@@ -154,6 +154,13 @@ def test_an_empty_dump_is_one_line_and_a_cut_one_says_what_it_dropped(reference,
     assert f"{cut}: its last 1 frame(s) are incomplete (cut mid-write?) and were left out; 3 frames used" in proc.stderr
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["n_frames"] == 3 and out["frames_dropped"] == 1 and set(out["tae"]) == {"rdf", "adf", "cdf"}
+    # an equilibration dropped outside the workflow: of the frames at 0, 0.01, 0.02, 0.03 ps, the last two
+    full = _dump(tmp_path / "full.lammpstrj")
+    kdcg("analyze", "--config", reference / "a.yaml", "--trajectory", full, "--species", "A", "B", "C",
+         "--timestep-fs", "1", "--start-ps", "0.02", "--out", tmp_path / "late.json")
+    late = json.loads((tmp_path / "late.json").read_text())
+    assert late["n_frames"] == 2 and late["first_frame_used"] == 2 and late["t_start_ps"] == pytest.approx(0.02)
+    assert late["cdf_windows"]["windows"][0]["t_start_ps"] == 0.0
 
 
 def test_a_replica_of_another_dataset_is_refused_by_the_reference(made, reference, tmp_path):

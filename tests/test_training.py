@@ -315,3 +315,18 @@ def test_weights_hash_names_identical_weights_across_files(workdir, tmp_path):
     with torch.no_grad():
         next(p for p in graph.parameters() if p.is_floating_point()).view(-1)[0] += 1e-6
     assert provenance.weights_sha256(graph) != a["weights_sha256"]
+
+
+def test_every_student_has_its_own_seed_not_its_teachers():
+    seeds = {f"teacher-{s}": s for s in range(1, 9)}
+    for v in variants.single_teacher_variants():
+        for s in range(1, 9):
+            seeds[f"student-{v}-{s}"] = variants.student_seed(v, s)
+    for v in variants.ensemble_variants():
+        seeds[f"student-{v}"] = variants.student_seed(v)
+    assert len(seeds) == 8 + 24 + 6 == len(set(seeds.values()))
+    assert variants.student_seed("st_ei_ft", 2) == 1340026844 and variants.student_seed("se_ei_ft") == 470237577
+    with pytest.raises(InputError, match="an ensemble student none"):
+        variants.student_seed("se_ei_ft", 1)
+    with pytest.raises(InputError, match="not a student variant"):
+        variants.student_seed("teacher", 1)

@@ -107,21 +107,26 @@ def teacher_seeds():
     return config["training"]["teacher_seeds"]
 
 
-def ensemble_student_seed():
-    """Ensemble students are trained once, with the first teacher seed."""
-    return teacher_seeds()[0]
+def student_seed(wildcards):
+    """Each student's own seed (kdcg.variants.student_seed): from its variant and, for a
+    single-teacher student, its teacher's seed."""
+    from kdcg.variants import student_seed as _seed
+
+    teacher = int(wildcards.seed) if "seed" in wildcards.keys() else None
+    return _seed(wildcards.variant, teacher)
 
 
-def train_shell(kind, seed=None):
-    """Shell command of `kdcg train` for a teacher or a student (variant from the wildcard)."""
+def train_shell(kind):
+    """Shell command of `kdcg train`: kind teacher, student (single teacher) or
+    ensemble_student; students take their seed from params.seed (student_seed)."""
     variant = "teacher" if kind == "teacher" else "{wildcards.variant}"
-    seed_arg = "{wildcards.seed}" if seed is None else str(seed)
+    seed_arg = "{wildcards.seed}" if kind == "teacher" else "{params.seed}"
     name = (
         "teacher-{wildcards.seed}"
         if kind == "teacher"
         else "student-{wildcards.variant}"
     )
-    if kind == "student" and seed is None:
+    if kind == "student":  # a single-teacher student, one per teacher seed
         name += "-{wildcards.seed}"
     labels = "" if kind == "teacher" else " --labels {input.labels}"
     return kdcg_shell(

@@ -106,6 +106,8 @@ rule student_single_teacher:
     resources:
         runtime=24 * 60,
         mem_mb=8000,
+    params:
+        seed=student_seed,
     shell:
         train_shell("student")
 
@@ -132,8 +134,10 @@ rule student_ensemble:
     resources:
         runtime=24 * 60,
         mem_mb=8000,
+    params:
+        seed=student_seed,
     shell:
-        train_shell("student", seed=ensemble_student_seed())
+        train_shell("ensemble_student")
 
 
 rule ensemble_model:

@@ -411,13 +411,26 @@ def sampling_frames(time_ps: np.ndarray, result: dict, where: Path | None = None
     return out
 
 
-def analyze_trajectory(path: Path, acfg: dict, out: Path, reference_path: Path | None = None, **read_kwargs) -> dict:
-    """`kdcg analyze` on a trajectory written anywhere (all frames count)."""
+def analyze_trajectory(path: Path, acfg: dict, out: Path, reference_path: Path | None = None,
+                       start_ps: float | None = None, start_frame: int | None = None, **read_kwargs) -> dict:
+    """`kdcg analyze` on a trajectory written anywhere. The distributions and TAE use the
+    frames from ``start_ps`` (ps) or ``start_frame`` (0-based) on, all frames by default; the
+    time-resolved CDFs cover every frame."""
     reference = load_json(reference_path, "reference") if reference_path else None
     traj = read_trajectory(path, **read_kwargs)
     check_species(traj["species_names"], acfg, reference, Path(path), reference_path)
-    dist = distributions(traj["R"], traj["cells"], traj["species"], traj["species_names"], acfg, traj["time_ps"])
-    record = {"source": str(path), "species_names": traj["species_names"], "analysis": acfg, **dist}
+    used = np.ones(len(traj["R"]), dtype=bool)
+    if start_ps is not None:
+        used &= traj["time_ps"] >= start_ps - 1e-9
+    if start_frame is not None:
+        used &= np.arange(len(used)) >= start_frame
+    if not used.any():
+        raise InputError(path, f"no frame at or after the start ({start_ps} ps, frame {start_frame}); its frames span "
+                               f"{traj['time_ps'][0]:g}-{traj['time_ps'][-1]:g} ps, {len(used)} frames")
+    dist = distributions(traj["R"], traj["cells"], traj["species"], traj["species_names"], acfg, traj["time_ps"],
+                         used=used)
+    record = {"source": str(path), "species_names": traj["species_names"], "analysis": acfg,
+              "first_frame_used": int(np.argmax(used)), "t_start_ps": float(traj["time_ps"][used][0]), **dist}
     if traj.get("frames_dropped"):
         record["frames_dropped"] = traj["frames_dropped"]
     if reference is not None:

@@ -157,7 +157,8 @@ def cmd_analyze(args) -> None:
         analysis.analyze_trajectory(Path(args.trajectory), cfg["analysis"], Path(args.out),
                                     Path(args.reference) if args.reference else None,
                                     topology=Path(args.topology) if args.topology else None, fmt=args.format,
-                                    species_names=args.species, dt_fs=args.timestep_fs)
+                                    species_names=args.species, dt_fs=args.timestep_fs, start_ps=args.start_ps,
+                                    start_frame=args.start_frame)
     else:
         raise InputError(None, "kdcg analyze needs --dataset, --replica-dirs or --trajectory")
 
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--species", nargs="*", help="species names in LAMMPS type order (the reference's order)")
     s.add_argument("--timestep-fs", type=float, help="LAMMPS dump: fs per step, for frame times")
     s.add_argument("--reference", help="AA reference .json (TAE against it)")
+    s.add_argument("--start-ps", type=float, help="--trajectory: distributions and TAE from this time on (ps), "
+                                                  "to drop an equilibration; time-resolved CDFs keep every frame")
+    s.add_argument("--start-frame", type=int, help="--trajectory: likewise from this frame on (0-based)")
     s.add_argument("--out", help="output .json")
     s.set_defaults(func=cmd_analyze)
 

@@ -60,6 +60,23 @@ def get_variant(name: str) -> Variant:
         raise InputError(None, f"unknown model variant {name!r}; valid: teacher, {', '.join(STUDENTS)}") from None
 
 
+def student_seed(variant: str, teacher_seed: int | None = None) -> int:
+    """The seed of a student (initial weights and batch order), its own: derived from the
+    variant and, for a single-teacher student, its teacher's seed, so that no student starts
+    from its teacher's initial weights (nor from another student's). A 31-bit number drawn by
+    numpy's SeedSequence from (teacher seed, or 0 for the ensemble; the variant's row in the
+    table, 1-9)."""
+    import numpy as np
+
+    v = get_variant(variant)
+    if not v.is_student:
+        raise InputError(None, f"{variant} is not a student variant")
+    if (v.teacher == "single") != (teacher_seed is not None):
+        raise InputError(None, f"{variant}: a single-teacher student needs its teacher's seed, an ensemble student none")
+    row = list(STUDENTS).index(variant) + 1
+    return int(np.random.SeedSequence([int(teacher_seed or 0), row]).generate_state(1)[0] % (2**31 - 1))
+
+
 def single_teacher_variants() -> list[str]:
     return [n for n, v in STUDENTS.items() if v.teacher == "single"]
 
