@@ -251,3 +251,16 @@ def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
     assert steps == steps_ref == list(range(0, sched.total_steps + 1, sched.sample_steps))
     np.testing.assert_allclose(x, x_ref, atol=2e-3)
     assert json.loads((out / "replica-1" / "result.json").read_text())["resumed_from_step"] == resumed["resumed_from_step"]
+
+
+def test_replicas_start_from_frames_of_the_training_split():
+    from kdcg.splits import split_frames
+
+    data = {"R": np.zeros((40, 3, 3))}
+    tcfg = {**SMALL_TRAINING_CONFIG["training"], "split_blocks": 8, "valid_fraction": 0.2, "test_fraction": 0.2}
+    splits = split_frames(40, tcfg)
+    frames = md.start_frames(data, {"training": tcfg})
+    assert frames.tolist() == splits["train"].tolist()
+    starts = {md.initial_frame(frames, 7, r) for r in range(1, 33)}
+    assert starts <= set(splits["train"].tolist()) and len(starts) > 5
+    assert md.start_frames(data, {}).tolist() == list(range(40))

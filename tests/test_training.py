@@ -330,3 +330,18 @@ def test_every_student_has_its_own_seed_not_its_teachers():
         variants.student_seed("se_ei_ft", 1)
     with pytest.raises(InputError, match="not a student variant"):
         variants.student_seed("teacher", 1)
+
+
+def test_block_splits_keep_neighbouring_frames_together():
+    from kdcg.splits import split_frames
+
+    tcfg = {"split_seed": 3, "split_mode": "blocks", "split_blocks": 10, "valid_fraction": 0.1, "test_fraction": 0.2}
+    s = split_frames(100, tcfg)
+    assert sorted(np.concatenate([s["train"], s["valid"], s["test"]]).tolist()) == list(range(100))
+    assert (len(s["test"]), len(s["valid"]), len(s["train"])) == (20, 10, 70)
+    for name in ("test", "valid"):  # whole blocks of 10 consecutive frames
+        blocks = set((s[name] // 10).tolist())
+        assert sorted(s[name].tolist()) == [i for b in sorted(blocks) for i in range(10 * b, 10 * b + 10)]
+    assert split_frames(100, tcfg)["test"].tolist() == s["test"].tolist()  # one seed, one split
+    r = split_frames(100, {**tcfg, "split_mode": "random"})
+    assert len(r["test"]) == 20 and len(set((r["test"] // 10).tolist())) > 2  # scattered single frames

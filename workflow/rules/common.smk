@@ -57,7 +57,7 @@ GMX_STAGES = ["em", "nvt_equil", "nvt_prod"]
 CONFIG_SECTIONS = {
     "aa": ["system", "packmol", "aa_md"],
     "training": ["model", "prior", "training"],
-    "md": ["system", "md"],
+    "md": ["system", "md", "training"],  # training: the split replicas start from
     "analysis": ["system", "analysis"],
 }
 # a failed job shows its last log line (kdcg's one-line error) on the console

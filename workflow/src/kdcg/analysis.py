@@ -12,8 +12,11 @@ trajectory written elsewhere that MDAnalysis reads):
   for the whole run and for consecutive time windows (the paper's Fig. 7), with a drift flag;
 - TAE (Eq. 9) of each distribution against the reference.
 
-Replicas use only frames after the equilibration: the later of the configured
-``md.equilibration_ps`` and the time pymbar detects on the potential energy series.
+For a replica, the distributions and TAE use the ``md.n_samples`` frames after the configured
+``md.equilibration_ps`` (the paper: 1 ns, then 100 frames every 5 ps), the same frames for every
+model; the time pymbar detects on the potential energy is reported and flags a replica "not
+equilibrated" when it comes later, without moving the cut. The time-resolved CDFs and their
+drift flag cover the whole run from t = 0, where teachers that cluster do so.
 Everything lands in one JSON per trajectory, grids and cutoffs next to the values.
 """
 

