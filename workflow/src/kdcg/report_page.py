@@ -75,10 +75,10 @@ def what_it_shows(config: dict) -> str:
 
 def _table(header: list[str], rows: list[list], caption: str) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
     return (f"<table border='1' style='border-collapse:collapse;font-size:small;margin:0.5em 0'>"
             f"<caption style='caption-side:top;text-align:left;font-weight:bold'>{html.escape(caption)}</caption>"
-            f"<tr>{head}</tr>{body}</table>")
+            f"\n<tr>{head}</tr>\n{body}\n</table>")
 
 
 def _fmt(v) -> str:
@@ -126,13 +126,14 @@ def variant_rows() -> list[list]:
 def _figure(path: Path, title: str) -> str:
     if not path.is_file():
         return f"<p><i>{html.escape(path.name)} not made yet.</i></p>"
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (f"<figure style='margin:0.5em 0'><img style='max-width:100%' src='data:image/png;base64,{data}'/>"
+    # wrapped: docutils refuses lines over 10,000 characters, and data URLs ignore whitespace
+    data = base64.encodebytes(path.read_bytes()).decode().strip()
+    return (f"<figure style='margin:0.5em 0'><img style='max-width:100%' src='data:image/png;base64,\n{data}'/>\n"
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
 
 def front_page(config: dict, configfiles: list[str], checkout: Path) -> str:
-    """The front page as one line of HTML (it goes into an rst raw block)."""
+    """The front page as HTML lines (each short: it goes into an rst raw block)."""
     results = Path(config["results_dir"])
     tables, figures = results / "tables", results / "figures"
     parts = [f"<h2>What was run</h2><p>config: <b>{html.escape(', '.join(configfiles) or 'config/config.yaml')}</b>; "
@@ -175,4 +176,4 @@ def front_page(config: dict, configfiles: list[str], checkout: Path) -> str:
     parts.append(_table(["variant", "teacher", "w_E (system energy)", "w_e (per-bead energies)", "w_T (teacher forces)",
                          "w_AA (all-atom forces)"], variant_rows(),
                         "Tables 2 and 3: each model's loss, a weighted sum of RMSE + MAE terms"))
-    return "".join(parts).replace("\n", " ")
+    return "\n".join(parts)
