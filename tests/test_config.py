@@ -29,7 +29,7 @@ def test_paper_config_is_the_paper():
     assert cfg["system"]["box_edge_A"] == 44.84 and cfg["system"]["temperature_K"] == 298.1
     md = cfg["aa_md"]
     assert (md["equilibration_ps"], md["production_ps"], md["output_interval_ps"]) == (5000, 1000, 1.0)
-    assert (md["timestep_fs"], md["thermostat_tau_ps"], md["cutoff_nm"]) == (2.0, 0.5, 1.2)
+    assert (md["timestep_fs"], md["thermostat_tau_ps"], md["cutoff_nm"], md["lj_treatment"]) == (2.0, 0.5, 1.6, "pme")
 
 
 def _error(cfg) -> str:

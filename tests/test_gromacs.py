@@ -28,7 +28,9 @@ def test_paper_mdp_values():
     for mdp in (equil, prod):
         assert mdp["tcoupl"] == "nose-hoover" and mdp["tau-t"] == "0.5" and mdp["ref-t"] == "298.1"
         assert mdp["dt"] == "0.002" and mdp["constraints"] == "h-bonds" and mdp["constraint-algorithm"] == "lincs"
-        assert mdp["coulombtype"] == "PME" and mdp["rcoulomb"] == mdp["rvdw"] == "1.2" and mdp["pcoupl"] == "no"
+        # the paper's .mdp files (OPLS-DES CCU tutorial): rcoulomb = rvdw = 1.6 nm, PME for Coulomb and LJ
+        assert mdp["coulombtype"] == "PME" and mdp["rcoulomb"] == mdp["rvdw"] == "1.6" and mdp["pcoupl"] == "no"
+        assert mdp["vdwtype"] == "PME" and mdp["DispCorr"] == "no" and mdp["fourierspacing"] == "0.15"
     assert equil["gen-vel"] == "yes" and prod["gen-vel"] == "no" and prod["continuation"] == "yes"
     assert int(prod["nstenergy"]) % int(prod["nstcalcenergy"]) == 0
 
@@ -72,3 +74,8 @@ def test_a_resumed_run_is_timed_as_a_whole(tmp_path):
     # a run in one invocation keeps mdrun's figures
     assert gromacs.whole_run_performance(first[:1], {"wall_s": 30.0, "ns_per_day": 999.0}, 10.0) == \
         {"segments": 1, "simulated_ps": 10.0}
+
+
+def test_the_default_keeps_a_plain_lj_cut_off_that_fits_its_box():
+    mdp = _mdp("nvt_prod", config.load(REPO / "config/config.yaml"))
+    assert mdp["vdwtype"] == "Cut-off" and mdp["DispCorr"] == "EnerPres" and mdp["rvdw"] == "1.2"

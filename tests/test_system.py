@@ -62,3 +62,11 @@ def test_packmol_box_has_the_composition_and_grompp_accepts_it(tmp_path, tiny_co
     mdp.write_text(kdcg("mdp", "em", "--config", REPO / "tests/config/tiny.yaml").stdout)
     subprocess.run(["gmx", "grompp", "-f", mdp, "-c", gro, "-p", top, "-o", tmp_path / "em.tpr", "-po", tmp_path / "o.mdp"],
                    check=True, capture_output=True, cwd=tmp_path)
+    # the paper's LJ treatment (LJ-PME) on the same box: grompp accepts it
+    from kdcg import gromacs
+
+    lj_pme = {**tiny_config, "aa_md": {**tiny_config["aa_md"], "lj_treatment": "pme"}}
+    (tmp_path / "ljpme.mdp").write_text(gromacs.mdp_text("nvt_equil", lj_pme))
+    subprocess.run(["gmx", "grompp", "-f", tmp_path / "ljpme.mdp", "-c", gro, "-p", top, "-o", tmp_path / "ljpme.tpr",
+                    "-po", tmp_path / "o2.mdp"], check=True, capture_output=True, cwd=tmp_path)
+    assert "vdwtype                  = PME" in (tmp_path / "o2.mdp").read_text().replace("vdw-type", "vdwtype")

@@ -39,16 +39,19 @@ def mdp_text(stage: str, config: dict) -> str:
         raise ValueError(f"unknown GROMACS stage {stage!r}; expected one of {STAGES}")
     md = config["aa_md"]
     rc = md["cutoff_nm"]
+    lj_pme = md["lj_treatment"] == "pme"
     common = {
         "cutoff-scheme": "Verlet",
         "pbc": "xyz",
         "coulombtype": "PME",
         "rcoulomb": rc,
-        "vdwtype": "Cut-off",
-        "vdw-modifier": "None",  # plain LJ cut-off
+        # LJ-PME (the paper's .mdp) computes the dispersion beyond rvdw on the PME grid; OPLS's
+        # geometric combination rule is the one LJ-PME treats exactly
+        "vdwtype": "PME" if lj_pme else "Cut-off",
+        "vdw-modifier": "Potential-shift" if lj_pme else "None",
         "rvdw": rc,
-        "DispCorr": "EnerPres",  # energies and pressure only; forces are untouched
-        "fourierspacing": 0.12,
+        "DispCorr": "no" if lj_pme else "EnerPres",  # cut-off: energies and pressure only; forces untouched
+        "fourierspacing": md["fourier_spacing_nm"],
         "pme-order": 4,
         "ewald-rtol": 1e-5,
     }
