@@ -70,3 +70,18 @@ def test_packmol_box_has_the_composition_and_grompp_accepts_it(tmp_path, tiny_co
     subprocess.run(["gmx", "grompp", "-f", tmp_path / "ljpme.mdp", "-c", gro, "-p", top, "-o", tmp_path / "ljpme.tpr",
                     "-po", tmp_path / "o2.mdp"], check=True, capture_output=True, cwd=tmp_path)
     assert "vdwtype                  = PME" in (tmp_path / "o2.mdp").read_text().replace("vdw-type", "vdwtype")
+
+
+def test_the_1_4_pairs_are_a_switch(tmp_path, tiny_config):
+    """false (the paper, the default): no [ pairs ] in the written .itp files; true: OPLS-AA's pairs."""
+    off = system.write_topology(tiny_config, tmp_path / "off" / "topol.top")
+    on = system.write_topology({**tiny_config, "system": {**tiny_config["system"], "pairs_14": True}},
+                               tmp_path / "on" / "topol.top")
+    for name in ("choline.itp", "urea.itp"):
+        text_off = (off.parent / "toppar" / name).read_text()
+        text_on = (on.parent / "toppar" / name).read_text()
+        assert "[ pairs ]" in text_on and "[ pairs ]" not in text_off
+        assert system._itp_sections(off.parent / "toppar" / name).keys() == \
+            system._itp_sections(on.parent / "toppar" / name).keys() - {"pairs"}
+        assert system._itp_sections(off.parent / "toppar" / name)["dihedrals"] == \
+            system._itp_sections(on.parent / "toppar" / name)["dihedrals"]

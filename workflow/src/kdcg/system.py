@@ -95,12 +95,30 @@ def write_topology(config: dict, out_top: Path, root: Path = Path(".")) -> Path:
     shutil.copyfile(ff, toppar / ff.name)
     lines = [f"; kdcg topology of {config['system']['name']}", f'#include "toppar/{ff.name}"', ""]
     for mol in molecules:
-        shutil.copyfile(mol.itp, toppar / mol.itp.name)
+        text = mol.itp.read_text()
+        if not config["system"]["pairs_14"]:
+            text = without_section(text, "pairs")
+        (toppar / mol.itp.name).write_text(text)
         lines.append(f'#include "toppar/{mol.itp.name}"')
     lines += ["", "[ system ]", config["system"]["name"], "", "[ molecules ]"]
     lines += [f"{mol.resname:<6} {mol.count}" for mol in molecules]
     out_top.write_text("\n".join(lines) + "\n")
     return out_top
+
+
+def without_section(itp_text: str, section: str) -> str:
+    """An .itp without one [ section ] (its header and rows, up to the next section)."""
+    out, skipping = [], False
+    for line in itp_text.splitlines(keepends=True):
+        m = re.match(r"\s*\[\s*(\w+)\s*\]", line)
+        if m:
+            skipping = m.group(1).lower() == section
+            if skipping:
+                out.append(f"; the {section} section is left out: config key system.pairs_14 is false\n")
+                continue
+        if not skipping:
+            out.append(line)
+    return "".join(out)
 
 
 def packmol_input(config: dict, out_pdb: Path, root: Path = Path(".")) -> str:
