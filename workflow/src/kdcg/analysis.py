@@ -23,10 +23,8 @@ Everything lands in one JSON per trajectory, grids and cutoffs next to the value
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np

@@ -12,13 +12,18 @@ from pathlib import Path
 from .errors import InputError
 
 
+def _existing(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    return path
+
+
 def read_npz(path: Path, what: str) -> dict:
     """All arrays of an NPZ file (no pickles); a missing, truncated or foreign file is an InputError."""
     import numpy as np
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} not found")
+    path = _existing(path, what)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -27,9 +32,7 @@ def read_npz(path: Path, what: str) -> dict:
 
 
 def read_json(path: Path, what: str):
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} not found")
+    path = _existing(path, what)
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -42,9 +45,7 @@ def read_torch(path: Path, what: str):
 
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} not found")
+    path = _existing(path, what)
     try:
         return torch.load(path, weights_only=False, map_location="cpu")
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError,

@@ -218,18 +218,18 @@ def _start_segment(path: Path, checkpoint: Path | None) -> list[dict]:
     """Bookkeeping of the mdrun invocations of one run. A resumed invocation closes the one
     before it at its checkpoint's time: work after that checkpoint is done again now, so it
     does not count."""
+    from .files import read_json, write_json
+
     segments = []
     if checkpoint is not None and path.is_file():
         try:
-            segments = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            segments = []
+            segments = read_json(path, "mdrun invocation record")
+        except InputError:
+            segments = []  # a half-written record: the killed invocation goes uncounted
         if segments:
             segments[-1]["useful_wall_s"] = max(0.0, checkpoint.stat().st_mtime - segments[-1]["started_unix"])
     segments.append({"started_unix": time.time()})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(segments, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, segments, indent=2)
     return segments
 
 

@@ -21,7 +21,6 @@ reads with format="LAMMPSDUMP"), thermo.csv, result.json. Work in progress lives
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -206,9 +205,9 @@ def replica_seeds(base_seed: int, replica: int) -> tuple[int, int]:
 
 
 def initial_frame(start_frames, base_seed: int, replica: int) -> int:
-    """The dataset frame replica r starts from: one of ``start_frames`` (an int n: any of
-    0..n-1), drawn from (base_seed, r) only."""
-    frames = np.arange(start_frames) if np.isscalar(start_frames) else np.asarray(start_frames)
+    """The dataset frame replica r starts from: one of ``start_frames``, drawn from
+    (base_seed, r) only."""
+    frames = np.asarray(start_frames)
     return int(frames[np.random.default_rng(replica_seeds(base_seed, replica)[0]).integers(len(frames))])
 
 
@@ -397,7 +396,7 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
     sched = Schedule.from_config(md)
     out_dir = Path(out_dir)
     run = out_dir / "run"
-    frame = initial_frame(len(data["R"]) if frames is None else frames, md["seed"], replica)
+    frame = initial_frame(np.arange(len(data["R"])) if frames is None else frames, md["seed"], replica)
     inputs = {"fingerprint": fingerprint or {}, "md": md, "temperature_K": temperature_K, "replica": replica,
               "frame": frame}
     stamp = run / "inputs.json"

@@ -9,7 +9,6 @@ dropped silently.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from collections import defaultdict
