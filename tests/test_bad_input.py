@@ -14,13 +14,14 @@ from conftest import REPO, SMALL_TRAINING_CONFIG, kdcg, write_pair_dataset
 from kdcg import analysis, training
 from kdcg.errors import InputError
 from kdcg.mapping import load_dataset
+from kdcg.prior import read_prior, write_prior
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     d = tmp_path_factory.mktemp("bad_input")
     write_pair_dataset(d / "dataset.npz")
-    training.write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
+    write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     training.train("teacher", 1, d / "dataset.npz", d / "prior.json", d / "teacher-1", SMALL_TRAINING_CONFIG)
     (d / "train.yaml").write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))
     return d
@@ -71,7 +72,7 @@ def _cut(src, dest):
 def test_truncated_kdcg_files_are_named_by_their_readers(made, tmp_path):
     cut = _cut(made / "dataset.npz", tmp_path / "dataset.npz")
     msg = f"{cut}: dataset cannot be read (truncated, or not an NPZ file)"
-    for call in (lambda: training.write_prior(cut, SMALL_TRAINING_CONFIG, tmp_path / "p.json"),
+    for call in (lambda: write_prior(cut, SMALL_TRAINING_CONFIG, tmp_path / "p.json"),
                  lambda: training.label_frames(made / "teacher-1" / "model.pt", cut, tmp_path / "l.npz"),
                  lambda: analysis.analyze_dataset(cut, {}, tmp_path / "a.json")):
         with pytest.raises(InputError) as err:
@@ -85,7 +86,7 @@ def test_truncated_kdcg_files_are_named_by_their_readers(made, tmp_path):
     with pytest.raises(InputError, match=r"cut-labels.npz: labels cannot be read \(truncated, or not an NPZ file\)"):
         training.load_labels(_cut(tmp_path / "labels.npz", tmp_path / "cut-labels.npz"), data)
     with pytest.raises(InputError, match=r"cut-prior.json: prior \(kdcg prior writes it\) is not valid JSON \(truncated\?\)"):
-        training.read_prior(_cut(made / "prior.json", tmp_path / "cut-prior.json"), data)
+        read_prior(_cut(made / "prior.json", tmp_path / "cut-prior.json"), data)
     with pytest.raises(InputError, match=r"cut-model.pt: model cannot be read \(truncated, or not a PyTorch file\)"):
         training.load_model(_cut(made / "teacher-1" / "model.pt", tmp_path / "cut-model.pt"))
     thermo = tmp_path / "thermo.csv"

@@ -19,6 +19,7 @@ import yaml
 from conftest import REPO, SMALL_TRAINING_CONFIG, venv_env, write_pair_dataset
 from kdcg import md, training
 from kdcg.mapping import load_dataset
+from kdcg.prior import read_prior, write_prior
 from kdcg.model import graph_node
 
 MASSES_AMU = {1: 104.17, 2: 35.45, 3: 60.06}  # choline, chloride, urea beads
@@ -40,7 +41,7 @@ def workdir(tmp_path_factory):
         arrays = {k: z[k] for k in z.files}
     arrays["masses"] = np.array([MASSES_AMU[int(s)] for s in arrays["Z"][0]])
     np.savez(d / "dataset.npz", **arrays)
-    training.write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
+    write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     for seed in (1, 2):
         training.train("teacher", seed, d / "dataset.npz", d / "prior.json", d / f"teacher-{seed}", SMALL_TRAINING_CONFIG)
     md.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")

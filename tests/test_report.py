@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from conftest import REPO
-from kdcg import analysis, report
+from kdcg import analysis, figures, report
 
 
 def _frames(rng, n_frames=3, n=12, edge=16.0):
@@ -59,8 +59,8 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
         tae = list(csv.DictReader(fh))
     assert [(r["model"], r["replica"], r["status"]) for r in tae if r["status"] == "unstable"] == \
         [("student-se_ei_ft", "1", "unstable"), ("student-se_ei_ft", "2", "unstable")]
-    labels = report.fig_tae(data, out["summary"], "rdf", tmp_path / "tae_rdf.png")
-    assert labels == ["T: teacher (1/2 not equilibrated)", "S_E: se_ei_ft (2/2 unstable)"]
+    labels = figures.fig_tae(data, out["summary"], reference, "rdf", tmp_path / "tae_rdf.png")
+    assert labels == ["T\n(1/2 not eq.)", "S_E ei_ft\n(2/2 unstable)"]
     assert (tmp_path / "tae_rdf.png").read_bytes()[:4] == b"\x89PNG"
     # every figure is made, the all-unstable family included (a row saying so in cdf_time.png)
     report.summarize(results, ["teacher-1", "student-se_ei_ft"], tmp_path / "reference.json", tmp_path / "no-aa.tsv",

@@ -20,6 +20,7 @@ from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
 from kdcg import provenance, training, variants
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.mapping import load_dataset
+from kdcg.prior import read_prior, write_prior
 from kdcg.model import DB_CELLS, DB_POSITIONS, DB_SPECIES, build_model
 
 # Table 2/3 of the paper as DESIGN.md states it: (w_E, w_e, w_T, w_AA)
@@ -35,7 +36,7 @@ PAPER_WEIGHTS = {
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("training")
     write_pair_dataset(d / "dataset.npz")
-    training.write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
+    write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     return d
 
 
@@ -64,7 +65,7 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
     from hippynn.experiment.assembly import assemble_for_training
 
     data = load_dataset(workdir / "dataset.npz")
-    prior = training.read_prior(workdir / "prior.json", data)
+    prior = read_prior(workdir / "prior.json", data)
     rng = np.random.default_rng(1)
     n, N = data["R"].shape[:2]
     labels = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n) * 10}

@@ -3,6 +3,7 @@ the production run killed half way and resumed from its checkpoint by the rerun.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -161,6 +162,20 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
             assert eq["t_used_ps"] == cfg["md"]["equilibration_ps"] and isinstance(eq["equilibrated"], bool)
             assert ana["n_frames"] == eq["n_frames_used"] == cfg["md"]["n_samples"]
             assert ana["cdf_windows"]["windows"][0]["t_start_ps"] == 0.0  # time-resolved CDFs from t = 0
+    # the AA reference's own sampling noise (the TAE figures' baseline) and the AA energies
+    reference = json.loads((wf / "results-tiny/analysis/aa_reference.json").read_text())
+    noise = reference["sampling_noise_tae"]
+    assert noise["n_frames"] == [30, 31] and set(noise["rdf"]) == set(reference["rdf"])
+    assert all(0 < v < 10 for v in noise["rdf"].values())
+    with open(wf / "results-tiny/aa/energy.csv") as fh:
+        energy = list(csv.DictReader(fh))
+    for stage, length in (("nvt_equil", cfg["aa_md"]["equilibration_ps"]), ("nvt_prod", cfg["aa_md"]["production_ps"])):
+        t = [float(r["time_ps"]) for r in energy if r["stage"] == stage]
+        assert t[0] == 0.0 and t[-1] == pytest.approx(length) and len(t) == round(length / cfg["aa_md"]["output_interval_ps"]) + 1
+    assert all(float(r["potential_kcal_mol"]) == pytest.approx(float(r["potential_kJ_mol"]) / 4.184) for r in energy)
+    student = json.loads((models / "student-se_ei_ft_faa/metrics.json").read_text())
+    offset_free = student["test_energies_vs_teacher_offset_free"]
+    assert offset_free["n_frames"] == len(student["test_frames"]) and offset_free["bead_energies"]["r2"] <= 1.0
     tae_rows = (wf / "results-tiny/tables/tae.csv").read_text().splitlines()
     assert tae_rows[0] == "model,family,variant,seed,replica,status,quantity,key,tae" and len(tae_rows) > 1
     stab = (wf / "results-tiny/tables/stability.csv").read_text().splitlines()
@@ -177,7 +192,8 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     # the front page: what was run, what it can show, headline figures, the paper's tables as HTML
     for text in ("What was run", "e2e.yaml", "results-tiny/", "commit", "What these numbers can show",
                  "cannot show them", "data:image/png;base64,", "Table 4: CG MD speed", "Tables 2 and 3",
-                 "Table 1: model hyperparameters", "se_e_ei_ft_faa", "1. Training (Fig. 3)", "7. Tables (CSV)"):
+                 "Table 1: model hyperparameters", "se_e_ei_ft_faa", "1. CG boxes after MD (Fig. 2)",
+                 "2. Training (Fig. 3)", "7. Students' energies (Fig. S3)", "9. Tables (CSV)"):
         assert text in html, text
 
     # 7b. the finished run, moved elsewhere (a cluster's scratch), has nothing to redo

@@ -128,3 +128,22 @@ rule performance_table:
         ENV_GROMACS
     shell:
         kdcg_shell("perf-table --out {output} {input}")
+
+
+rule aa_energy:
+    """Potential energy and temperature of the NVT runs (the AA panel of the energy figure).
+    The .edr files sit next to each stage's declared .gro (mdrun appends to them on resume).
+    """
+    input:
+        equilibration=f"{AA}/nvt_equil/nvt_equil.gro",
+        production=f"{AA}/nvt_prod/nvt_prod.gro",
+    output:
+        f"{AA}/energy.csv",
+    log:
+        f"{LOGS}/aa_energy.log",
+    conda:
+        ENV_GROMACS
+    params:
+        edr=lambda wc, input: " ".join(str(Path(p).with_suffix(".edr")) for p in input),
+    shell:
+        kdcg_shell("aa-energy --out {output} {params.edr}")

@@ -65,6 +65,7 @@ rule summary:
         metrics=[f"{MODELS}/{m}/metrics.json" for m in md_models() if m != "ensemble"],
         reference=f"{ANALYSIS}/aa_reference.json",
         aa_performance=f"{AA}/performance.tsv",
+        aa_energy=f"{AA}/energy.csv",
     output:
         **summary_outputs(),
     log:
@@ -76,6 +77,6 @@ rule summary:
     shell:
         kdcg_shell(
             f"summarize --results {RESULTS} --reference {{input.reference}}"
-            " --aa-performance {input.aa_performance}"
+            " --aa-performance {input.aa_performance} --aa-energy {input.aa_energy}"
             f" --tables {TABLES} --figures {FIGURES} {{params.models}}"
         )

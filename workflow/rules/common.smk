@@ -171,23 +171,12 @@ MODEL_PATTERN = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
 
 
 # report categories in the paper's order
-FIGURE_CATEGORIES = {
-    "training.png": "1. Training (Fig. 3)",
-    "tae_rdf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
-    "tae_adf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
-    "tae_cdf.png": "2. TAE against all-atom (Figs. 4-6, 8)",
-    "rdf.png": "3. Distributions against all-atom",
-    "adf.png": "3. Distributions against all-atom",
-    "cdf.png": "3. Distributions against all-atom",
-    "cdf_time.png": "4. Time-resolved CDFs (Fig. 7, S2)",
-    "energy.png": "5. Potential energy (Fig. S1)",
-    "stability.png": "6. MD stability",
-}
 
 
 def summary_outputs():
     """Every table and figure, each with its caption in the Snakemake report."""
-    from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
+    from kdcg.figures import FIGURES as FIGURE_CATEGORIES
+    from kdcg.report import TABLES as TABLE_FILES
 
     out = {}
     for name in TABLE_FILES:
@@ -195,9 +184,9 @@ def summary_outputs():
         out[f"table_{stem}"] = report(
             f"{TABLES}/{name}",
             caption=f"../report/table_{stem}.rst",
-            category="7. Tables (CSV)",
+            category="9. Tables (CSV)",
         )
-    for name in FIGURE_FILES:
+    for name in FIGURE_CATEGORIES:
         stem = name.split(".")[0]
         out[f"figure_{stem}"] = report(
             f"{FIGURES}/{name}",

@@ -346,10 +346,26 @@ def analyze_dataset(dataset_path: Path, acfg: dict, out: Path) -> dict:
     data = load_dataset(dataset_path)
     dist = distributions(data["R"], data["cell"], data["Z"][0], data["species_names"], acfg, data.get("time_ps"))
     result = {"source": str(dataset_path), "kind": "all-atom reference", "species_names": [str(s) for s in data["species_names"]],
-              "dataset": dataset_fingerprint(data), "analysis": acfg, **dist}
+              "dataset": dataset_fingerprint(data), "analysis": acfg, **dist,
+              "sampling_noise_tae": sampling_noise(data, acfg)}
     _write_json(out, result)
     log.info("AA reference: %d frames -> %s", dist["n_frames"], out)
     return result
+
+
+def sampling_noise(data: dict, acfg: dict) -> dict:
+    """TAE between the distributions of the first and the second half of the AA frames: the
+    reference's own sampling noise, the baseline below which differences between models mean
+    nothing (drawn in the TAE figures)."""
+    n = len(data["R"])
+    if n < 2:
+        return {"method": "first half vs second half of the AA frames", "n_frames": [n, 0], **{q: {} for q in QUANTITIES}}
+    halves = []
+    for sel in (np.arange(n) < n // 2, np.arange(n) >= n // 2):
+        halves.append(distributions(data["R"], data["cell"], data["Z"][0], data["species_names"], acfg,
+                                    data.get("time_ps"), used=sel))
+    return {"method": "first half vs second half of the AA frames", "n_frames": [n // 2, n - n // 2],
+            **tae_against(halves[0], halves[1])}
 
 
 def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Path | None = None) -> dict:

@@ -75,6 +75,13 @@ def cmd_perf_table(args) -> None:
     gromacs.performance_table(records, Path(args.out))
 
 
+def cmd_aa_energy(args) -> None:
+    from . import gromacs
+
+    rows = gromacs.energy_series([Path(p) for p in args.edr], Path(args.out))
+    print(f"{len(rows)} energy records -> {args.out}")
+
+
 def cmd_map(args) -> None:
     from . import mapping
 
@@ -89,9 +96,9 @@ def cmd_map(args) -> None:
 
 
 def cmd_prior(args) -> None:
-    from . import config, training
+    from . import config, prior
 
-    training.write_prior(Path(args.dataset), config.load(args.config, partial=True), Path(args.out))
+    prior.write_prior(Path(args.dataset), config.load(args.config, partial=True), Path(args.out))
 
 
 def cmd_train(args) -> None:
@@ -167,7 +174,7 @@ def cmd_summarize(args) -> None:
     from . import report
 
     report.summarize(Path(args.results), args.models, Path(args.reference), Path(args.aa_performance),
-                     Path(args.tables), Path(args.figures))
+                     Path(args.tables), Path(args.figures), Path(args.aa_energy) if args.aa_energy else None)
 
 
 def _sub(sub, name: str, summary: str, description: str, example: str):
@@ -241,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the table, TSV")
     s.add_argument("records", nargs="+", help="<stage>.perf.json files written by kdcg gromacs")
     s.set_defaults(func=cmd_perf_table)
+
+    s = _sub(sub, "aa-energy", "potential energy and temperature of GROMACS runs, as CSV",
+             "gmx energy on each .edr: time (ps), potential (kJ/mol and kcal/mol), temperature (K), one row per "
+             "record; the stage column is the file's name (the all-atom panel of the energy figure).",
+             "kdcg aa-energy --out aa/energy.csv aa/nvt_equil/nvt_equil.edr aa/nvt_prod/nvt_prod.edr")
+    s.add_argument("--out", required=True, help="the table, CSV")
+    s.add_argument("edr", nargs="+", help=".edr energy files written by mdrun")
+    s.set_defaults(func=cmd_aa_energy)
 
     s = _sub(sub, "map", "map a GROMACS tpr + trr (with forces) to a CG dataset NPZ",
              "One bead per molecule: centre-of-mass position, summed force, molecule mass; units converted to "
@@ -348,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--aa-performance", required=True, help="performance.tsv of the all-atom runs")
     s.add_argument("--tables", required=True, help="folder for the CSV tables")
     s.add_argument("--figures", required=True, help="folder for the PNG figures")
+    s.add_argument("--aa-energy", help="energy.csv of the all-atom runs (kdcg aa-energy): the AA panel of energy.png")
     s.add_argument("models", nargs="+", help="model names (<results>/models/<name>, <results>/md/<name>)")
     s.set_defaults(func=cmd_summarize)
     return p

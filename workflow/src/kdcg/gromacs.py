@@ -264,3 +264,44 @@ def performance_table(records: list[dict], out_tsv: Path) -> None:
     for rec in records:
         lines.append("\t".join("" if rec.get(c) is None else str(rec.get(c)) for c in cols))
     Path(out_tsv).write_text("\n".join(lines) + "\n")
+
+
+def energy_series(edr_files: list[Path], out_csv: Path) -> list[dict]:
+    """Potential energy (kJ/mol and kcal/mol) and temperature (K) against time (ps) of each
+    GROMACS run, from its .edr (``gmx energy``): the all-atom panel of the paper's Fig. S1.
+    The stage is the file's name without its suffix."""
+    import csv
+    import tempfile
+
+    from .tools import require
+    from .units import KJ_PER_KCAL
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        quiet_gromacswrapper(require("GROMACS", "gmx energy"), Path(tmp))
+        import gromacs
+
+        for edr in map(Path, edr_files):
+            if not edr.is_file() or edr.stat().st_size == 0:
+                raise InputError(edr, "GROMACS energy file not found or empty")
+            xvg = Path(tmp) / f"{edr.stem}.xvg"
+            rc, _, err = gromacs.energy(f=str(edr), o=str(xvg), input=("Potential", "Temperature", ""),
+                                        stdout=False, stderr=False)
+            if rc != 0 or not xvg.is_file():
+                raise InputError(edr, f"gmx energy failed ({rc}): {(err or '').strip().splitlines()[-1:]}")
+            n = 0
+            for line in xvg.read_text().splitlines():
+                if line.startswith(("#", "@")) or not line.strip():
+                    continue
+                t, pot, temp = (float(x) for x in line.split()[:3])
+                rows.append({"stage": edr.stem, "time_ps": t, "potential_kJ_mol": pot,
+                             "potential_kcal_mol": pot / KJ_PER_KCAL, "temperature_K": temp})
+                n += 1
+            if n == 0:
+                raise InputError(edr, "gmx energy found no Potential and Temperature records")
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return rows

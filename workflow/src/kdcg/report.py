@@ -16,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import figures
 from .analysis import QUANTITIES, load_json
 from .errors import InputError
+from .figures import FAMILIES, groups as _groups
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("T", "E", "S_T", "S_E")
-FAMILY_COLOURS = {"T": "tab:blue", "E": "tab:orange", "S_T": "tab:green", "S_E": "tab:red"}
-FIGURES = ("training.png", "tae_rdf.png", "tae_adf.png", "tae_cdf.png", "rdf.png", "adf.png", "cdf.png",
-           "cdf_time.png", "energy.png", "stability.png")
+FIGURES = tuple(figures.FIGURES)
 TABLES = ("tae.csv", "tae_summary.csv", "performance.csv", "training.csv", "stability.csv")
 
 
@@ -76,7 +75,8 @@ def collect(results: Path, models: list[str]) -> dict:
             ana = load_json(folder / "analysis.json", "replica analysis")
             thermo = folder / "thermo.csv"
             replicas.append({"model": model, "family": family, "variant": variant, "seed": seed,
-                             "replica": res["replica"], "result": res, "analysis": ana, "thermo": thermo})
+                             "replica": res["replica"], "result": res, "analysis": ana, "thermo": thermo,
+                             "folder": folder})
     return {"replicas": replicas, "metrics": metrics}
 
 
@@ -164,214 +164,12 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
     return {"summary": summary}
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _groups(reps) -> list[tuple[str, str]]:
-    seen = []
-    for r in sorted(reps, key=lambda r: (FAMILIES.index(r["family"]), r["variant"])):
-        if (r["family"], r["variant"]) not in seen:
-            seen.append((r["family"], r["variant"]))
-    return seen
-
-
-def fig_training(data, path):
-    plt = _plt()
-    models = list(data["metrics"])
-    fig, axes = plt.subplots(1, 3, figsize=(max(8, 0.35 * len(models) + 4), 4.2), sharex=True)
-    for ax, key, label in zip(axes, ("mae", "rmse", "r2"), ("force MAE (kcal/mol/Å)", "force RMSE (kcal/mol/Å)", "force R²")):
-        vals = [data["metrics"][m].get("test_forces_vs_aa", {}).get(key, np.nan) for m in models]
-        ax.bar(range(len(models)), vals, color=[FAMILY_COLOURS[classify(m)[0]] for m in models])
-        ax.set_ylabel(label)
-        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=6)
-    fig.suptitle("Test-split force errors against the mapped all-atom forces")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def fig_tae(data, summary, quantity, path):
-    plt = _plt()
-    groups = _groups(data["replicas"])
-    keys = list(dict.fromkeys(row[3] for row in summary if row[2] == quantity))
-    table = {(row[0], row[1], row[3]): (row[4], row[5]) for row in summary if row[2] == quantity}
-    unstable = {(row[0], row[1]): (row[7], row[8], row[9]) for row in summary}
-    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(keys) * max(1, len(groups)) / 6 + 4), 4.5))
-    width = 0.8 / max(1, len(groups))
-    for g, (family, variant) in enumerate(groups):
-        means = [table.get((family, variant, k), (np.nan, 0))[0] for k in keys]
-        stds = [table.get((family, variant, k), (0, 0))[1] for k in keys]
-        means = [np.nan if m is None else m for m in means]
-        stds = [0 if s is None else s for s in stds]
-        bad, total, not_eq = unstable.get((family, variant), (0, 0, 0))
-        notes = ([f"{bad}/{total} unstable"] if bad else []) + ([f"{not_eq}/{total} not equilibrated"] if not_eq else [])
-        label = f"{family}: {variant}" + (f" ({', '.join(notes)})" if notes else "")
-        shade = 0.35 + 0.65 * (g % 6) / 5 if family in ("S_T", "S_E") else 1.0
-        x = np.arange(len(keys)) + g * width
-        ax.bar(x, means, width, yerr=stds, capsize=2, label=label,
-               color=FAMILY_COLOURS[family], alpha=shade, edgecolor="black", linewidth=0.3)
-        for xi, m in zip(x, means):
-            if not np.isfinite(m):  # no stable replica: say so where its bar would be
-                ax.text(xi, 0, "unstable", rotation=90, ha="center", va="bottom", fontsize=5, color="red")
-    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"TAE of the {quantity.upper()} vs all-atom")
-    ax.legend(fontsize=6, ncol=2)
-    ax.set_title(f"{quantity.upper()} total absolute error: mean ± std over replicas (and teacher seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    plt.close(fig)
-    return labels
-
-
-def fig_overlay(data, reference, quantity, path):
-    plt = _plt()
-    keys = list(reference[quantity])
-    grid = reference["grids"][quantity]
-    x = np.asarray(grid["r_A"] if "r_A" in grid else grid["theta_deg"])
-    cols = min(3, len(keys))
-    rows = int(np.ceil(len(keys) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
-        ax.plot(x, reference[quantity][key], color="black", lw=2, label="all-atom")
-        for family in FAMILIES:
-            members = [r for r in data["replicas"] if r["family"] == family]
-            curves = [r["analysis"][quantity][key] for r in members if quantity in r["analysis"]]
-            if curves:
-                ax.plot(x, np.mean(curves, axis=0), color=FAMILY_COLOURS[family], lw=1,
-                        label=f"{family} ({len(curves)} of {len(members)} stable)")
-            elif members:  # listed, with nothing to draw
-                ax.plot([], [], color=FAMILY_COLOURS[family], lw=1, ls=":", label=f"{family} (0 of {len(members)} stable)")
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("θ (deg)" if quantity == "adf" else "r (Å)")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle({"rdf": "Radial distribution functions", "adf": "Angular distribution functions",
-                  "cdf": "Cluster (single-linkage merge distance) distributions"}[quantity] + ", mean over stable replicas")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def fig_cdf_time(data, reference, path):
-    """Time-resolved CDFs (the paper's Fig. 7) of the first stable replica of each family."""
-    plt = _plt()
-    species = list(reference["cdf"])
-    x = np.asarray(reference["grids"]["cdf"]["r_A"])
-    chosen = []
-    for family in FAMILIES:
-        members = [r for r in data["replicas"] if r["family"] == family]
-        stable = [r for r in members if r["analysis"].get("cdf_windows")]
-        if stable:
-            chosen.append(stable[0])
-        elif members:  # a row that says so, rather than no row
-            chosen.append({"family": family, "unstable": len(members)})
-    fig, axes = plt.subplots(max(1, len(chosen)), len(species), figsize=(4 * len(species), 2.8 * max(1, len(chosen))),
-                             squeeze=False)
-    cmap = plt.get_cmap("viridis")
-    for row, r in zip(axes, chosen):
-        if "unstable" in r:
-            for ax in row:
-                ax.text(0.5, 0.5, f"{r['family']}: no stable replica ({r['unstable']} unstable)", ha="center",
-                        va="center", color="red", transform=ax.transAxes)
-                ax.set_xlabel("merge distance (Å)")
-            continue
-        wins = r["analysis"]["cdf_windows"]
-        for ax, s in zip(row, species):
-            ax.plot(x, reference["cdf"][s], color="black", lw=2, label="all-atom")
-            for k, w in enumerate(wins["windows"]):
-                ax.plot(x, w["cdf"][s], color=cmap(k / max(1, len(wins["windows"]) - 1)), lw=1,
-                        label=f"{w['t_start_ps']:.1f}-{w['t_end_ps']:.1f} ps")
-            d = wins["drift"][s]
-            ax.set_title(f"{r['model']} r{r['replica']} {s}: " + ("DRIFTING" if d["drifting"] else "steady")
-                         + f" (TAE first-last {d['tae_first_last']:.2f})", fontsize=8, color="red" if d["drifting"] else "black")
-            ax.set_xlabel("merge distance (Å)")
-    if chosen:
-        axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def fig_energy(data, path):
-    from .analysis import read_thermo
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4.5 * len(FAMILIES), 3.5), squeeze=False)
-    for ax, family in zip(axes[0], FAMILIES):
-        configured = None
-        for r in data["replicas"]:
-            if r["family"] != family or not r["thermo"].is_file() or r["thermo"].stat().st_size == 0:
-                continue
-            th = read_thermo(r["thermo"])
-            stable = r["result"]["status"] == "stable"
-            # relative to the first value: models carry arbitrary energy zeros
-            line, = ax.plot(th["time_ps"], th["potential_kcal_mol"] - th["potential_kcal_mol"][0], lw=0.6,
-                            color=None if stable else "red")
-            eq = r["analysis"].get("equilibration")
-            if eq:
-                ax.axvline(eq["t_detected_ps"], color=line.get_color(), ls="--", lw=0.5)
-                configured = eq["t_configured_ps"]
-            if not stable and len(th["time_ps"]):
-                ax.plot(th["time_ps"][-1], th["potential_kcal_mol"][-1] - th["potential_kcal_mol"][0], "x", color="red", ms=8)
-        if configured is not None:
-            ax.axvline(configured, color="black", lw=1.0)
-        ax.set_title(f"{family}: potential energy (black: configured equilibration, dashed: pymbar's; red x: unstable)",
-                     fontsize=6)
-        ax.set_xlabel("t (ps)")
-        ax.set_ylabel("PE − PE(t=0) (kcal/mol)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def fig_stability(data, path):
-    plt = _plt()
-    models = list(dict.fromkeys(r["model"] for r in data["replicas"]))
-    n_rep = max(r["replica"] for r in data["replicas"])
-    grid = np.full((len(models), n_rep), np.nan)
-    for r in data["replicas"]:
-        grid[models.index(r["model"]), r["replica"] - 1] = r["result"]["status"] == "stable"
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * n_rep, 1.0 + 0.22 * len(models)))
-    from matplotlib.colors import ListedColormap
-
-    ax.imshow(grid, cmap=ListedColormap(["tab:red", "tab:green"]), vmin=0, vmax=1, aspect="auto")
-    for i, j in zip(*np.nonzero(grid == 0)):
-        ax.text(j, i, "✗", ha="center", va="center", color="white", fontsize=8)
-    ax.set_yticks(range(len(models)), models, fontsize=6)
-    ax.set_xticks(range(n_rep), [str(k + 1) for k in range(n_rep)])
-    ax.set_xlabel("replica")
-    n_bad = int((grid == 0).sum())
-    ax.set_title(f"MD stability: green stable, red unstable ({n_bad} of {int(np.isfinite(grid).sum())})", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def summarize(results: Path, models: list[str], reference_path: Path, aa_performance: Path, tables_dir: Path,
-              figures_dir: Path) -> None:
+              figures_dir: Path, aa_energy: Path | None = None) -> None:
     data = collect(Path(results), models)
     reference = load_json(reference_path, "AA reference")
     out = tables(data, aa_performance, Path(tables_dir), reference)
-    figs = Path(figures_dir)
-    figs.mkdir(parents=True, exist_ok=True)
-    fig_training(data, figs / "training.png")
-    for q in QUANTITIES:
-        fig_tae(data, out["summary"], q, figs / f"tae_{q}.png")
-        fig_overlay(data, reference, q, figs / f"{q}.png")
-    fig_cdf_time(data, reference, figs / "cdf_time.png")
-    fig_energy(data, figs / "energy.png")
-    fig_stability(data, figs / "stability.png")
+    figures.draw_all(data, out["summary"], reference, Path(figures_dir), aa_energy)
     n_bad = sum(r["result"]["status"] != "stable" for r in data["replicas"])
     log.info("%d models, %d replicas (%d unstable): tables in %s, figures in %s", len(models), len(data["replicas"]),
              n_bad, tables_dir, figures_dir)

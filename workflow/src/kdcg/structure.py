@@ -46,14 +46,6 @@ def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray
     return 0.5 * (bins[1:] + bins[:-1]), counts / ideal
 
 
-def first_contact(r: np.ndarray, g: np.ndarray, threshold: float) -> float:
-    """The first r at which g(r) exceeds the threshold (A)."""
-    above = np.flatnonzero(g > threshold)
-    if len(above) == 0:
-        raise ValueError(f"g(r) never exceeds {threshold}")
-    return float(r[above[0]])
-
-
 # --------------------------------------------------------------------------- all distributions of a trajectory
 #
 # One pass over the frames computes the minimum-image distance matrix once per frame and takes

@@ -28,43 +28,15 @@ import torch
 from .errors import InputError, TrainingDiverged
 from .files import read_json, read_npz, read_torch, write_torch
 from .mapping import load_dataset
+from .metrics import offset_free_energy_agreement, regression
 from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
                     DB_SPECIES, CGModel, build_model)
 from .splits import apply_to_database, split_frames
 from .provenance import check_same_dataset, comparable, dataset_fingerprint, weights_sha256, without_path
-from .structure import first_contact, rdf
+from .prior import read_prior
 from .variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
-
-
-# ----- the prior ---------------------------------------------------------------------------
-
-def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
-    """Taper distance of each species pair from the AA RDF; strength from the mapped forces.
-    Computed once per dataset (``kdcg prior``) so that teachers and students share it."""
-    Z = data["Z"][0]
-    n_species = len(data["species_names"])
-    half_box = 0.5 * float(np.min([np.diag(c) for c in data["cell"]]))
-    r_max = min(r_max_A, half_box)
-    taper = np.zeros((n_species, n_species))
-    for a in range(n_species):
-        for b in range(a, n_species):
-            r, g = rdf(data["R"], data["cell"], Z == a + 1, Z == b + 1, r_max, prior_cfg["rdf_bin_A"])
-            try:
-                taper[a, b] = taper[b, a] = first_contact(r, g, prior_cfg["rdf_threshold"])
-            except ValueError:
-                names = data["species_names"]
-                raise InputError(None, f"the AA RDF of {names[a]}-{names[b]} never exceeds {prior_cfg['rdf_threshold']} "
-                                       f"below {r_max:.2f} A: no taper distance for the repulsive prior") from None
-    return {
-        "dataset": dataset_fingerprint(data),
-        "taper_A": taper.tolist(),
-        "species_names": [str(s) for s in data["species_names"]],
-        "strength_kcal_mol_A": float(np.abs(data["F"]).mean()),
-        "dr_A": prior_cfg["dr_A"],
-        "fraction_at_taper": prior_cfg["fraction_at_taper"],
-    }
 
 
 # ----- labels ------------------------------------------------------------------------------
@@ -243,27 +215,6 @@ def _nan_batch_guard(folder: Path):
     return guard
 
 
-def write_prior(dataset_path: Path, cfg: dict, out: Path) -> dict:
-    prior = prior_from_dataset(load_dataset(dataset_path), cfg["prior"], cfg["model"]["dist_hard_max_A"])
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(prior, indent=2) + "\n")
-    names = prior["species_names"]
-    for a in range(len(names)):
-        for b in range(a, len(names)):
-            log.info("prior taper %s-%s: %.2f A", names[a], names[b], prior["taper_A"][a][b])
-    log.info("prior strength: %.3f kcal/mol/A", prior["strength_kcal_mol_A"])
-    return prior
-
-
-def read_prior(path: Path, data: dict) -> dict:
-    path = Path(path)
-    prior = read_json(path, "prior (kdcg prior writes it)")
-    if not isinstance(prior, dict) or not {"taper_A", "strength_kcal_mol_A", "dr_A", "fraction_at_taper"} <= set(prior):
-        raise InputError(path, "not a kdcg prior (taper_A, strength_kcal_mol_A, dr_A, fraction_at_taper)")
-    check_same_dataset(prior.get("dataset"), data, path, "prior")
-    return prior
-
-
 def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, out_dir: Path, cfg: dict,
           labels_path: Path | None = None, threads: int | None = None) -> dict:
     """Train one model (teacher or student) in out_dir; resume from its last checkpoint."""
@@ -358,13 +309,6 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     return metrics
 
 
-def _regression(pred: np.ndarray, true: np.ndarray) -> dict:
-    err = pred - true
-    ss_tot = ((true - true.mean()) ** 2).sum()
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
-            "r2": float(1.0 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")}
-
-
 OUTPUTS = ("forces", "bead_energies", "energy")
 
 
@@ -385,11 +329,15 @@ def held_out_metrics(model, database, variant: Variant) -> dict:
     """Force MAE, RMSE, R^2 on the held-out test split (energies against teacher labels too)."""
     split = database.splits["test"]
     pred = predict_arrays(model, split[DB_SPECIES], split[DB_POSITIONS], split[DB_CELLS])
-    out = {"test_forces_vs_aa": _regression(pred["forces"], split[DB_FORCES_AA].numpy())}
+    out = {"test_forces_vs_aa": regression(pred["forces"], split[DB_FORCES_AA].numpy())}
     if variant.is_student:
-        out["test_forces_vs_teacher"] = _regression(pred["forces"], split[DB_FORCES_T].numpy())
-        out["test_bead_energies_vs_teacher"] = _regression(pred["bead_energies"], split[DB_BEAD_ENERGIES_T].numpy()[..., 0])
-        out["test_energy_vs_teacher"] = _regression(pred["energy"], split[DB_ENERGY_T].numpy()[:, 0])
+        out["test_forces_vs_teacher"] = regression(pred["forces"], split[DB_FORCES_T].numpy())
+        out["test_bead_energies_vs_teacher"] = regression(pred["bead_energies"], split[DB_BEAD_ENERGIES_T].numpy()[..., 0])
+        out["test_energy_vs_teacher"] = regression(pred["energy"], split[DB_ENERGY_T].numpy()[:, 0])
+        # the paper's Fig. S3: teachers' energies carry an arbitrary constant per species
+        out["test_energies_vs_teacher_offset_free"] = offset_free_energy_agreement(
+            pred["bead_energies"], split[DB_BEAD_ENERGIES_T].numpy()[..., 0], pred["energy"],
+            split[DB_ENERGY_T].numpy()[:, 0], np.asarray(split[DB_SPECIES][0]))
     return out
 
 
