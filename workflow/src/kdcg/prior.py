@@ -1,12 +1,13 @@
 """The repulsive prior's parameters (the paper's Eq. 2), computed once per dataset.
 
-The taper distance of a species pair (a, b) is a low quantile of the nearest-neighbour
-distances in the mapped all-atom frames: the distance below which a fraction q of the a beads
-have their nearest b bead (and of the b beads their nearest a bead). A quantile of a
-per-bead quantity converges as frames are added; the earlier rule, "the first r where the
-AA RDF exceeds 0.01", is set by the single closest pair whenever the dataset is too small to
-resolve g = 0.01 and so moved inward as frames were added (up to 0.2 A between 10 % and 100 %
-of the default dataset; the quantile moves at most 0.07 A there, tests/test_prior.py).
+The taper distance of a species pair is the first r where the pair's AA RDF exceeds
+``prior.rdf_threshold`` (the paper's rule): the lower edge of the distances the all-atom
+frames sample, so that the prior acts only where the data are (nearly) silent. On a small
+dataset this edge is set by the few closest pairs and moves inward as frames are added; the
+robust alternatives measured (a quantile of the nearest-neighbour distances, a sphere-averaged
+g threshold, an exponential fit of the rising edge) are either as noisy for the sparse pairs
+(Cl-Cl) or sit inside the sampled region, where the prior's steep exponential makes the
+first MD step blow up (config/README.md).
 """
 
 from __future__ import annotations
@@ -21,57 +22,46 @@ from .errors import InputError
 from .files import read_json
 from .mapping import load_dataset
 from .provenance import check_same_dataset, dataset_fingerprint
-from .structure import minimum_image
+from .structure import rdf
 
 log = logging.getLogger(__name__)
 
 
-def nearest_neighbour_distances(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray,
-                                mask_b: np.ndarray) -> np.ndarray:
-    """Distance (A) from every a bead to its nearest b bead and, for a != b, from every b bead
-    to its nearest a bead, in every frame (minimum image, orthorhombic cells)."""
-    ia, ib = np.flatnonzero(mask_a), np.flatnonzero(mask_b)
-    same = np.array_equal(ia, ib)
-    if len(ia) == 0 or len(ib) == 0 or (same and len(ia) < 2):
-        raise ValueError("a species pair needs two beads to have a nearest neighbour")
-    out = []
-    for x, cell in zip(np.asarray(R, dtype=np.float64), np.asarray(cells, dtype=np.float64)):
-        d = minimum_image(x[ia][:, None, :] - x[ib][None, :, :], np.diag(cell))
-        r = np.sqrt((d * d).sum(-1))
-        if same:
-            np.fill_diagonal(r, np.inf)
-            out.append(r.min(axis=1))
-        else:
-            out += [r.min(axis=1), r.min(axis=0)]
-    return np.concatenate(out)
+def first_contact(r: np.ndarray, g: np.ndarray, threshold: float) -> float:
+    """The first r (A) at which g(r) exceeds the threshold."""
+    above = np.flatnonzero(g > threshold)
+    if len(above) == 0:
+        raise ValueError(f"g(r) never exceeds {threshold}")
+    return float(r[above[0]])
 
 
-def taper_distances(R: np.ndarray, cells: np.ndarray, Z: np.ndarray, n_species: int, quantile: float) -> np.ndarray:
-    """(species x species) taper distances (A): the ``quantile`` of each pair's nearest-neighbour
-    distances. Z holds species 1..n_species per bead."""
+def taper_distances(R: np.ndarray, cells: np.ndarray, Z: np.ndarray, names: list[str], prior_cfg: dict,
+                    r_max_A: float) -> np.ndarray:
+    """(species x species) taper distances (A) from the AA RDFs. Z holds species 1..n per bead."""
+    n_species = len(names)
+    half_box = 0.5 * float(np.min([np.diag(c) for c in cells]))
+    r_max = min(r_max_A, half_box)
     taper = np.zeros((n_species, n_species))
     for a in range(n_species):
         for b in range(a, n_species):
-            d = nearest_neighbour_distances(R, cells, Z == a + 1, Z == b + 1)
-            taper[a, b] = taper[b, a] = float(np.quantile(d, quantile))
+            r, g = rdf(R, cells, Z == a + 1, Z == b + 1, r_max, prior_cfg["rdf_bin_A"])
+            try:
+                taper[a, b] = taper[b, a] = first_contact(r, g, prior_cfg["rdf_threshold"])
+            except ValueError:
+                raise InputError(None, f"the AA RDF of {names[a]}-{names[b]} never exceeds {prior_cfg['rdf_threshold']} "
+                                       f"below {r_max:.2f} A: no taper distance for the repulsive prior") from None
     return taper
 
 
-def prior_from_dataset(data: dict, prior_cfg: dict) -> dict:
-    """Taper distances from the AA frames; strength from the mapped forces. Teachers and students
-    share it (``kdcg prior``)."""
-    Z = np.asarray(data["Z"][0])
+def prior_from_dataset(data: dict, prior_cfg: dict, r_max_A: float) -> dict:
+    """Taper distances from the AA RDFs (up to r_max_A or half the box); strength from the
+    mapped forces. Teachers and students share it (``kdcg prior``)."""
     names = [str(s) for s in data["species_names"]]
-    try:
-        taper = taper_distances(data["R"], data["cell"], Z, len(names), prior_cfg["nearest_neighbour_quantile"])
-    except ValueError as err:
-        raise InputError(None, f"no taper distance for the repulsive prior: {err} (species counts "
-                               f"{dict(zip(names, np.bincount(Z, minlength=len(names) + 1)[1:].tolist()))})") from None
+    taper = taper_distances(data["R"], data["cell"], np.asarray(data["Z"][0]), names, prior_cfg, r_max_A)
     return {
         "dataset": dataset_fingerprint(data),
         "taper_A": taper.tolist(),
         "species_names": names,
-        "nearest_neighbour_quantile": prior_cfg["nearest_neighbour_quantile"],
         "strength_kcal_mol_A": float(np.abs(data["F"]).mean()),
         "dr_A": prior_cfg["dr_A"],
         "fraction_at_taper": prior_cfg["fraction_at_taper"],
@@ -79,7 +69,7 @@ def prior_from_dataset(data: dict, prior_cfg: dict) -> dict:
 
 
 def write_prior(dataset_path: Path, cfg: dict, out: Path) -> dict:
-    prior = prior_from_dataset(load_dataset(dataset_path), cfg["prior"])
+    prior = prior_from_dataset(load_dataset(dataset_path), cfg["prior"], cfg["model"]["dist_hard_max_A"])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(prior, indent=2) + "\n")
     names = prior["species_names"]
