@@ -265,3 +265,32 @@ def test_replicas_start_from_frames_of_the_training_split():
     starts = {md.initial_frame(frames, 7, r) for r in range(1, 33)}
     assert starts <= set(splits["train"].tolist()) and len(starts) > 5
     assert md.start_frames(data, {}).tolist() == list(range(40))
+
+
+def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(workdir):
+    """A random walk of 0.05 A per bead and step, wrapped into the box as LAMMPS does: with a
+    0.8 A skin (7 A cutoff, 16 A box) the reused pair list gives each step's forces of a fresh
+    search, and is rebuilt only when some bead has moved more than 0.4 A since the last build
+    (or jumped across the box)."""
+    from kdcg.pairs import VerletPairs
+
+    data = load_dataset(workdir / "dataset.npz")
+    species, cell = data["Z"][0], data["cell"][0]
+    edges = np.diag(cell).astype(np.float64)
+    fresh = md.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.0)
+    verlet = md.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.8)
+    pairs = [m for m in verlet.graph.modules() if isinstance(m, VerletPairs)]
+    assert len(pairs) == 1  # the ensemble's members share one pair list
+    rng = np.random.default_rng(3)
+    x = data["R"][0].astype(np.float64)
+    anchor, expected_builds = x.copy(), 1
+    for step in range(60):
+        if step:  # a bead that leaves the box is remapped into it, as LAMMPS does: a jump, a rebuild
+            x = np.mod(x + rng.normal(scale=0.05 / np.sqrt(3), size=x.shape), edges)
+            if (((x - anchor) ** 2).sum(-1) > 0.16).any():
+                anchor, expected_builds = x.copy(), expected_builds + 1
+        a, b = fresh(species, x, cell), verlet(species, x, cell)
+        np.testing.assert_allclose(b.forces_kcal_mol_A, a.forces_kcal_mol_A, atol=1e-4)
+        assert b.energy_kcal_mol == pytest.approx(a.energy_kcal_mol, abs=1e-3)
+    assert pairs[0].recalculations == expected_builds
+    assert pairs[0].reuses == 60 - expected_builds and pairs[0].reuses > 30

@@ -50,13 +50,10 @@ RESTART_NAME = "restart.bin"
 
 def set_pair_skin(graph, skin_A: float) -> int:
     """Give every pair finder of a graph a Verlet skin (Angstrom): pairs are then recomputed
-    only when a bead has moved more than skin/2, which is what MD wants."""
-    n = 0
-    for module in graph.modules():
-        if hasattr(module, "set_skin"):
-            module.set_skin(float(skin_A))
-            n += 1
-    return n
+    only when some bead has moved more than skin/2 (kdcg.pairs)."""
+    from .pairs import use_verlet_pairs
+
+    return use_verlet_pairs(graph, skin_A)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The CG model shared by teachers and students: HIP-NN-TS (hippynn ``HipnnQuad``) plus a
+"""The CG model shared by teachers and students: HIP-NN-TS (hippynn ``HipnnQuad`` in the paper;
+``model.network`` picks ``Hipnn`` or ``HipnnVec`` for a cheaper model) plus a
 short-range exponential pair repulsion, as small hippynn graph nodes composed.
 
 Energies are kcal/mol, distances Angstrom, forces kcal/mol/Angstrom.
@@ -22,7 +23,7 @@ from hippynn.graphs.nodes.base.algebra import AddNode
 from hippynn.graphs.nodes.base.definition_helpers import AutoKw
 from hippynn.graphs.nodes.indexers import acquire_encoding_padding
 from hippynn.graphs.nodes.inputs import CellNode, PositionsNode, SpeciesNode
-from hippynn.graphs.nodes.networks import HipnnQuad
+from hippynn.graphs.nodes.networks import Hipnn, HipnnQuad, HipnnVec
 from hippynn.graphs.nodes.pairs import KDTreePairsMemory
 from hippynn.graphs.nodes.physics import GradientNode
 from hippynn.graphs.nodes.tags import AtomIndexer, PairIndexer
@@ -122,12 +123,22 @@ class CGModel:
     positions: PositionsNode
     cells: CellNode
     pairs: KDTreePairsMemory
-    network: HipnnQuad
+    network: object  # a hippynn Hipnn, HipnnVec or HipnnQuad node (model.network)
     bead_energies: object  # e_i, IdxType.Atoms
     energy: object  # E, IdxType.Molecules
     forces: object  # -dE/dR, IdxType.MolAtom
     repulsion: PairRepulsionNode
     teacher_forces_view: object = None  # created once by kdcg.training.teacher_force_view
+
+
+#: model.network: HIP-NN (scalar, tensor order 0), HIP-NN-TS of tensor order 1 and 2 (the paper)
+NETWORKS = {"Hipnn": Hipnn, "HipnnVec": HipnnVec, "HipnnQuad": HipnnQuad}
+TENSOR_ORDER = {"Hipnn": 0, "HipnnVec": 1, "HipnnQuad": 2}
+
+
+def network_class(model_cfg: dict):
+    """The hippynn network node of ``model.network`` (models saved before the key: HipnnQuad)."""
+    return NETWORKS[model_cfg.get("network", "HipnnQuad")]
 
 
 def network_params(model_cfg: dict, n_species: int) -> dict:
@@ -154,7 +165,8 @@ def build_model(model_cfg: dict, n_species: int, prior: dict, pair_skin_A: float
     encoder, indexer = acquire_encoding_padding([species], species_set=params["possible_species"])
     pairs = KDTreePairsMemory("pairs", (positions, encoder, indexer, cells),
                               dist_hard_max=params["dist_hard_max"], skin=pair_skin_A)
-    network = HipnnQuad("hipnn_ts", (indexer, pairs), module_kwargs=params, periodic=True)
+    # named "hipnn_ts" whatever its tensor order: saved models find their modules by this name
+    network = network_class(model_cfg)("hipnn_ts", (indexer, pairs), module_kwargs=params, periodic=True)
     henergy = HEnergyNode("hipnn_energy", parents=(network,))
     repulsion = PairRepulsionNode("repulsion", (pairs, indexer), taper_A=prior["taper_A"],
                                   strength_kcal_mol_A=prior["strength_kcal_mol_A"], dr_A=prior["dr_A"],
@@ -206,7 +218,7 @@ def ensemble_graph(members: list, prior: dict, model_cfg: dict, pair_skin_A: flo
                                   fraction_at_taper=prior["fraction_at_taper"])
     energies, bead_energies, member_forces = [], [], []
     for k, member in enumerate(members, start=1):
-        network = HipnnQuad(f"hipnn_ts_{k}", (indexer, pairs), periodic=True,
+        network = network_class(model_cfg)(f"hipnn_ts_{k}", (indexer, pairs), periodic=True,
                             module=graph_node(member, "hipnn_ts").torch_module)
         henergy = HEnergyNode(f"hipnn_energy_{k}", (network,),
                               module=graph_node(member, "hipnn_energy").torch_module)

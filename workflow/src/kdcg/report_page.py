@@ -17,6 +17,12 @@ from pathlib import Path
 from . import __version__
 from .variants import STUDENTS, TEACHER
 
+
+def network_name(model_cfg: dict) -> str:
+    kind = model_cfg.get("network", "HipnnQuad")
+    order = {"Hipnn": 0, "HipnnVec": 1, "HipnnQuad": 2}[kind]
+    return f"{'HIP-NN-TS' if order else 'HIP-NN'} (hippynn {kind}, tensor order {order})"
+
 # the paper's time scales (config/paper.yaml; the paper's Sec. on CG MD): teachers cluster and
 # students drift over 100-300 ps of CG MD, after 1 ns of equilibration
 PAPER_INSTABILITY_PS = 100.0
@@ -165,7 +171,7 @@ def front_page(config: dict, configfiles: list[str], checkout: Path) -> str:
             parts.append(_table(cols, [[r.get(c) for c in cols] for r in rows], caption))
     m = config["model"]
     parts.append(_table(["hyperparameter", "value"],
-                        [["network", "HIP-NN-TS (hippynn HipnnQuad, tensor order 2)"],
+                        [["network", network_name(m)],
                          ["interaction layers", m["n_interaction_layers"]], ["atom layers", m["n_atom_layers"]],
                          ["features", m["n_features"]], ["sensitivities", m["n_sensitivities"]],
                          ["soft min / soft max / hard max (Å)",

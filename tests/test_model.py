@@ -1,0 +1,36 @@
+"""The model's network is a config key: each hippynn network gives forces = -dE/dR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hippynn.graphs import GraphModule
+
+from kdcg.model import NETWORKS, build_model
+
+PRIOR = {"taper_A": [[3.0, 2.8], [2.8, 3.2]], "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_each_network_gives_forces_minus_the_energy_gradient(network):
+    cfg = {"network": network, "n_features": 6, "n_sensitivities": 5, "n_interaction_layers": 1, "n_atom_layers": 1,
+           "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
+    torch.manual_seed(0)
+    m = build_model(cfg, 2, PRIOR)
+    assert type(m.network) is NETWORKS[network]
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]).double()
+    rng = np.random.default_rng(0)
+    edge = 12.0
+    grid = np.stack(np.meshgrid(*[np.arange(3) * 4.0 + 2.0] * 3, indexing="ij"), -1).reshape(1, 27, 3)
+    Z = torch.as_tensor(rng.integers(1, 3, size=(1, 27)))
+    R = torch.as_tensor(grid + rng.normal(scale=0.3, size=grid.shape))  # near neighbours 3-5 A apart
+    C = torch.as_tensor(np.eye(3)[None] * edge)
+    forces, _ = graph(Z, R, C)
+    h = 1e-5
+    for bead, axis in ((0, 0), (7, 2), (13, 1)):
+        plus, minus = R.clone(), R.clone()
+        plus[0, bead, axis] += h
+        minus[0, bead, axis] -= h
+        numeric = -(graph(Z, plus, C)[1] - graph(Z, minus, C)[1]).item() / (2 * h)
+        assert forces[0, bead, axis].item() == pytest.approx(numeric, rel=1e-5, abs=1e-8)
