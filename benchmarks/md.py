@@ -27,22 +27,31 @@ sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def save_random_models(cfg: dict, n_models: int, folder: Path) -> list[Path]:
+def save_random_models(cfg: dict, n_models: int, folder: Path, dataset: dict | None = None) -> list[Path]:
     import torch
     from hippynn.graphs import GraphModule
 
     from kdcg.model import build_model
     from kdcg.training import save_model
 
+    import numpy as np
+
+    from kdcg.provenance import dataset_fingerprint
+    from training import reline_frame
+
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05,
              "species_names": ["Cho", "Cl", "urea"]}
+    species, R, cell = reline_frame()
+    # the one (made-up) dataset every member was "trained" on: an ensemble needs one dataset
+    dataset = dataset or dataset_fingerprint({"R": R[None], "F": np.zeros_like(R)[None], "Z": species[None], "cell": cell[None],
+                                   "species_names": np.array(prior["species_names"])})
     paths = []
     for k in range(1, n_models + 1):
         torch.manual_seed(k)
         m = build_model(cfg["model"], 3, prior)
         graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
         paths.append(folder / f"teacher-{k}" / "model.pt")
-        save_model(graph, prior, cfg["model"], paths[-1])
+        save_model(graph, prior, cfg["model"], paths[-1], dataset=dataset)
     return paths
 
 

@@ -89,8 +89,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from hippynn import settings
     from training import reline_frame
 
+    settings.WARN_LOW_DISTANCES = False  # a jittered lattice has a few close pairs; hippynn would print each
     torch.set_num_threads(args.threads)
     species, R, cell = reline_frame(n_side=6, edge_A=26.22 * (216 / 200) ** (1 / 3))  # 216 beads, same density
     print(f"{len(species)}-bead frame, {args.threads} thread(s); ms per evaluation (energy + forces, pairs included) "

@@ -27,7 +27,7 @@ MASSES_AMU = {1: 104.17, 2: 35.45, 3: 60.06}  # choline, chloride, urea beads
 MD_CONFIG = {
     "replicas": 2, "seed": 7, "timestep_fs": 2.0, "thermostat_damping_fs": 100.0, "equilibration_ps": 0.1,
     "sample_interval_ps": 0.02, "n_samples": 5, "thermo_interval_steps": 10, "restart_interval_steps": 20,
-    "pair_skin_A": 0.5, "min_distance_A": 0.5, "max_temperature_K": 5000.0, "replicas_per_job": 2,
+    "pair_skin_A": 0.5, "min_distance_A": 0.5, "max_temperature_K": 5000.0, "replicas_per_job": 2, "evaluate_replicas_together": True,
     "max_energy_per_bead_kcal_mol": 1000.0, "max_energy_drift_per_bead_kcal_mol": 50.0,
 }
 
@@ -294,3 +294,61 @@ def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(
         assert b.energy_kcal_mol == pytest.approx(a.energy_kcal_mol, abs=1e-3)
     assert pairs[0].recalculations == expected_builds
     assert pairs[0].reuses == 60 - expected_builds and pairs[0].reuses > 30
+
+
+def test_replicas_evaluated_together_follow_their_own_trajectories(workdir, tmp_path, caplog):
+    """Two replicas in threads with one batched evaluation per step give the trajectories and
+    thermo of the same replicas run one after another."""
+    import logging
+
+    model = workdir / "ensemble" / "model.pt"
+    with caplog.at_level(logging.INFO, logger="kdcg.md"):
+        together = md.run_replicas(model, workdir / "dataset.npz", cfg(), [1, 2], tmp_path / "together")
+    apart = md.run_replicas(model, workdir / "dataset.npz", cfg(evaluate_replicas_together=False), [1, 2], tmp_path / "apart")
+    assert [r["status"] for r in together] == [r["status"] for r in apart] == ["stable", "stable"]
+    batches = [r.message for r in caplog.records if "batched evaluations" in r.message]
+    assert len(batches) == 1 and float(batches[0].split(",")[1].split()[0]) > 1.8, batches  # nearly always both
+    for r in (1, 2):
+        steps_t, x_t = _positions(tmp_path / "together" / f"replica-{r}" / "trajectory.lammpstrj")
+        steps_a, x_a = _positions(tmp_path / "apart" / f"replica-{r}" / "trajectory.lammpstrj")
+        assert steps_t == steps_a
+        np.testing.assert_allclose(x_t, x_a, atol=2e-4)
+        th_t = np.genfromtxt(tmp_path / "together" / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
+        th_a = np.genfromtxt(tmp_path / "apart" / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
+        np.testing.assert_allclose(th_t["potential_kcal_mol"], th_a["potential_kcal_mol"], atol=1e-3)
+        np.testing.assert_allclose(th_t["force_spread_kcal_mol_A"], th_a["force_spread_kcal_mol_A"], atol=1e-4)
+
+
+def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_path):
+    from kdcg.replica_batch import ReplicaRendezvous, run_together
+
+    data = load_dataset(workdir / "dataset.npz")
+    model = md.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5, data=data)
+
+    class PoisonReplica2:
+        """The model, except that replica 2's energy turns NaN from the 20th batch on."""
+        graph = model.graph
+
+        def __init__(self):
+            self.batches = 0
+
+        def evaluate_batch(self, species, positions, cell):
+            out = model.evaluate_batch(species, positions, cell)
+            self.batches += 1
+            if self.batches >= 20 and len(out) == 2:
+                out[1] = md.Evaluation(float("nan"), out[1].forces_kcal_mol_A, out[1].force_spread_kcal_mol_A)
+            return out
+
+    rendezvous = ReplicaRendezvous(PoisonReplica2(), data["Z"][0], data["cell"][0])
+    c = cfg()
+
+    def runner(r):
+        return lambda evaluate: md.run_replica(model, data, c["md"], 298.1, r, tmp_path / f"replica-{r}", {}, "t",
+                                               evaluate=evaluate)
+
+    first, second = run_together([(1, runner(1)), (2, runner(2))], rendezvous)
+    sched = md.Schedule.from_config(c["md"])
+    assert second["status"] == "unstable" and "non-finite model forces or energy" in second["reason"]
+    assert first["status"] == "stable" and first["step"] == sched.total_steps
+    sizes = rendezvous.batch_sizes
+    assert sizes[:19].count(2) >= 17 and set(sizes[-20:]) == {1}  # together, then replica 1 alone

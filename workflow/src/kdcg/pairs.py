@@ -17,12 +17,18 @@ from hippynn.layers.pairs.dispatch import KDTreePairsMemory
 
 class VerletPairs(KDTreePairsMemory):
     """KD-tree pairs within cutoff + skin, reused while every bead stays within skin/2 (A) of
-    where it was at the last build, in the same cell."""
+    where it was at the last build, in the same cell. Whoever changes which frames a batch
+    holds calls ``forget`` (a batch of the same shape could hold other frames)."""
+
+    def forget(self) -> None:
+        self.positions = None
 
     def recalculation_needed(self, coordinates: torch.Tensor, cells: torch.Tensor) -> bool:
-        if coordinates.shape[0] != 1 or self.skin == 0 or self.positions is None:
+        """Also for a batch of frames (the replicas of one model, kdcg.replica_batch): the list
+        is kept while the batch has the same frames in the same order and cells."""
+        if self.skin == 0 or self.positions is None:
             return True
-        if self.positions.shape != coordinates.shape or (self.cells != cells).any():
+        if self.positions.shape != coordinates.shape or self.cells.shape != cells.shape or (self.cells != cells).any():
             return True
         moved_sq = ((coordinates.detach() - self.positions.detach()) ** 2).sum(dim=-1)  # per bead
         return bool(moved_sq.max() > (0.5 * self.skin) ** 2)

@@ -1,0 +1,92 @@
+"""Throughput of CG MD replicas run together (one batched model evaluation per step, one LAMMPS
+instance per thread; kdcg.replica_batch) against the same replicas one after another (prints
+figures; asserts nothing).
+
+8 replicas of a 216-bead reline-density box (26.90 A; the default and study systems have 200)
+with a model of the given config's size (random weights: speed does not depend on them), NVT
+at 2 fs, in one process, side by side: aggregate MD steps per second and ns/day both ways.
+Goal on a 2-core machine: together >= 1.3 x one after another.
+
+    .venv/bin/python benchmarks/replicas.py [--config config/config.yaml] [--replicas 8] [--ps 0.4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def write_dataset(path: Path, n_frames: int = 8) -> None:
+    """Jittered-lattice frames in kdcg's dataset format (bead masses of reline)."""
+    import numpy as np
+
+    from kdcg.units import DATASET_UNITS
+    from training import reline_frame
+
+    edge = 26.22 * (216 / 200) ** (1 / 3)
+    frames = [reline_frame(n_side=6, edge_A=edge, seed=k) for k in range(n_frames)]
+    species = frames[0][0]
+    R = np.stack([f[1] for f in frames])
+    np.savez(path, R=R, F=np.zeros_like(R), Z=np.tile(species, (n_frames, 1)), cell=np.stack([f[2] for f in frames]),
+             masses=np.array([{1: 104.17, 2: 35.45, 3: 60.06}[int(s)] for s in species]),
+             species_names=np.array(["Cho", "Cl", "urea"]), units=json.dumps(DATASET_UNITS))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    ap.add_argument("--replicas", type=int, default=8)
+    ap.add_argument("--ps", type=float, default=0.4, help="CG MD per replica (ps)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import yaml
+    from hippynn import settings
+    from md import save_random_models
+
+    from kdcg import md
+
+    settings.WARN_LOW_DISTANCES = False
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    md_cfg = dict(cfg["md"], timestep_fs=2.0, equilibration_ps=0.0, n_samples=1, sample_interval_ps=args.ps,
+                  thermo_interval_steps=50, restart_interval_steps=10 ** 6, max_energy_drift_per_bead_kcal_mol=1e6,
+                  max_energy_per_bead_kcal_mol=1e6, min_distance_A=0.5, max_temperature_K=1e5)
+    run_cfg = {"system": cfg["system"], "md": md_cfg}
+    replicas = list(range(1, args.replicas + 1))
+    steps = round(args.ps * 1000 / md_cfg["timestep_fs"]) * len(replicas)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_dataset(tmp / "dataset.npz")
+        from kdcg.mapping import load_dataset
+        from kdcg.provenance import dataset_fingerprint
+
+        model = save_random_models(cfg, 1, tmp, dataset_fingerprint(load_dataset(tmp / "dataset.npz")))[0]
+        rows = {}
+        for label, together in (("one after another", False), ("together", True)):
+            run_cfg["md"]["evaluate_replicas_together"] = together
+            t0 = time.perf_counter()
+            results = md.run_replicas(model, tmp / "dataset.npz", run_cfg, replicas, tmp / label.replace(" ", "_"),
+                                      threads=args.threads)
+            wall = time.perf_counter() - t0
+            n_unstable = sum(r["status"] != "stable" for r in results)
+            rows[label] = (wall, steps / wall, n_unstable)
+    m = cfg["model"]
+    print(f"{args.replicas} replicas x 216 beads x {args.ps} ps at 2 fs; model {m.get('network', 'HipnnQuad')} "
+          f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A (random weights); {args.threads} torch threads")
+    print(f"{'mode':<18} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
+    for label, (wall, rate, bad) in rows.items():
+        print(f"{label:<18} {wall:8.1f} {rate:14.1f} {rate * 2e-6 * 86400:13.3f} {bad:>9}")
+    ratio = rows["together"][1] / rows["one after another"][1]
+    print(f"together / one after another: {ratio:.2f} x the throughput (goal >= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

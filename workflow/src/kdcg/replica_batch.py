@@ -1,0 +1,115 @@
+"""All replicas of one model advance together: one batched model evaluation per MD step.
+
+LAMMPS's ``fix external pf/callback`` asks for the forces of the current positions inside
+each step, so separate LAMMPS instances cannot simply be stepped in a loop. Each replica runs
+its own LAMMPS instance in its own thread (the lammps module calls the library through ctypes,
+which releases the GIL); their force callbacks meet at a rendezvous, where the last replica to
+arrive evaluates the model once on all waiting frames and hands every replica its forces.
+Each replica keeps its own thermostat, seeds, trajectory, restart file and stability record
+(kdcg.md.run_replica); one that ends (finished or unstable) leaves the rendezvous and the
+others go on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaRendezvous:
+    """Collects the force requests of the active replicas and evaluates them as one batch.
+
+    ``model`` has ``evaluate_batch(species, positions (frames, beads, 3), cell)``
+    (kdcg.md.ModelForces). Replicas ``join`` before their first step and ``leave`` when they
+    end; while a joined replica is between callbacks (integrating, writing files) the others
+    wait for it.
+    """
+
+    def __init__(self, model, species, cell):
+        self.model, self.species, self.cell = model, species, cell
+        self._cv = threading.Condition()
+        self._active: set[int] = set()
+        self._pending: dict[int, np.ndarray] = {}
+        self._results: dict[int, object] = {}
+        self._last_batch: tuple[int, ...] | None = None
+        self.batch_sizes: list[int] = []  # one entry per evaluation (benchmarks, tests)
+
+    def join(self, replica: int) -> None:
+        with self._cv:
+            self._active.add(replica)
+
+    def leave(self, replica: int) -> None:
+        with self._cv:
+            self._active.discard(replica)
+            self._pending.pop(replica, None)
+            self._evaluate_if_complete()
+            self._cv.notify_all()
+
+    def forces_for(self, replica: int):
+        """The callable a replica's force callback uses: (species, positions, cell) -> Evaluation."""
+        def evaluate(_species, positions, _cell):
+            return self.request(replica, positions)
+        return evaluate
+
+    def request(self, replica: int, positions: np.ndarray):
+        with self._cv:
+            if replica not in self._active:
+                raise RuntimeError(f"replica {replica} asked for forces without joining the batch")
+            self._pending[replica] = np.array(positions, dtype=np.float64)
+            self._evaluate_if_complete()
+            while replica not in self._results:
+                self._cv.wait()
+            out = self._results.pop(replica)
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def _evaluate_if_complete(self) -> None:
+        """Under the lock: when every active replica waits, one evaluation serves them all."""
+        if not self._pending or not set(self._pending) >= self._active:
+            return
+        order = tuple(sorted(self._pending))
+        if order != self._last_batch:  # other frames in the batch: the pair list must be rebuilt
+            for module in self.model.graph.modules():
+                if hasattr(module, "forget"):
+                    module.forget()
+            self._last_batch = order
+        try:
+            evaluations = self.model.evaluate_batch(self.species, np.stack([self._pending[r] for r in order]), self.cell)
+            self._results.update(zip(order, evaluations))
+        except Exception as err:  # noqa: BLE001 - each waiting replica records it as its failure
+            self._results.update({r: err for r in order})
+        self.batch_sizes.append(len(order))
+        self._pending.clear()
+        self._cv.notify_all()
+
+
+def run_together(replica_runs: list, rendezvous: ReplicaRendezvous) -> list:
+    """Run each replica's ``run(forces)`` in its own thread, all against one rendezvous, and
+    return their results in order. ``replica_runs``: (replica number, run) pairs, where ``run``
+    takes the replica's force callable and returns its result record. A replica that raises
+    leaves the batch; the first such error is raised once all threads have ended."""
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def worker(replica: int, run) -> None:
+        rendezvous.join(replica)
+        try:
+            results[replica] = run(rendezvous.forces_for(replica))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(err)
+        finally:
+            rendezvous.leave(replica)
+
+    threads = [threading.Thread(target=worker, args=(r, run), name=f"replica-{r}") for r, run in replica_runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return [results[r] for r, _ in replica_runs]
