@@ -1,0 +1,150 @@
+"""The paper config's cost per stage on this machine's CPU, from measurements made here (prints a
+table; asserts nothing).
+
+Measured in this process, one after another:
+  - GROMACS: the paper's box (250 choline, 250 chloride, 500 urea; 44.84 A) packed by Packmol,
+    50 steps of minimisation, then 2 ps of NVT with the paper's .mdp (1.6 nm, LJ-PME): ns/day;
+  - training: one optimiser step on a batch of the paper's size (4 frames of 1,000 beads, the
+    paper's HIP-NN-TS), ms per frame;
+  - labels: one evaluation per frame, ms;
+  - CG MD: ms per LAMMPS step of one model and of the 8-teacher ensemble (benchmarks/md.py).
+Then the counts of config/paper.yaml turn them into wall hours per job (at the threads used here)
+and core-hours per stage. Training is priced at its cap (max_epochs, no early stop): an upper
+bound. The last lines say how many resumes the longest job needs under a 48 h limit.
+
+    .venv/bin/python benchmarks/paper_cost.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+LIMIT_H = 48.0
+
+
+def gromacs_ns_per_day(cfg: dict, folder: Path, threads: int) -> float:
+    import copy
+
+    from kdcg import gromacs, system
+
+    cfg = copy.deepcopy(cfg)
+    cfg["aa_md"].update(em_max_steps=50, equilibration_ps=2.0)
+    top = system.write_topology(cfg, folder / "topol.top", REPO)
+    gro = system.pack_box(cfg, folder / "box.gro", REPO)
+    gromacs.run_stage("em", cfg, gro, top, folder / "em", threads=threads)
+    rec = gromacs.run_stage("nvt_equil", cfg, folder / "em" / "em.gro", top, folder / "nvt", threads=threads)
+    return float(rec["ns_per_day"])
+
+
+def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
+    import numpy as np
+    import torch
+    from hippynn.graphs import GraphModule
+    from training import reline_frame
+
+    from kdcg.model import build_model
+
+    species, R, cell = reline_frame()
+    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
+    torch.manual_seed(0)
+    m = build_model(cfg["model"], 3, prior)
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy])
+    b = cfg["training"]["batch_size"]
+    Z = torch.as_tensor(np.tile(species, (b, 1)))
+    X = torch.as_tensor(np.tile(R, (b, 1, 1)), dtype=torch.float32)
+    C = torch.as_tensor(np.tile(cell, (b, 1, 1)), dtype=torch.float32)
+    opt = torch.optim.Adam(graph.parameters(), lr=1e-4)
+
+    def step():
+        opt.zero_grad()
+        forces, _ = graph(Z, X, C)
+        ((forces ** 2).mean().sqrt() + forces.abs().mean()).backward()
+        opt.step()
+
+    def timed(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 1000.0 * statistics.median(times)
+
+    train = timed(step) / b
+    evaluate = timed(lambda: graph(Z[:1], X[:1], C[:1]))  # forces included: what labelling pays
+    return train, evaluate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20, help="MD steps timed per model")
+    args = ap.parse_args()
+
+    import torch
+    import yaml
+    from hippynn import settings
+    from md import md_ms, save_random_models
+    from training import reline_frame
+
+    from kdcg import md
+
+    settings.WARN_LOW_DISTANCES = False
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    t = args.threads
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ns_day = gromacs_ns_per_day(cfg, tmp / "aa", t)
+        train_ms, eval_ms = training_ms_per_frame(cfg)
+        species, R, cell = reline_frame()
+        paths = save_random_models(cfg, 8, tmp / "models")
+        md.build_ensemble(paths, tmp / "ensemble" / "model.pt")
+        skin = cfg["md"]["pair_skin_A"]
+        step_one = md_ms(md.ModelForces(paths[0], pair_skin_A=skin), species, R, cell, args.steps, cfg["md"]["timestep_fs"])
+        step_ens = md_ms(md.ModelForces(tmp / "ensemble" / "model.pt", pair_skin_A=skin), species, R, cell, args.steps,
+                         cfg["md"]["timestep_fs"])
+
+    aa, tr, mdc = cfg["aa_md"], cfg["training"], cfg["md"]
+    n_teachers = len(tr["teacher_seeds"])
+    n_students = 3 * n_teachers + 6
+    n_frames = round(aa["production_ps"] / aa["output_interval_ps"])
+    n_train = round(n_frames * (1 - tr["valid_fraction"] - tr["test_fraction"]))
+    md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
+    # (stage, jobs, wall hours per job at `t` threads)
+    rows = [
+        ("AA NVT equilibration", 1, aa["equilibration_ps"] / 1000 / ns_day * 24),
+        ("AA NVT production", 1, aa["production_ps"] / 1000 / ns_day * 24),
+        ("teacher training (cap)", n_teachers, tr["max_epochs"] * n_train * train_ms / 3.6e6),
+        ("teacher labels", n_teachers, n_frames * eval_ms / 3.6e6),
+        ("student training (cap)", n_students, tr["max_epochs"] * n_train * train_ms / 3.6e6),
+        ("CG MD, one model", (n_teachers + n_students) * mdc["replicas"], md_steps * step_one / 3.6e6),
+        ("CG MD, ensemble", mdc["replicas"], md_steps * step_ens / 3.6e6),
+    ]
+    print(f"config/paper.yaml on this machine's CPU, {t} threads per job (measured: GROMACS {ns_day:.2f} ns/day; "
+          f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame; MD {step_one:.0f} ms/step one model, "
+          f"{step_ens:.0f} ms/step ensemble)")
+    print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'core-h total':>13} {'48 h resumes':>13}")
+    total = 0.0
+    for stage, jobs, hours in rows:
+        core_h = jobs * hours * t
+        total += core_h
+        print(f"{stage:<24} {jobs:>5} {hours:10.1f} {core_h:13.0f} {max(0, math.ceil(hours / LIMIT_H) - 1):>13}")
+    print(f"{'total':<24} {'':>5} {'':>10} {total:13.0f}")
+    longest = max(rows, key=lambda r: r[2])
+    print(f"longest job: {longest[0]}, {longest[2]:.0f} h at {t} threads: {math.ceil(longest[2] / LIMIT_H)} submissions "
+          f"of <= {LIMIT_H:.0f} h (Slurm retries >= {math.ceil(longest[2] / LIMIT_H) - 1}), each resuming from its checkpoint")
+
+
+if __name__ == "__main__":
+    main()
