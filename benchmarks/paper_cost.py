@@ -50,6 +50,7 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
     import numpy as np
     import torch
     from hippynn.graphs import GraphModule
+    from network_cost import median_ms
     from training import reline_frame
 
     from kdcg.model import build_model
@@ -71,17 +72,8 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
         ((forces ** 2).mean().sqrt() + forces.abs().mean()).backward()
         opt.step()
 
-    def timed(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return 1000.0 * statistics.median(times)
-
-    train = timed(step) / b
-    evaluate = timed(lambda: graph(Z[:1], X[:1], C[:1]))  # forces included: what labelling pays
+    train = median_ms(step, repeats) / b
+    evaluate = median_ms(lambda: graph(Z[:1], X[:1], C[:1]), repeats)  # forces included: what labelling pays
     return train, evaluate
 
 

@@ -109,3 +109,18 @@ SMALL_TRAINING_CONFIG = {
                  "learning_rate": 3e-3, "batch_size": 2, "eval_batch_size": 4, "max_epochs": 2,
                  "plateau_patience": 2, "plateau_factor": 0.5, "termination_patience": 10},
 }
+
+
+BEAD_MASSES_AMU = {1: 104.17, 2: 35.45, 3: 60.06}  # choline, chloride, urea beads
+
+
+def write_md_dataset(folder: Path) -> Path:
+    """The small synthetic dataset of the MD tests, with reline's bead masses."""
+    import numpy as np
+
+    write_pair_dataset(folder / "raw.npz", n_frames=12, n_side=3, edge_A=16.0)
+    with np.load(folder / "raw.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["masses"] = np.array([BEAD_MASSES_AMU[int(s)] for s in arrays["Z"][0]])
+    np.savez(folder / "dataset.npz", **arrays)
+    return folder / "dataset.npz"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SMALL_TRAINING_CONFIG, write_pair_dataset
+from conftest import SMALL_TRAINING_CONFIG, write_md_dataset
 from kdcg import md, training
 from kdcg.mapping import load_dataset
 from kdcg.prior import write_prior
@@ -31,11 +31,7 @@ MD_CONFIG = {
 def trained_on_gpu(tmp_path_factory):
     """A teacher pair, their labels, the ensemble and one ensemble student, all trained on CUDA."""
     d = tmp_path_factory.mktemp("gpu")
-    write_pair_dataset(d / "raw.npz", n_frames=12, n_side=3, edge_A=16.0)
-    with np.load(d / "raw.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["masses"] = np.array([{1: 104.17, 2: 35.45, 3: 60.06}[int(s)] for s in arrays["Z"][0]])
-    np.savez(d / "dataset.npz", **arrays)
+    write_md_dataset(d)
     write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     mp = pytest.MonkeyPatch()
     mp.setenv("KDCG_DEVICE", "cuda")

@@ -16,13 +16,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, SMALL_TRAINING_CONFIG, venv_env, write_pair_dataset
+from conftest import BEAD_MASSES_AMU, REPO, SMALL_TRAINING_CONFIG, venv_env, write_md_dataset
 from kdcg import md, training
 from kdcg.mapping import load_dataset
 from kdcg.prior import read_prior, write_prior
 from kdcg.model import graph_node
 
-MASSES_AMU = {1: 104.17, 2: 35.45, 3: 60.06}  # choline, chloride, urea beads
+MASSES_AMU = BEAD_MASSES_AMU
 
 MD_CONFIG = {
     "replicas": 2, "seed": 7, "timestep_fs": 2.0, "thermostat_damping_fs": 100.0, "equilibration_ps": 0.1,
@@ -36,11 +36,7 @@ MD_CONFIG = {
 def workdir(tmp_path_factory):
     """Two small trained teachers of a synthetic dataset with realistic bead masses."""
     d = tmp_path_factory.mktemp("md")
-    write_pair_dataset(d / "raw.npz", n_frames=12, n_side=3, edge_A=16.0)
-    with np.load(d / "raw.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["masses"] = np.array([MASSES_AMU[int(s)] for s in arrays["Z"][0]])
-    np.savez(d / "dataset.npz", **arrays)
+    write_md_dataset(d)
     write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     for seed in (1, 2):
         training.train("teacher", seed, d / "dataset.npz", d / "prior.json", d / f"teacher-{seed}", SMALL_TRAINING_CONFIG)

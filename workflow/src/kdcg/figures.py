@@ -254,11 +254,14 @@ def _mean_std(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def _baseline(ax, reference: dict, quantity: str, key: str) -> float | None:
+def _tae_axes(ax, reference: dict, quantity: str, key: str, x, labels) -> None:
+    """Bar labels, units, title, and the all-atom sampling noise of this key as a dashed line."""
     noise = (reference.get("sampling_noise_tae") or {}).get(quantity, {}).get(key)
     if noise is not None:
         ax.axhline(noise, color="black", ls="--", lw=0.8, label=BASELINE_LABEL)
-    return noise
+    ax.set_xticks(x, labels, rotation=90, fontsize=6)
+    ax.set_ylabel(f"TAE of the {QUANTITY_TITLES[quantity]} ({QUANTITY_UNITS[quantity]})")
+    ax.set_title(key, fontsize=8)
 
 
 def fig_tae(data: dict, summary: list, reference: dict, quantity: str, path: Path) -> list[str]:
@@ -284,12 +287,9 @@ def fig_tae(data: dict, summary: list, reference: dict, quantity: str, path: Pat
         for xi, mi in zip(x, m):
             if not np.isfinite(mi):  # no stable replica: say so where its bar would be
                 ax.text(xi, 0, "unstable", rotation=90, ha="center", va="bottom", fontsize=6, color="red")
-        _baseline(ax, reference, quantity, key)
-        ax.set_xticks(x, labels, rotation=90, fontsize=6)
-        ax.set_ylabel(f"TAE of the {QUANTITY_TITLES[quantity]} ({QUANTITY_UNITS[quantity]})")
-        ax.set_title(key, fontsize=8)
+        _tae_axes(ax, reference, quantity, key, x, labels)
     if axes and (reference.get("sampling_noise_tae") or {}).get(quantity):
-        axes[0].legend(fontsize=6, loc="upper left")
+        axes[0].legend(fontsize=6, loc="upper left")  # the baseline's entry
     fig.suptitle(f"{QUANTITY_TITLES[quantity]} total absolute error against all-atom, mean ± std over replicas "
                  "(and teacher seeds for T, S_T)", fontsize=9)
     fig.tight_layout()
@@ -329,15 +329,12 @@ def fig_tae_per_seed(data: dict, reference: dict, quantity: str, path: Path) -> 
         for xi, (mean, _, n, total) in zip(x, stats):
             if not np.isfinite(mean):
                 ax.text(xi, 0, f"0/{total} stable", rotation=90, ha="center", va="bottom", fontsize=6, color="red")
-        _baseline(ax, reference, quantity, key)
-        ax.set_xticks(x, labels, rotation=90, fontsize=6)
-        ax.set_ylabel(f"TAE of the {QUANTITY_TITLES[quantity]} ({QUANTITY_UNITS[quantity]})")
-        ax.set_title(key, fontsize=8)
+        _tae_axes(ax, reference, quantity, key, x, labels)
     if not seeded:
         for ax in axes:
             ax.text(0.5, 0.5, "no seeded models", ha="center", va="center", transform=ax.transAxes)
     if axes and (reference.get("sampling_noise_tae") or {}).get(quantity):
-        axes[0].legend(fontsize=6, loc="upper left")
+        axes[0].legend(fontsize=6, loc="upper left")  # the baseline's entry
     fig.suptitle(f"{QUANTITY_TITLES[quantity]} TAE per seed: teachers and single-teacher students, "
                  "mean ± std over replicas", fontsize=9)
     fig.tight_layout()
