@@ -128,8 +128,10 @@ def main() -> None:
             step_hippynn = md_ms(hippynn_pair_memory(md.ModelForces(path), skin), species, R, cell, args.steps, dt)
             step0 = md_ms(md.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
             rows[name] = (bare, step, step_hippynn, step0)
+    from network_cost import device_description
+
     print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
-          f"{args.threads} threads, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A")
+          f"{device_description(args.threads)}, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A")
     print(f"{'model':<16} {'bare eval ms':>13} {'MD ms/step':>11} {'(hippynn skin)':>15} {'(skin 0)':>9} {'MD/bare':>8} "
           f"{'ns/day':>8}")
     for name, (bare, step, step_h, step0) in rows.items():

@@ -36,17 +36,37 @@ CANDIDATES = (
 )
 
 
+def device_description(threads: int) -> str:
+    """Where kdcg's models run in this process (kdcg.training.compute_device): the GPU's name, or the CPU."""
+    import torch
+
+    from kdcg.training import compute_device
+
+    device = compute_device()
+    if device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    return f"CPU, {threads} torch thread(s)"
+
+
 def model_cfg(network: str, features: int, sensitivities: int, soft_max: float, hard_max: float) -> dict:
     return {"network": network, "n_features": features, "n_sensitivities": sensitivities, "n_interaction_layers": 1,
             "n_atom_layers": 3, "dist_soft_min_A": 3.0, "dist_soft_max_A": soft_max, "dist_hard_max_A": hard_max}
 
 
 def median_ms(fn, repeats: int) -> float:
+    import torch
+
+    def sync():  # CUDA runs asynchronously: time finished work only
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
     fn()  # warm-up: numba kernels, allocator
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return 1000.0 * statistics.median(times)
 
@@ -57,15 +77,18 @@ def measure(cfg: dict, species, R, cell, repeats: int) -> tuple[float, float]:
     from hippynn.graphs import GraphModule
 
     from kdcg.model import build_model
+    from kdcg.training import compute_device
 
+    device = compute_device()
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
     torch.manual_seed(0)
     m = build_model(cfg, 3, prior)
-    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy])
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]).to(device)
 
     def batch(b):
-        return (torch.as_tensor(np.tile(species, (b, 1))), torch.as_tensor(np.tile(R, (b, 1, 1)), dtype=torch.float32),
-                torch.as_tensor(np.tile(cell, (b, 1, 1)), dtype=torch.float32))
+        return (torch.as_tensor(np.tile(species, (b, 1))).to(device),
+                torch.as_tensor(np.tile(R, (b, 1, 1)), dtype=torch.float32).to(device),
+                torch.as_tensor(np.tile(cell, (b, 1, 1)), dtype=torch.float32).to(device))
 
     one = batch(1)
     evaluation = median_ms(lambda: graph(*one), repeats)
@@ -95,7 +118,7 @@ def main() -> None:
     settings.WARN_LOW_DISTANCES = False  # a jittered lattice has a few close pairs; hippynn would print each
     torch.set_num_threads(args.threads)
     species, R, cell = reline_frame(n_side=6, edge_A=26.22 * (216 / 200) ** (1 / 3))  # 216 beads, same density
-    print(f"{len(species)}-bead frame, {args.threads} thread(s); ms per evaluation (energy + forces, pairs included) "
+    print(f"{len(species)}-bead frame, {device_description(args.threads)}; ms per evaluation (energy + forces, pairs included) "
           "and per training frame (batch 4)")
     print(f"{'network':<10} {'features':>8} {'sens.':>5} {'cutoff A':>8} {'eval ms':>8} {'train ms/frame':>15} "
           f"{'eval vs paper':>13}")

@@ -54,16 +54,18 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
     from training import reline_frame
 
     from kdcg.model import build_model
+    from kdcg.training import compute_device
 
+    device = compute_device()
     species, R, cell = reline_frame()
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
     torch.manual_seed(0)
     m = build_model(cfg["model"], 3, prior)
-    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy])
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]).to(device)
     b = cfg["training"]["batch_size"]
-    Z = torch.as_tensor(np.tile(species, (b, 1)))
-    X = torch.as_tensor(np.tile(R, (b, 1, 1)), dtype=torch.float32)
-    C = torch.as_tensor(np.tile(cell, (b, 1, 1)), dtype=torch.float32)
+    Z = torch.as_tensor(np.tile(species, (b, 1))).to(device)
+    X = torch.as_tensor(np.tile(R, (b, 1, 1)), dtype=torch.float32).to(device)
+    C = torch.as_tensor(np.tile(cell, (b, 1, 1)), dtype=torch.float32).to(device)
     opt = torch.optim.Adam(graph.parameters(), lr=1e-4)
 
     def step():
@@ -123,9 +125,11 @@ def main() -> None:
         ("CG MD, one model", (n_teachers + n_students) * mdc["replicas"], md_steps * step_one / 3.6e6),
         ("CG MD, ensemble", mdc["replicas"], md_steps * step_ens / 3.6e6),
     ]
-    print(f"config/paper.yaml on this machine's CPU, {t} threads per job (measured: GROMACS {ns_day:.2f} ns/day; "
+    from network_cost import device_description
+
+    print(f"config/paper.yaml on this machine ({device_description(t)}; GROMACS on {t} CPU threads), measured: GROMACS {ns_day:.2f} ns/day; "
           f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame; MD {step_one:.0f} ms/step one model, "
-          f"{step_ens:.0f} ms/step ensemble)")
+          f"{step_ens:.0f} ms/step ensemble")
     print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'core-h total':>13} {'48 h resumes':>13}")
     total = 0.0
     for stage, jobs, hours in rows:

@@ -78,8 +78,10 @@ def main() -> None:
             wall = time.perf_counter() - t0
             n_unstable = sum(r["status"] != "stable" for r in results)
             rows[label] = (wall, steps / wall, n_unstable)
+    from network_cost import device_description
+
     m = cfg["model"]
-    print(f"{args.replicas} replicas x 216 beads x {args.ps} ps at 2 fs; model {m.get('network', 'HipnnQuad')} "
+    print(f"{device_description(args.threads)}: {args.replicas} replicas x 216 beads x {args.ps} ps at 2 fs; model {m.get('network', 'HipnnQuad')} "
           f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A (random weights); {args.threads} torch threads")
     print(f"{'mode':<18} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
     for label, (wall, rate, bad) in rows.items():
