@@ -92,15 +92,15 @@ class ModelForces:
     def n_members(self) -> int:
         return max(1, len(self._i_members))
 
-    def _inputs(self, species, positions, cell):
+    def _species_and_cell(self, species, cell):
+        """Species and cell tensors, converted once per system (MD steps reuse them)."""
         import torch
 
         key = (id(species), id(cell))
         if self._cached is None or self._cached[0] != key:
             self._cached = (key, torch.as_tensor(np.asarray(species, dtype=np.int64))[None].to(self.device),
                             torch.as_tensor(np.asarray(cell, dtype=np.float32))[None].to(self.device))
-        R = torch.as_tensor(np.asarray(positions, dtype=np.float32))[None].to(self.device)
-        return self._cached[1], R, self._cached[2]
+        return self._cached[1], self._cached[2]
 
     def __call__(self, species, positions, cell) -> Evaluation:
         """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
@@ -111,7 +111,7 @@ class ModelForces:
         the same species (beads,) and cell (3, 3) A for all (the replicas of one model)."""
         import torch
 
-        species_t, _, cell_t = self._inputs(species, positions[0], cell)
+        species_t, cell_t = self._species_and_cell(species, cell)
         n = len(positions)
         R = torch.as_tensor(np.asarray(positions, dtype=np.float32)).to(self.device)
         outs = self.graph(species_t.expand(n, -1).contiguous(), R, cell_t.expand(n, -1, -1).contiguous())
