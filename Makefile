@@ -9,11 +9,13 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run test test-fast dry-run-paper lint clean
+.PHONY: help setup run study test test-fast dry-run-paper lint clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
 	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
+	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
+	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
 	@echo "  make test           set up (Slurm for the profile test too), run the whole test suite"
 	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
 	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
@@ -30,6 +32,13 @@ run: setup
 	@echo
 	@echo "Done. Report: $(RESULTS)/report.html  tables: $(RESULTS)/tables/  figures: $(RESULTS)/figures/"
 	@echo "      job logs: $(RESULTS)/logs/  job timings: $(RESULTS)/benchmarks/"
+
+study: setup
+	snakemake --cores $(CORES) --configfile config/study.yaml
+	snakemake --report results-study/report.html --configfile config/study.yaml
+	rm -rf docs/study/tables docs/study/figures && mkdir -p docs/study
+	cp -r results-study/tables results-study/figures docs/study/
+	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
 
 test:
 	@bash scripts/setup.sh --slurm

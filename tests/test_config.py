@@ -16,7 +16,7 @@ from kdcg import config
 from kdcg.errors import InputError
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"])
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "config/study.yaml", "tests/config/tiny.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load(REPO / path)
     assert cfg["system"]["molecules"][0]["species"] == "Cho"
@@ -200,7 +200,7 @@ def test_each_shipped_config_writes_to_its_own_results(tmp_path):
     """The tiny example after a default run plans nothing of the default's, and vice versa."""
     wf = workflow_copy(tmp_path)
     for configfile, folder in (("tests/config/tiny.yaml", "results-tiny"), ("config/paper.yaml", "results-paper"),
-                               ("config/config.yaml", "results")):
+                               ("config/config.yaml", "results"), ("config/study.yaml", "results-study")):
         out = snakemake(wf, "-n", "--configfile", configfile).stdout
         outputs = re.findall(r"^\s+output: (.+)$", out, flags=re.M)
         files = [f.strip() for line in outputs for f in line.split(",")]

@@ -346,3 +346,12 @@ def test_block_splits_keep_neighbouring_frames_together():
     assert split_frames(100, tcfg)["test"].tolist() == s["test"].tolist()  # one seed, one split
     r = split_frames(100, {**tcfg, "split_mode": "random"})
     assert len(r["test"]) == 20 and len(set((r["test"] // 10).tolist())) > 2  # scattered single frames
+
+
+def test_student_variants_choose_the_trained_models_in_table_order():
+    names = variants.model_names([1, 2], ["se_e_ft_faa", "st_ei_ft_faa", "se_ft_faa"])
+    assert names == ["teacher-1", "teacher-2", "student-st_ei_ft_faa-1", "student-st_ei_ft_faa-2",
+                     "student-se_ft_faa", "student-se_e_ft_faa"]
+    assert variants.model_names([1]) == variants.model_names([1], list(variants.STUDENTS))
+    with pytest.raises(InputError, match="se_nothing"):
+        variants.model_names([1], ["se_nothing"])

@@ -107,6 +107,11 @@ def teacher_seeds():
     return config["training"]["teacher_seeds"]
 
 
+def student_variants():
+    """The student variants this config trains (training.student_variants)."""
+    return config["training"]["student_variants"]
+
+
 def student_seed(wildcards):
     """Each student's own seed (kdcg.variants.student_seed): from its variant and, for a
     single-teacher student, its teacher's seed."""
@@ -138,7 +143,7 @@ def train_shell(kind):
 
 def md_models():
     """Every model that goes to MD: the trained ones and the teacher ensemble."""
-    return [*model_names(teacher_seeds()), "ensemble"]
+    return [*model_names(teacher_seeds(), student_variants()), "ensemble"]
 
 
 def model_targets():

@@ -98,7 +98,7 @@ rule student_single_teacher:
     benchmark:
         f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
     wildcard_constraints:
-        variant="|".join(single_teacher_variants()),
+        variant="|".join(single_teacher_variants(student_variants())),
         seed=r"\d+",
     conda:
         ENV_PYTORCH
@@ -127,7 +127,7 @@ rule student_ensemble:
     benchmark:
         f"{BENCH}/student-{{variant}}.tsv"
     wildcard_constraints:
-        variant="|".join(ensemble_variants()),
+        variant="|".join(ensemble_variants(student_variants())),
     conda:
         ENV_PYTORCH
     threads: 1

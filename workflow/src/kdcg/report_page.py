@@ -50,15 +50,16 @@ def md_length_ps(md: dict) -> float:
 def scale_rows(config: dict) -> list[tuple[str, str]]:
     s, aa, t, md = config["system"], config["aa_md"], config["training"], config["md"]
     n_frames = int(round(aa["production_ps"] / aa["output_interval_ps"])) + 1
-    n_st = sum(v.teacher == "single" for v in STUDENTS.values()) * len(t["teacher_seeds"])
-    n_se = sum(v.teacher == "ensemble" for v in STUDENTS.values())
+    chosen = t.get("student_variants", list(STUDENTS))
+    n_st = sum(STUDENTS[v].teacher == "single" for v in chosen) * len(t["teacher_seeds"])
+    n_se = sum(STUDENTS[v].teacher == "ensemble" for v in chosen)
     return [
         ("system", f"{s['name']}: " + ", ".join(f"{m['count']} {m['species']}" for m in s["molecules"])
          + f" in a {s['box_edge_A']} Å cube at {s['temperature_K']} K"),
         ("all-atom MD", f"{aa['equilibration_ps']} ps equilibration, {aa['production_ps']} ps production, "
                         f"{n_frames} frames every {aa['output_interval_ps']} ps"),
         ("models", f"{len(t['teacher_seeds'])} teachers, the ensemble, {n_st} single-teacher and {n_se} ensemble students"),
-        ("network", f"HIP-NN-TS, {config['model']['n_features']} features, {config['model']['n_sensitivities']} "
+        ("network", f"hippynn {config['model']['network']}, {config['model']['n_features']} features, {config['model']['n_sensitivities']} "
                     f"sensitivities, cut-off {config['model']['dist_hard_max_A']} Å"),
         ("training", f"at most {t['max_epochs']} epochs, early stopping after {t['termination_patience']} without improvement"),
         ("CG MD", f"{md['replicas']} replicas × {md_length_ps(md):g} ps per model at {md['timestep_fs']} fs "

@@ -77,17 +77,28 @@ def student_seed(variant: str, teacher_seed: int | None = None) -> int:
     return int(np.random.SeedSequence([int(teacher_seed or 0), row]).generate_state(1)[0] % (2**31 - 1))
 
 
-def single_teacher_variants() -> list[str]:
-    return [n for n, v in STUDENTS.items() if v.teacher == "single"]
+def _chosen(chosen: list[str] | None) -> list[str]:
+    """The variants a config trains (``training.student_variants``), in the table's order."""
+    if chosen is None:
+        return list(STUDENTS)
+    unknown = sorted(set(chosen) - set(STUDENTS))
+    if unknown:
+        raise InputError(None, f"unknown student variant(s) {', '.join(unknown)}; valid: {', '.join(STUDENTS)}")
+    return [n for n in STUDENTS if n in chosen]
 
 
-def ensemble_variants() -> list[str]:
-    return [n for n, v in STUDENTS.items() if v.teacher == "ensemble"]
+def single_teacher_variants(chosen: list[str] | None = None) -> list[str]:
+    return [n for n in _chosen(chosen) if STUDENTS[n].teacher == "single"]
 
 
-def model_names(teacher_seeds: list[int]) -> list[str]:
-    """Every trained model, as named in results/models/<name>/."""
+def ensemble_variants(chosen: list[str] | None = None) -> list[str]:
+    return [n for n in _chosen(chosen) if STUDENTS[n].teacher == "ensemble"]
+
+
+def model_names(teacher_seeds: list[int], chosen: list[str] | None = None) -> list[str]:
+    """Every trained model, as named in results/models/<name>/; ``chosen``: the student variants
+    to train (all nine when None)."""
     names = [f"teacher-{s}" for s in teacher_seeds]
-    names += [f"student-{v}-{s}" for v in single_teacher_variants() for s in teacher_seeds]
-    names += [f"student-{v}" for v in ensemble_variants()]
+    names += [f"student-{v}-{s}" for v in single_teacher_variants(chosen) for s in teacher_seeds]
+    names += [f"student-{v}" for v in ensemble_variants(chosen)]
     return names
