@@ -225,3 +225,46 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-to-2.log").read_text()
     assert "teacher-1 replica 1: already finished" in log and "inputs changed" not in log
     assert (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text() == result
+
+
+def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
+    """config/study.yaml as shipped (network, training schedule, its student variants, 5 fs MD
+    with 4 replicas evaluated together, analysis) on the tiny system, with only the lengths cut:
+    every stage runs, the models are exactly the study's, and the report says what was run."""
+    from kdcg.variants import model_names
+
+    wf = workflow_copy(tmp_path)
+    study = yaml.safe_load((wf / "config/study.yaml").read_text())
+    tiny = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
+    cfg = {**study, "results_dir": "results-study-tiny"}
+    for section in ("system", "packmol", "aa_md"):
+        cfg[section] = tiny[section]
+    cfg["training"] = {**study["training"], "max_epochs": 2}
+    cfg["md"] = {**study["md"], "equilibration_ps": 0.1, "n_samples": 4, "sample_interval_ps": 0.05,
+                 "thermo_interval_steps": 5, "restart_interval_steps": 20}
+    (wf / "study-tiny.yaml").write_text(yaml.safe_dump(cfg))
+
+    snakemake(wf, "--cores", "2", "--configfile", "study-tiny.yaml")
+    results = wf / "results-study-tiny"
+    trained = model_names(study["training"]["teacher_seeds"], study["training"]["student_variants"])
+    assert len(trained) == 12  # 4 teachers, st_ei_ft_faa x 4, 4 ensemble variants
+    assert {p.name for p in (results / "models").iterdir() if p.is_dir()} == {*trained, "ensemble"}
+    for name in trained:
+        metrics = json.loads((results / "models" / name / "metrics.json").read_text())
+        assert 1 <= metrics["epochs"] <= 2
+    steps = round(0.3 * 1000 / study["md"]["timestep_fs"])
+    for name in [*trained, "ensemble"]:
+        for r in range(1, study["md"]["replicas"] + 1):
+            res = json.loads((results / f"md/{name}/replica-{r}/result.json").read_text())
+            assert res["status"] in ("stable", "unstable")
+            if res["status"] == "stable":
+                assert res["step"] == steps and res["time_ps"] == pytest.approx(0.3)
+            assert (results / f"md/{name}/replica-{r}/analysis.json").is_file()
+    log = (results / "logs/md-ensemble-replicas-1-to-4.log").read_text()
+    assert "together" in log  # md.evaluate_replicas_together of the study
+    for fig in ("tae_rdf.png", "cdf_time.png", "energy_r2.png"):
+        assert (results / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    snakemake(wf, "--report", "results-study-tiny/report.html", "--configfile", "study-tiny.yaml")
+    html = (results / "report.html").read_text(errors="replace")
+    for text in ("study-tiny.yaml", "hippynn Hipnn, 16 features", "4 teachers, the ensemble, 4 single-teacher and 4 ensemble students"):
+        assert text in html, text
