@@ -67,3 +67,18 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
                      tmp_path / "t2", tmp_path / "f2")
     for name in report.FIGURES:
         assert (tmp_path / "f2" / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_the_front_page_says_what_each_scale_can_show():
+    import yaml
+
+    from conftest import REPO
+    from kdcg.report_page import what_it_shows
+
+    def load(name):
+        return yaml.safe_load((REPO / name).read_text())
+
+    assert "cannot show them" in what_it_shows(load("config/config.yaml"))  # 0.4 ps, 4 epochs
+    study = what_it_shows(load("config/study.yaml"))
+    assert "40 ps of CG MD, the onset" in study and "4 replicas" in study and "findings.csv" in study
+    assert "long enough for the instabilities" in what_it_shows(load("config/paper.yaml"))

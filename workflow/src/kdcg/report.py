@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import figures
+from . import figures, findings as _findings
 from .analysis import QUANTITIES, load_json
 from .errors import InputError
 from .figures import FAMILIES, groups as _groups
@@ -24,7 +24,7 @@ from .figures import FAMILIES, groups as _groups
 log = logging.getLogger(__name__)
 
 FIGURES = tuple(figures.FIGURES)
-TABLES = ("tae.csv", "tae_summary.csv", "performance.csv", "training.csv", "stability.csv")
+TABLES = ("tae.csv", "tae_summary.csv", "findings.csv", "performance.csv", "training.csv", "stability.csv")
 
 
 def classify(model: str) -> tuple[str, str, int | None]:
@@ -161,6 +161,10 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
     _write_csv(out / "stability.csv", ["model", "family", "variant", "seed", "replica", "status", "step", "time_ps",
                                        "reason", "t_equilibration_detected_ps", "t_equilibration_used_ps", "equilibrated",
                                        *[f"cdf_drift_{s}" for s in species]], stab)
+    # findings.csv (and .md): the comparisons that test the paper's five findings
+    finding_rows = _findings.findings(reps)
+    _write_csv(out / "findings.csv", _findings.HEADER, finding_rows)
+    (out / "findings.md").write_text(_findings.markdown(finding_rows))
     return {"summary": summary}
 
 

@@ -74,6 +74,12 @@ def what_it_shows(config: dict) -> str:
         return (f"Each replica runs {length:g} ps of CG MD, long enough for the instabilities the paper reports "
                 f"(they develop over 100-300 ps): its TAEs, drift flags and unstable counts can test the paper's findings, "
                 f"within the error bars of its {config['md']['replicas']} replicas.")
+    if config["training"]["max_epochs"] >= 50 and length >= 10:
+        return (f"Each replica runs {length:g} ps of CG MD, the onset of the 100-300 ps over which the paper's "
+                f"instabilities develop: a model that drifts or blows up within {length:g} ps is seen, one that would "
+                f"later is not. Models train to early stopping. Its TAEs compare the models at this time scale within "
+                f"the error bars of {config['md']['replicas']} replicas per model (tables/findings.csv tests each of "
+                "the paper's findings).")
     return (f"Each replica runs {length:g} ps of CG MD; the paper's instabilities develop over 100-300 ps, so this run "
             f"cannot show them. Its models trained at most {config['training']['max_epochs']} epochs. The numbers show that "
             "every stage ran and what it measured; they do not test the paper's findings (config/paper.yaml, or a study "
