@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import time
 import re
 import subprocess
 import sys
@@ -238,3 +240,21 @@ def test_every_subcommand_has_a_description_an_example_and_help_for_each_option(
                 assert action.help, f"kdcg {name} {action.dest}"
     proc = subprocess.run([sys.executable, "-m", "kdcg", "--version"], capture_output=True, text=True)
     assert proc.stdout.strip() == f"kdcg {__version__}"
+
+
+def test_a_stage_config_snapshot_follows_the_config_without_snakemake_records(tmp_path):
+    """The per-stage snapshots follow the config's content even where .snakemake/ is gone (a
+    copied or moved results folder): only the changed stage's snapshot is rewritten."""
+    wf = workflow_copy(tmp_path)
+    snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml")
+    folder = wf / "results-tiny/config"
+    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in folder.glob("*.yaml")}
+    assert sorted(before) == ["aa.yaml", "analysis.yaml", "md.yaml", "training.yaml"]
+    assert "cdf_windows: 3" in before["analysis.yaml"][0]
+    shutil.rmtree(wf / ".snakemake")
+    time.sleep(0.05)
+    snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml", "--config", "analysis={cdf_windows: 5}")
+    after = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in folder.glob("*.yaml")}
+    assert "cdf_windows: 5" in after["analysis.yaml"][0] and after["analysis.yaml"][1] > before["analysis.yaml"][1]
+    for name in ("aa.yaml", "md.yaml", "training.yaml"):
+        assert after[name] == before[name], name

@@ -2,19 +2,6 @@
 # and NVT production (positions, velocities and forces).
 
 
-rule config_snapshot:
-    output:
-        f"{RESULTS}/config/{{stage}}.yaml",
-    log:
-        f"{LOGS}/config_snapshot_{{stage}}.log",
-    params:
-        sections=lambda wc: snapshot(config, CONFIG_SECTIONS[wc.stage]),
-    run:
-        import yaml
-
-        Path(output[0]).write_text(yaml.safe_dump(params.sections, sort_keys=False))
-
-
 rule topology:
     input:
         molecule_files(),

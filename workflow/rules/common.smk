@@ -87,6 +87,24 @@ def config_file(stage="aa"):
     return f"{RESULTS}/config/{stage}.yaml"
 
 
+def write_config_snapshots():
+    """Each stage's sections of the merged config, rewritten when (and only when) their content
+    differs from the file's: the file's content decides, not Snakemake's records of earlier
+    params, which a copied or moved results folder (or a deleted .snakemake/) lacks. A rewritten
+    snapshot is newer than that stage's outputs, so exactly that stage reruns."""
+    import yaml
+
+    for stage, sections in CONFIG_SECTIONS.items():
+        path = Path(config_file(stage))
+        text = yaml.safe_dump(snapshot(config, sections), sort_keys=False)
+        if not path.is_file() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+
+write_config_snapshots()
+
+
 def molecule_files():
     files = [config["system"]["forcefield"]]
     for mol in config["system"]["molecules"]:
