@@ -63,6 +63,10 @@ def test_each_finding_is_the_comparison_of_its_groups(replicas):
 
     mirror = _rows(rows, "S_T students mirror their teachers")[0]
     assert mirror["value"] == pytest.approx(1.0)  # seed means k/2 + 0.1 against k + 0.2
+    per_seed = _rows(rows, "single-teacher student and its teacher, one seed")
+    assert [(r["a"], r["b"]) for r in per_seed] == [(f"student-st_ei_ft_faa-{k}", f"teacher-{k}") for k in (1, 2, 3)]
+    assert [r["a_mean"] for r in per_seed] == pytest.approx([0.6, 1.1, 1.6])
+    assert [r["b_mean"] for r in per_seed] == pytest.approx([1.2, 2.2, 3.2])
     se = _rows(rows, "S_E student vs the ensemble")[0]
     assert se["value"] == pytest.approx(0.1)
 

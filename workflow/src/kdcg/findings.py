@@ -127,6 +127,10 @@ def findings(replicas: list[dict]) -> list[list]:
 
                 res = stats.pearsonr(*zip(*pairs))
                 r, p = float(res.statistic), float(res.pvalue)
+            for k in seeds:
+                rows.append(_row(3, "single-teacher student and its teacher, one seed", q, f"student-{variant}-{k}",
+                                 group_stats([s for s in by_variant[variant] if s["seed"] == k], q), f"teacher-{k}",
+                                 group_stats(teachers[k], q), "", None, None))
             rows.append(_row(3, "S_T students mirror their teachers", q, f"{variant} (per seed)",
                              group_stats(by_variant[variant], q), "its teachers (per seed)",
                              group_stats([s for k in seeds for s in teachers[k]], q),
