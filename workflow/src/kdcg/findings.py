@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from scipy import stats
 
 from .analysis import QUANTITIES
 
@@ -60,8 +61,6 @@ def welch(a: np.ndarray, b: np.ndarray) -> float | None:
     """Two-sided p of Welch's t-test; None with fewer than 2 values on a side."""
     if len(a) < 2 or len(b) < 2:
         return None
-    from scipy import stats
-
     p = stats.ttest_ind(a, b, equal_var=False).pvalue
     return float(p) if np.isfinite(p) else None
 
@@ -98,8 +97,6 @@ def findings(replicas: list[dict]) -> list[list]:
             groups = [g["values"] for g in per_seed.values() if len(g["values"]) >= 2]
             p = None
             if len(groups) >= 2:
-                from scipy import stats
-
                 p = float(stats.f_oneway(*groups).pvalue)
             pooled = group_stats(by_variant["teacher"], q)
             rows.append(_row(1, "teachers differ by seed", q, f"teachers ({len(per_seed)} seeds)",
@@ -123,8 +120,6 @@ def findings(replicas: list[dict]) -> list[list]:
             pairs = [(a, b) for a, b in zip(st, tt) if a is not None and b is not None]
             r = p = None
             if len(pairs) >= 3:
-                from scipy import stats
-
                 res = stats.pearsonr(*zip(*pairs))
                 r, p = float(res.statistic), float(res.pvalue)
             for k in seeds:
