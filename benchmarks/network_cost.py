@@ -109,6 +109,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one job per core)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--beads", type=int, default=216, help="beads per frame, rounded to a cube (216, 1000, ...)")
     args = ap.parse_args()
 
     import torch
@@ -117,7 +118,8 @@ def main() -> None:
 
     settings.WARN_LOW_DISTANCES = False  # a jittered lattice has a few close pairs; hippynn would print each
     torch.set_num_threads(args.threads)
-    species, R, cell = reline_frame(n_side=6, edge_A=26.22 * (216 / 200) ** (1 / 3))  # 216 beads, same density
+    n_side = round(args.beads ** (1 / 3))
+    species, R, cell = reline_frame(n_side=n_side, edge_A=26.22 * (n_side ** 3 / 200) ** (1 / 3))  # reline's density
     print(f"{len(species)}-bead frame, {device_description(args.threads)}; ms per evaluation (energy + forces, pairs included) "
           "and per training frame (batch 4)")
     print(f"{'network':<10} {'features':>8} {'sens.':>5} {'cutoff A':>8} {'eval ms':>8} {'train ms/frame':>15} "

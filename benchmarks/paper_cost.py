@@ -9,10 +9,12 @@ Measured in this process, one after another:
   - labels: one evaluation per frame, ms;
   - CG MD: ms per LAMMPS step of one model and of the 8-teacher ensemble (benchmarks/md.py).
 Then the counts of config/paper.yaml turn them into wall hours per job (at the threads used here)
-and core-hours per stage. Training is priced at its cap (max_epochs, no early stop): an upper
+and core-hours per stage; where PyTorch sees a GPU, the model stages are priced in GPU-hours (one
+GPU per job) and --gromacs-ns-day gives the all-atom rate measured elsewhere (a GPU node may
+have no gmx). Training is priced at its cap (max_epochs, no early stop): an upper
 bound. The last lines say how many resumes the longest job needs under a 48 h limit.
 
-    .venv/bin/python benchmarks/paper_cost.py [--threads 2]
+    .venv/bin/python benchmarks/paper_cost.py [--threads 2] [--gromacs-ns-day 5.26]
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20, help="MD steps timed per model")
+    ap.add_argument("--gromacs-ns-day", type=float, help="all-atom rate measured elsewhere (skips GROMACS here)")
     args = ap.parse_args()
 
     import torch
@@ -99,7 +102,7 @@ def main() -> None:
     t = args.threads
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ns_day = gromacs_ns_per_day(cfg, tmp / "aa", t)
+        ns_day = args.gromacs_ns_day or gromacs_ns_per_day(cfg, tmp / "aa", t)
         train_ms, eval_ms = training_ms_per_frame(cfg)
         species, R, cell = reline_frame()
         paths = save_random_models(cfg, 8, tmp / "models")
@@ -115,28 +118,34 @@ def main() -> None:
     n_frames = round(aa["production_ps"] / aa["output_interval_ps"])
     n_train = round(n_frames * (1 - tr["valid_fraction"] - tr["test_fraction"]))
     md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
-    # (stage, jobs, wall hours per job at `t` threads)
-    rows = [
-        ("AA NVT equilibration", 1, aa["equilibration_ps"] / 1000 / ns_day * 24),
-        ("AA NVT production", 1, aa["production_ps"] / 1000 / ns_day * 24),
-        ("teacher training (cap)", n_teachers, tr["max_epochs"] * n_train * train_ms / 3.6e6),
-        ("teacher labels", n_teachers, n_frames * eval_ms / 3.6e6),
-        ("student training (cap)", n_students, tr["max_epochs"] * n_train * train_ms / 3.6e6),
-        ("CG MD, one model", (n_teachers + n_students) * mdc["replicas"], md_steps * step_one / 3.6e6),
-        ("CG MD, ensemble", mdc["replicas"], md_steps * step_ens / 3.6e6),
-    ]
     from network_cost import device_description
+
+    from kdcg.training import compute_device
+
+    # a model job holds `t` cores, or one GPU where there is one
+    model_unit, model_per_job = ("GPU-h", 1) if compute_device().type == "cuda" else ("core-h", t)
+    # (stage, jobs, wall hours per job, unit, units held per job)
+    rows = [
+        ("AA NVT equilibration", 1, aa["equilibration_ps"] / 1000 / ns_day * 24, "core-h", t),
+        ("AA NVT production", 1, aa["production_ps"] / 1000 / ns_day * 24, "core-h", t),
+        ("teacher training (cap)", n_teachers, tr["max_epochs"] * n_train * train_ms / 3.6e6, model_unit, model_per_job),
+        ("teacher labels", n_teachers, n_frames * eval_ms / 3.6e6, model_unit, model_per_job),
+        ("student training (cap)", n_students, tr["max_epochs"] * n_train * train_ms / 3.6e6, model_unit, model_per_job),
+        ("CG MD, one model", (n_teachers + n_students) * mdc["replicas"], md_steps * step_one / 3.6e6, model_unit,
+         model_per_job),
+        ("CG MD, ensemble", mdc["replicas"], md_steps * step_ens / 3.6e6, model_unit, model_per_job),
+    ]
 
     print(f"config/paper.yaml on this machine ({device_description(t)}; GROMACS on {t} CPU threads), measured: GROMACS {ns_day:.2f} ns/day; "
           f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame; MD {step_one:.0f} ms/step one model, "
           f"{step_ens:.0f} ms/step ensemble")
-    print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'core-h total':>13} {'48 h resumes':>13}")
-    total = 0.0
-    for stage, jobs, hours in rows:
-        core_h = jobs * hours * t
-        total += core_h
-        print(f"{stage:<24} {jobs:>5} {hours:10.1f} {core_h:13.0f} {max(0, math.ceil(hours / LIMIT_H) - 1):>13}")
-    print(f"{'total':<24} {'':>5} {'':>10} {total:13.0f}")
+    print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'total':>10} {'unit':>7} {'48 h resumes':>13}")
+    totals: dict[str, float] = {}
+    for stage, jobs, hours, unit, per_job in rows:
+        amount = jobs * hours * per_job
+        totals[unit] = totals.get(unit, 0.0) + amount
+        print(f"{stage:<24} {jobs:>5} {hours:10.2f} {amount:10.1f} {unit:>7} {max(0, math.ceil(hours / LIMIT_H) - 1):>13}")
+    print("total: " + ", ".join(f"{amount:,.1f} {unit}" for unit, amount in totals.items()))
     longest = max(rows, key=lambda r: r[2])
     print(f"longest job: {longest[0]}, {longest[2]:.0f} h at {t} threads: {math.ceil(longest[2] / LIMIT_H)} submissions "
           f"of <= {LIMIT_H:.0f} h (Slurm retries >= {math.ceil(longest[2] / LIMIT_H) - 1}), each resuming from its checkpoint")

@@ -2,12 +2,15 @@
 instance per thread; kdcg.replica_batch) against the same replicas one after another (prints
 figures; asserts nothing).
 
-8 replicas of a 216-bead reline-density box (26.90 A; the default and study systems have 200)
-with a model of the given config's size (random weights: speed does not depend on them), NVT
-at 2 fs, in one process, side by side: aggregate MD steps per second and ns/day both ways.
-Goal on a 2-core machine: together >= 1.3 x one after another.
+8 replicas of a reline-density box (default 216 beads, 26.90 A; the default and study systems
+have 200; --beads 1000 is the paper's 44.84 A box) with a model of the given config's size
+(random weights: speed does not depend on them), NVT at --timestep-fs, in one process, side by
+side: aggregate MD steps per second and ns/day both ways. Goals: on a 2-core machine together
+>= 1.3 x one after another; on one GPU, 8 x 1,000 beads with the paper's model >= 20 ns/day in
+aggregate at 1 fs.
 
     .venv/bin/python benchmarks/replicas.py [--config config/config.yaml] [--replicas 8] [--ps 0.4]
+        [--beads 216] [--timestep-fs 2]
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def write_dataset(path: Path, n_frames: int = 8) -> None:
-    """Jittered-lattice frames in kdcg's dataset format (bead masses of reline)."""
+def write_dataset(path: Path, n_frames: int = 8, n_side: int = 6) -> None:
+    """Jittered-lattice frames of n_side**3 beads in kdcg's dataset format (reline's bead masses
+    and density: 200 beads in 26.22 A)."""
     import numpy as np
 
     from kdcg.units import DATASET_UNITS
     from training import reline_frame
 
-    edge = 26.22 * (216 / 200) ** (1 / 3)
-    frames = [reline_frame(n_side=6, edge_A=edge, seed=k) for k in range(n_frames)]
+    edge = 26.22 * (n_side ** 3 / 200) ** (1 / 3)
+    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
     species = frames[0][0]
     R = np.stack([f[1] for f in frames])
     np.savez(path, R=R, F=np.zeros_like(R), Z=np.tile(species, (n_frames, 1)), cell=np.stack([f[2] for f in frames]),
@@ -46,7 +50,10 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--ps", type=float, default=0.4, help="CG MD per replica (ps)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beads", type=int, default=216, help="beads per replica, rounded to a cube (216, 1000, ...)")
+    ap.add_argument("--timestep-fs", type=float, default=2.0)
     args = ap.parse_args()
+    n_side = round(args.beads ** (1 / 3))
 
     import yaml
     from hippynn import settings
@@ -56,7 +63,7 @@ def main() -> None:
 
     settings.WARN_LOW_DISTANCES = False
     cfg = yaml.safe_load(Path(args.config).read_text())
-    md_cfg = dict(cfg["md"], timestep_fs=2.0, equilibration_ps=0.0, n_samples=1, sample_interval_ps=args.ps,
+    md_cfg = dict(cfg["md"], timestep_fs=args.timestep_fs, equilibration_ps=0.0, n_samples=1, sample_interval_ps=args.ps,
                   thermo_interval_steps=50, restart_interval_steps=10 ** 6, max_energy_drift_per_bead_kcal_mol=1e6,
                   max_energy_per_bead_kcal_mol=1e6, min_distance_A=0.5, max_temperature_K=1e5)
     run_cfg = {"system": cfg["system"], "md": md_cfg}
@@ -64,7 +71,7 @@ def main() -> None:
     steps = round(args.ps * 1000 / md_cfg["timestep_fs"]) * len(replicas)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_dataset(tmp / "dataset.npz")
+        write_dataset(tmp / "dataset.npz", n_side=n_side)
         from kdcg.mapping import load_dataset
         from kdcg.provenance import dataset_fingerprint
 
@@ -81,11 +88,12 @@ def main() -> None:
     from network_cost import device_description
 
     m = cfg["model"]
-    print(f"{device_description(args.threads)}: {args.replicas} replicas x 216 beads x {args.ps} ps at 2 fs; model {m.get('network', 'HipnnQuad')} "
+    print(f"{device_description(args.threads)}: {args.replicas} replicas x {n_side ** 3} beads x {args.ps} ps at "
+          f"{args.timestep_fs:g} fs; model {m.get('network', 'HipnnQuad')} "
           f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A (random weights); {args.threads} torch threads")
     print(f"{'mode':<18} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
     for label, (wall, rate, bad) in rows.items():
-        print(f"{label:<18} {wall:8.1f} {rate:14.1f} {rate * 2e-6 * 86400:13.3f} {bad:>9}")
+        print(f"{label:<18} {wall:8.1f} {rate:14.1f} {rate * args.timestep_fs * 1e-6 * 86400:13.3f} {bad:>9}")
     ratio = rows["together"][1] / rows["one after another"][1]
     print(f"together / one after another: {ratio:.2f} x the throughput (goal >= 1.3)")
 

@@ -76,3 +76,16 @@ def test_batched_md_runs_on_cuda(trained_on_gpu, name, tmp_path, monkeypatch):
     sched = md.Schedule.from_config(MD_CONFIG)
     assert [r["status"] for r in results] == ["stable", "stable"]
     assert all(r["step"] == sched.total_steps and r["ns_per_day"] > 0 for r in results)
+
+
+def test_labels_made_on_cuda_equal_the_cpu_labels(trained_on_gpu, tmp_path, monkeypatch):
+    """The teacher labels of the fixture were predicted on CUDA (KDCG_DEVICE=cuda)."""
+    monkeypatch.setenv("KDCG_DEVICE", "cpu")
+    training.label_frames(trained_on_gpu / "teacher-1" / "model.pt", trained_on_gpu / "dataset.npz", tmp_path / "cpu.npz")
+    gpu, cpu = np.load(trained_on_gpu / "labels-1.npz"), np.load(tmp_path / "cpu.npz")
+    assert set(gpu.files) == set(cpu.files)
+    for key in gpu.files:
+        if np.issubdtype(gpu[key].dtype, np.floating):
+            np.testing.assert_allclose(gpu[key], cpu[key], atol=1e-3, rtol=1e-4, err_msg=key)
+        else:
+            np.testing.assert_array_equal(gpu[key], cpu[key], err_msg=key)

@@ -346,7 +346,7 @@ def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dic
     trained graph module, evaluated in batches of frames."""
     from hippynn.graphs import Predictor
 
-    pred = Predictor.from_graph(graph, return_device=torch.device("cpu"))
+    pred = Predictor.from_graph(graph, model_device=compute_device(), return_device=torch.device("cpu"))
     species, positions, cells = (torch.as_tensor(np.asarray(x)) for x in (species, positions, cells))
     outs = {k: [] for k in OUTPUTS}
     for i in range(0, len(species), batch_size):
