@@ -78,7 +78,8 @@ def test_the_front_page_says_what_each_scale_can_show():
     def load(name):
         return yaml.safe_load((REPO / name).read_text())
 
-    assert "cannot show them" in what_it_shows(load("config/config.yaml"))  # 0.4 ps, 4 epochs
+    default = what_it_shows(load("config/config.yaml"))  # 3 ps, at most 20 epochs
+    assert "3 ps of CG MD" in default and "cannot show them" in default and "at most 20 epochs" in default
     study = what_it_shows(load("config/study.yaml"))
     assert "40 ps of CG MD, the onset" in study and "4 replicas" in study and "findings.csv" in study
     assert "long enough for the instabilities" in what_it_shows(load("config/paper.yaml"))

@@ -81,13 +81,57 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
     outputs = tm.model(*[batch[k] for k in db_info["inputs"]])
     value = tm.loss(*outputs, *[batch[k] for k in db_info["targets"]])[0].item()
 
-    pred = training.predict_arrays(training.output_graph(tm.model), arrays[DB_SPECIES][:3], arrays[DB_POSITIONS][:3], arrays[DB_CELLS][:3])
+    graph = training.inference_graph(tm.model, SMALL_TRAINING_CONFIG["model"], 3, prior)
+    pred = training.predict_arrays(graph, arrays[DB_SPECIES][:3], arrays[DB_POSITIONS][:3], arrays[DB_CELLS][:3])
     we, wei, wt, waa = PAPER_WEIGHTS[name]
     expect = (we * _rmse_mae(pred["energy"], labels["energy"][:3]) / N
               + wei * _rmse_mae(pred["bead_energies"], labels["bead_energies"][:3])
               + wt * _rmse_mae(pred["forces"], labels["forces"][:3])
               + waa * _rmse_mae(pred["forces"], data["F"][:3]))
     assert value == pytest.approx(expect, rel=2e-5)
+
+
+@pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
+def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_search(name, workdir):
+    """The fast path (pairs found once per frame, kdcg.pairs.cache_training_pairs) against the
+    plain one (a KD-tree search per batch), on the whole training split."""
+    from hippynn.databases import Database
+    from hippynn.experiment.assembly import assemble_for_training
+
+    from kdcg.pairs import cache_training_pairs
+    from kdcg.splits import apply_to_database, split_frames
+
+    data = load_dataset(workdir / "dataset.npz")
+    prior = read_prior(workdir / "prior.json", data)
+    n, N = data["R"].shape[:2]
+    rng = np.random.default_rng(2)
+    labels = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
+    torch.manual_seed(0)
+    m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
+    variant = variants.get_variant(name)
+    total, _ = training.student_loss(m, variant, N)
+    tm, db_info = assemble_for_training(total, {"TotalLoss": total})
+    database = Database(training.database_arrays(data, labels if variant.is_student else None), seed=0, quiet=True,
+                        pin_memory=False, **db_info)
+    apply_to_database(database, split_frames(n, SMALL_TRAINING_CONFIG["training"]))
+    train = database.splits["train"]
+
+    def loss_and_gradients(modules, info):
+        modules.model.zero_grad()
+        outputs = modules.model(*[train[k] for k in info["inputs"]])
+        loss = modules.loss(*outputs, *[train[k] for k in info["targets"]])[0]
+        loss.backward()
+        return loss.item(), {k: p.grad.clone() for k, p in modules.model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain_grads = loss_and_gradients(tm, db_info)
+    cache_training_pairs(tm.model, database, torch.device("cpu"), SMALL_TRAINING_CONFIG["model"]["dist_hard_max_A"])
+    cached_tm, cached_info = assemble_for_training(total, {"TotalLoss": total})
+    assert len(cached_info["inputs"]) == len(db_info["inputs"]) + 1  # the cached pairs
+    cached_loss, cached_grads = loss_and_gradients(cached_tm, cached_info)
+    assert cached_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert cached_grads.keys() == plain_grads.keys() and len(plain_grads) > 0
+    for k in plain_grads:
+        torch.testing.assert_close(cached_grads[k], plain_grads[k], rtol=1e-4, atol=1e-6)
 
 
 def test_forces_are_minus_the_energy_gradient_prior_included(teacher, workdir):
@@ -288,10 +332,13 @@ def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir
     with pytest.raises(_Killed):
         training.train(*args, tmp_path / "killed", cfg)
     assert not (tmp_path / "killed" / "model.pt").exists()
+    first_job_s = float((tmp_path / "killed" / training.TRAIN_SECONDS_FILE).read_text())
+    assert first_job_s > 0
     monkeypatch.setattr(training.EpochCheckpoint, "__call__", original)
     torch.manual_seed(12345)  # whatever this process did since: the checkpoint restores its own RNG state
     resumed = training.train(*args, tmp_path / "killed", cfg)
     assert resumed["resumed"] is True
+    assert resumed["train_seconds"] > first_job_s  # both jobs' epochs counted
     a, b = _state(tmp_path / "straight"), _state(tmp_path / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["weights_sha256"] == straight["weights_sha256"]

@@ -1,5 +1,5 @@
-"""Pair lists for CG MD: a Verlet list that is rebuilt only when some bead has moved more
-than half the skin since the last build.
+"""Pair lists: for CG MD a Verlet list that is rebuilt only when some bead has moved more
+than half the skin since the last build; for training, the pairs of every frame found once.
 
 hippynn's pair memory (``KDTreePairsMemory``) reuses pairs between calls, but its rebuild test
 sums the squared displacements over all beads before taking the maximum over x, y, z; with
@@ -10,6 +10,8 @@ bead's own displacement, as a Verlet list does.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from hippynn.layers.pairs.dispatch import KDTreePairsMemory
@@ -45,3 +47,22 @@ def use_verlet_pairs(graph: torch.nn.Module, skin_A: float) -> int:
             module.set_skin(float(skin_A))
             n += 1
     return n
+
+
+def cache_training_pairs(model, database, device: torch.device, cutoff_A: float) -> None:
+    """Find the pairs of every frame of every split once (hippynn's ``precompute_pairs``) and
+    let the training graph read them from the database, instead of a KD-tree search per batch
+    per epoch: the training frames never change. Only the search is skipped; distances (and
+    their gradients) are computed from the positions as before. Reassemble the training modules
+    afterwards, and save a graph with its own pair search (kdcg.training.inference_graph)."""
+    import numpy as np
+    from hippynn.experiment import assembly
+    from hippynn.graphs.nodes.pairs import KDTreePairsMemory as KDTreePairsMemoryNode
+
+    # hippynn caches the output of a periodic pair finder; its KD-tree finder gives the same
+    # outputs but is not on hippynn's list
+    assembly._PAIRCACHE_COMPATIBLE_COMPUTERS.add(KDTreePairsMemoryNode)
+    cells = np.concatenate([np.asarray(split["cells"]) for split in database.splits.values()])
+    shortest_edge = float(np.min(np.linalg.norm(cells, axis=-1)))
+    n_images = max(1, math.ceil(cutoff_A / shortest_edge))  # periodic images the cutoff can reach
+    assembly.precompute_pairs(model, database, batch_size=8, device=device, n_images=n_images)

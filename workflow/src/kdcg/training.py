@@ -33,6 +33,7 @@ from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_
                     DB_SPECIES, CGModel, build_model)
 from .splits import apply_to_database, split_frames
 from .provenance import check_same_dataset, comparable, dataset_fingerprint, weights_sha256, without_path
+from .pairs import cache_training_pairs
 from .prior import read_prior
 from .variants import Variant, get_variant
 
@@ -163,12 +164,18 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class EpochCheckpoint:
-    """After every epoch: stop on a non-finite loss, else save ``last_checkpoint.pt``."""
+# the training graph's form: a checkpoint holds the graph, so one of another form is not resumed
+TRAINING_GRAPH = "pairs cached in the database"
+TRAIN_SECONDS_FILE = "train_seconds.txt"  # wall seconds of the epochs up to last_checkpoint.pt, all jobs
 
-    def __init__(self, folder: Path, model, controller, metric_tracker, started: float):
+
+class EpochCheckpoint:
+    """After every epoch: stop on a non-finite loss, else save ``last_checkpoint.pt`` and the
+    wall seconds spent up to it (earlier jobs of a resumed training included)."""
+
+    def __init__(self, folder: Path, model, controller, metric_tracker, started: float, earlier_s: float = 0.0):
         self.folder, self.model, self.controller, self.tracker = folder, model, controller, metric_tracker
-        self.started = started
+        self.started, self.earlier_s = started, earlier_s
         self.last_good = None
         self.epochs_here = 0  # epochs run by this process (a resumed job starts later)
 
@@ -189,6 +196,7 @@ class EpochCheckpoint:
             self.tracker.best_model = copy.deepcopy(self.model.state_dict())
         state = serialization.create_state(self.model, self.controller, self.tracker)
         write_torch(state, self.folder / "last_checkpoint.pt")
+        (self.folder / TRAIN_SECONDS_FILE).write_text(f"{self.earlier_s + time.time() - self.started:.1f}\n")
         self.last_good = f"{self.folder / 'last_checkpoint.pt'} (epoch {epoch})"
         # epochs left: up to max_epochs, fewer if early stopping comes first (its bound moves)
         done, bound = epoch + 1, int(self.controller.max_epochs)
@@ -247,18 +255,25 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     m = build_model(mcfg, len(data["species_names"]), prior)
     total, terms = student_loss(m, variant, n_beads)
     plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(25, tcfg["max_epochs"] // 4))
-    training_modules, db_info = assemble_for_training(total, validation_losses(m, total, variant.is_student), plot_maker=plots)
+    validation = validation_losses(m, total, variant.is_student)
+    training_modules, db_info = assemble_for_training(total, validation, plot_maker=plots)
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], quiet=True, pin_memory=False, **db_info)
     splits = split_frames(n_frames, tcfg)
     apply_to_database(database, splits)
+    cache_training_pairs(training_modules.model, database, device, mcfg["dist_hard_max_A"])
+    training_modules, db_info = assemble_for_training(total, validation, plot_maker=plots)
+    database.inputs = db_info["inputs"]
 
     # where files live is not an input: a moved checkout resumes
-    fingerprint = _fingerprint(variant.name, seed, cfg["model"], without_path(prior), tcfg, comparable(dataset_fingerprint(data)),
+    fingerprint = _fingerprint(TRAINING_GRAPH, variant.name, seed, cfg["model"], without_path(prior), tcfg, comparable(dataset_fingerprint(data)),
                                None if labels is None else hashlib.sha256(labels["forces"].tobytes()).hexdigest())
     stamp = out_dir / "inputs.sha256"
     resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()
                  and (out_dir / "experiment_structure.pt").is_file())
     started = time.time()
+    # a killed job's epochs after its last checkpoint are run again, so they are not counted
+    earlier_s = float((out_dir / TRAIN_SECONDS_FILE).read_text()) \
+        if resumable and (out_dir / TRAIN_SECONDS_FILE).is_file() else 0.0
     print(f"[kdcg] {variant.name} seed {seed} on {device}: {n_frames} frames x {n_beads} beads, loss terms "
           + ", ".join(f"{w:g} x (RMSE+MAE)[{k}]" for k, (w, _) in terms.items()), flush=True)
     with contextlib.chdir(out_dir):
@@ -269,7 +284,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
             print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
         else:
-            for stale in ("last_checkpoint.pt", "best_checkpoint.pt", "experiment_structure.pt"):
+            for stale in ("last_checkpoint.pt", "best_checkpoint.pt", "experiment_structure.pt", TRAIN_SECONDS_FILE):
                 Path(stale).unlink(missing_ok=True)
             optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=tcfg["learning_rate"])
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tcfg["plateau_factor"],
@@ -280,7 +295,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                                             fraction_train_eval=0.25, stopping_key="TotalLoss")
             training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
-        epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started)
+        epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started, earlier_s)
         # controller.max_epochs includes early stopping (PatienceController)
         if controller.current_epoch < controller.max_epochs:
             train_model(training_modules, database, controller, tracker, callbacks=[epoch_cb],
@@ -291,14 +306,14 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     training_modules.model.to("cpu")  # saved models load anywhere; held-out metrics on the CPU
     if tracker.best_model is not None:
         training_modules.model.load_state_dict(tracker.best_model)
-    best = output_graph(training_modules.model)
+    best = inference_graph(training_modules.model, mcfg, len(data["species_names"]), prior)
     metrics = held_out_metrics(best, database, variant)
     history = [{"epoch": i, **{split: float(v["TotalLoss"]) for split, v in em.items()}}
                for i, em in enumerate(tracker.epoch_metric_values)]
     metrics.update({"variant": variant.name, "seed": seed, "epochs": int(controller.current_epoch), "loss_history": history,
                     "weights_sha256": weights_sha256(best), "dataset": dataset_fingerprint(data),
                     "best_epoch": int(getattr(controller, "last_best", -1)),
-                    "train_seconds": round(time.time() - started, 1), "resumed": resumable,
+                    "train_seconds": round(earlier_s + time.time() - started, 1), "resumed": resumable,
                     "split_mode": tcfg["split_mode"], "test_frames": splits["test"].tolist(),
                     "valid_frames": splits["valid"].tolist(),
                     "n_train": int(len(database.splits["train"][DB_SPECIES])),
@@ -312,17 +327,29 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
 OUTPUTS = ("forces", "bead_energies", "energy")
 
 
-def output_graph(train_graph):
-    """A graph module of the model's inputs and its three outputs, sharing the weights of the
-    trained graph (found by name, so it works on a graph restored from a checkpoint too; the
-    training graph itself holds only what its loss needs)."""
-    from hippynn.graphs import GraphModule, find_unique_relative
+def inference_graph(train_graph, model_cfg: dict, n_species: int, prior: dict):
+    """The model to save: inputs species, positions, cells; outputs forces, bead energies,
+    energy; its own pair search (the training graph reads cached pairs from the database) and
+    the trained weights (the training graph, restored from a checkpoint too, holds every
+    weighted module: they all feed the energy)."""
+    from hippynn.graphs import GraphModule
 
-    anchor = train_graph.input_nodes
-    inputs = [find_unique_relative(anchor, lambda n, k=k: getattr(n, "db_name", None) == k and not n.parents)
-              for k in (DB_SPECIES, DB_POSITIONS, DB_CELLS)]
-    outputs = [find_unique_relative(anchor, lambda n, k=k: n.name == k) for k in OUTPUTS]
-    return GraphModule(inputs, outputs)
+    m = build_model(model_cfg, n_species, prior)
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
+    # a graph module names its modules by position; nodes keep the names build_model gives them
+    def all_nodes(g):
+        return set(g.nodes_to_compute).union(*(n.get_all_parents() for n in g.nodes_to_compute))
+
+    def modules(g):  # input nodes have no module
+        return {n.name: n.torch_module for n in all_nodes(g) if isinstance(getattr(n, "torch_module", None), torch.nn.Module)}
+
+    trained = modules(train_graph)
+    for name, module in modules(graph).items():
+        if module.state_dict():
+            if name not in trained:
+                raise RuntimeError(f"the trained graph has no node {name!r}")
+            module.load_state_dict(trained[name].state_dict())
+    return graph
 
 
 def held_out_metrics(model, database, variant: Variant) -> dict:
