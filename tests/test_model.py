@@ -34,3 +34,26 @@ def test_each_network_gives_forces_minus_the_energy_gradient(network):
         minus[0, bead, axis] -= h
         numeric = -(graph(Z, plus, C)[1] - graph(Z, minus, C)[1]).item() / (2 * h)
         assert forces[0, bead, axis].item() == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("kernels", ["", "False"])
+def test_hippynn_imported_through_kdcg_uses_its_numba_kernels_and_leaves_torch_compile_alone(kernels):
+    """kdcg.hippynn_import skips hippynn's torch.compile wrapper only where that kernel is not used."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO, venv_env
+
+    probe = ("import sys, json, torch; sys.path.insert(0, 'workflow/src'); compile_before = torch.compile; "
+             "import kdcg.model; import hippynn.custom_kernels as ck; "
+             "print(json.dumps([ck.CUSTOM_KERNELS_ACTIVE, torch.compile is compile_before, 'torch._dynamo' in sys.modules]))")
+    env = dict(venv_env(), HIPPYNN_USE_CUSTOM_KERNELS=kernels) if kernels else venv_env()
+    env.pop("HIPPYNN_USE_CUSTOM_KERNELS", None) if not kernels else None
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    active, compile_restored, dynamo_imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert compile_restored
+    if kernels:  # hippynn's own torch kernels: compiled, as hippynn does it
+        assert active == "pytorch" and dynamo_imported
+    else:
+        assert active == "numba" and not dynamo_imported

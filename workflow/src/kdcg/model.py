@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import hippynn_import  # noqa: F401  (before the first hippynn import)
 from hippynn.graphs import IdxType
 from hippynn.graphs.nodes.base import ExpandParents, MultiNode
 from hippynn.graphs.nodes.base.algebra import AddNode

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from . import hippynn_import  # noqa: F401  (before the first hippynn import)
 from hippynn.layers.pairs.dispatch import KDTreePairsMemory
 
 

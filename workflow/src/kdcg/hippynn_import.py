@@ -1,0 +1,33 @@
+"""hippynn, imported without the ~4 s of torch.compile machinery it does not need here.
+
+On import, hippynn wraps one of its custom-kernel implementations (``pytorch``) in
+``torch.compile``, which imports TorchDynamo and Inductor: about half of the import time of
+every kdcg job (measured: 7.7-9.0 s for ``import torch, hippynn`` against 4.3-4.4 s with this
+module, on the 2-core machine). kdcg runs hippynn's numba kernels on the CPU and its triton or
+numba kernels on a GPU, never the compiled ``pytorch`` ones, so the wrapper is skipped while
+hippynn is imported (left uncompiled, that implementation still computes the same numbers).
+With ``HIPPYNN_USE_CUSTOM_KERNELS=pytorch`` (or ``False``, which means the same to hippynn)
+hippynn is imported as it is.
+
+Import this module before the first ``hippynn`` import of a process (kdcg.model and kdcg.pairs
+do).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+if "hippynn" not in sys.modules and os.environ.get("HIPPYNN_USE_CUSTOM_KERNELS", "").lower() not in ("pytorch", "false"):
+    _compile = torch.compile
+
+    def _not_compiled(model=None, **kwargs):
+        return model if model is not None else (lambda fn: fn)
+
+    torch.compile = _not_compiled
+    try:
+        import hippynn  # noqa: F401
+    finally:
+        torch.compile = _compile
