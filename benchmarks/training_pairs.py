@@ -72,7 +72,7 @@ def main() -> None:
     train = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in database.splits["train"].items()}
 
     def epoch(modules, db_info) -> float:
-        modules.model.to(device)
+        modules.model.to(device), modules.loss.to(device)  # the loss graph indexes species too
         opt = torch.optim.Adam(modules.model.parameters(), lr=1e-4)
         start = time.perf_counter()
         for i in range(0, args.frames, batch_size):

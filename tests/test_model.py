@@ -57,3 +57,43 @@ def test_hippynn_imported_through_kdcg_uses_its_numba_kernels_and_leaves_torch_c
         assert active == "pytorch" and dynamo_imported
     else:
         assert active == "numba" and not dynamo_imported
+
+
+def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
+    """Whichever kdcg module a job imports first, hippynn is imported through kdcg.hippynn_import:
+    each hippynn import has one of it (or of a module importing it at its top) before it, in its
+    own function or at the module's top level."""
+    import ast
+
+    from conftest import REPO
+
+    package = REPO / "workflow" / "src" / "kdcg"
+    guards = {"hippynn_import", "model", "pairs", "training"}  # these import it at their top level
+
+    def is_hippynn(node):
+        return (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] == "hippynn") or \
+            (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "hippynn" for a in node.names))
+
+    def is_guard(node):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            return (node.module in guards) or (node.module is None and any(a.name in guards for a in node.names))
+        return False
+
+    unguarded = []
+
+    def visit(body, guard_lines, name):
+        """Statements in order; a guard seen so far covers what follows it, nested scopes included."""
+        for node in body:
+            if is_guard(node):
+                guard_lines = guard_lines + [node.lineno]
+            if is_hippynn(node) and not guard_lines:
+                unguarded.append(f"{name}:{node.lineno}")
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(node, field, None)
+                if isinstance(inner, list):
+                    visit(inner, guard_lines, name)
+
+    for path in sorted(package.glob("*.py")):
+        if path.name != "hippynn_import.py":
+            visit(ast.parse(path.read_text()).body, [], path.name)
+    assert not unguarded, f"hippynn imported before kdcg.hippynn_import: {unguarded}"

@@ -68,6 +68,7 @@ class ModelForces:
     """Energy and forces of a saved kdcg model (single or ensemble) on one periodic frame."""
 
     def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None):
+        from . import hippynn_import  # noqa: F401  (before the first hippynn import)
         from hippynn import settings
 
         from .training import compute_device, load_model
@@ -156,6 +157,8 @@ def export_mliap(model_path: Path, out: Path) -> None:
     ``pair_coeff * * <species names in type order>``. Energies kcal/mol, distances Angstrom
     (``units real``)."""
     import torch
+
+    from . import hippynn_import  # noqa: F401  (before the first hippynn import)
     from hippynn.interfaces.lammps_interface import MLIAPInterface
 
     from .model import graph_node
