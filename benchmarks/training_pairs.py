@@ -99,9 +99,10 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in med.items():
         print(f"{k:<24} {v:12.3f} {1000 * v / args.frames:13.2f}")
+    saving = med["pair search per batch"] - med["pairs cached"]
+    pays_back = f"repaid after {cache_s / saving:.1f} epochs" if saving > 0 else "no saving per epoch here"
     print(f"cached / per batch: {med['pairs cached'] / med['pair search per batch']:.2f} of the time per epoch; "
-          f"finding the pairs once: {cache_s:.2f} s (about {cache_s / max(1e-9, med['pair search per batch'] - med['pairs cached']):.1f} "
-          "epochs' saving)")
+          f"finding the pairs once: {cache_s:.2f} s ({pays_back})")
 
 
 if __name__ == "__main__":
