@@ -7,7 +7,8 @@ module, on the 2-core machine). kdcg runs hippynn's numba kernels on the CPU and
 numba kernels on a GPU, never the compiled ``pytorch`` ones, so the wrapper is skipped while
 hippynn is imported (left uncompiled, that implementation still computes the same numbers).
 With ``HIPPYNN_USE_CUSTOM_KERNELS=pytorch`` (or ``False``, which means the same to hippynn)
-hippynn is imported as it is.
+hippynn is imported as it is. On a GPU machine whose hippynn picks its triton kernels, triton's
+own import brings Dynamo in anyway (seen on an H200), so the saving is the CPU jobs'.
 
 Import this module before the first ``hippynn`` import of a process (kdcg.model and kdcg.pairs
 do).
