@@ -114,12 +114,12 @@ def main() -> None:
 
     import torch
     from hippynn import settings
-    from training import reline_frame
+    from training import reline_edge_A, reline_frame
 
     settings.WARN_LOW_DISTANCES = False  # a jittered lattice has a few close pairs; hippynn would print each
     torch.set_num_threads(args.threads)
     n_side = round(args.beads ** (1 / 3))
-    species, R, cell = reline_frame(n_side=n_side, edge_A=26.22 * (n_side ** 3 / 200) ** (1 / 3))  # reline's density
+    species, R, cell = reline_frame(n_side=n_side, edge_A=reline_edge_A(n_side ** 3))
     print(f"{len(species)}-bead frame, {device_description(args.threads)}; ms per evaluation (energy + forces, pairs included) "
           "and per training frame (batch 4)")
     print(f"{'network':<10} {'features':>8} {'sens.':>5} {'cutoff A':>8} {'eval ms':>8} {'train ms/frame':>15} "

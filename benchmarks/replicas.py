@@ -33,9 +33,9 @@ def write_dataset(path: Path, n_frames: int = 8, n_side: int = 6) -> None:
     import numpy as np
 
     from kdcg.units import DATASET_UNITS
-    from training import reline_frame
+    from training import reline_edge_A, reline_frame
 
-    edge = 26.22 * (n_side ** 3 / 200) ** (1 / 3)
+    edge = reline_edge_A(n_side ** 3)
     frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
     species = frames[0][0]
     R = np.stack([f[1] for f in frames])

@@ -21,6 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def reline_edge_A(n_beads: int) -> float:
+    """Edge (A) of a cubic box of n_beads at reline's density (200 beads in 26.22 A)."""
+    return 26.22 * (n_beads / 200) ** (1 / 3)
+
+
 def reline_frame(n_side: int = 10, edge_A: float = 44.84, seed: int = 0):
     """1,000 beads (250 Cho, 250 Cl, 500 urea) on a jittered lattice at the paper's density."""
     import numpy as np

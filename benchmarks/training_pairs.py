@@ -40,7 +40,7 @@ def main() -> None:
     from hippynn.databases import Database
     from hippynn.experiment.assembly import assemble_for_training
     from network_cost import device_description
-    from training import reline_frame
+    from training import reline_edge_A, reline_frame
 
     from kdcg.model import build_model
     from kdcg.pairs import cache_training_pairs
@@ -52,7 +52,7 @@ def main() -> None:
     device = compute_device()
     cfg = yaml.safe_load(Path(args.config).read_text())
     n_side = round(args.beads ** (1 / 3))
-    edge = 26.22 * (n_side ** 3 / 200) ** (1 / 3)
+    edge = reline_edge_A(n_side ** 3)
     frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(args.frames)]
     R = np.stack([f[1] for f in frames])
     data = {"Z": np.stack([f[0] for f in frames]), "R": R, "cell": np.stack([f[2] for f in frames]),

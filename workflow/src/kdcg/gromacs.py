@@ -172,7 +172,7 @@ def run_stage(stage: str, config: dict, structure: Path, topology: Path, stage_d
         gromacs.grompp(**grompp_args)
         stamp.write_text(fingerprint)
     # -reprod: on several OpenMP threads mdrun otherwise varies from run to run (two fresh runs
-    # of the default config minimised to different structures); measured at no clear cost here
+    # of the default config minimised to different structures); its speed cost is not benchmarked
     mdrun_args = dict(s=str(tpr), deffnm=str(deffnm), ntmpi=1, ntomp=threads, reprod=True)
     if stage != "em":  # -v: mdrun's progress and time-to-finish estimate in the log
         mdrun_args.update(v=True, cpi=str(cpt), cpt=config["aa_md"]["checkpoint_interval_min"])

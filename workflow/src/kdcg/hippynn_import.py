@@ -2,8 +2,8 @@
 
 On import, hippynn wraps one of its custom-kernel implementations (``pytorch``) in
 ``torch.compile``, which imports TorchDynamo and Inductor: about half of the import time of
-every kdcg job (measured: 7.7-9.0 s for ``import torch, hippynn`` against 4.3-4.4 s with this
-module, on the 2-core machine). kdcg runs hippynn's numba kernels on the CPU and its triton or
+every kdcg job (benchmarks/imports.py on the 2-core machine: 7.1 s for ``import torch,
+hippynn`` against 4.0 s through this module). kdcg runs hippynn's numba kernels on the CPU and its triton or
 numba kernels on a GPU, never the compiled ``pytorch`` ones, so the wrapper is skipped while
 hippynn is imported (left uncompiled, that implementation still computes the same numbers).
 With ``HIPPYNN_USE_CUSTOM_KERNELS=pytorch`` (or ``False``, which means the same to hippynn)
