@@ -103,7 +103,8 @@ def write_pair_dataset(path: Path, n_frames: int = 12, n_side: int = 3, edge_A: 
 SMALL_TRAINING_CONFIG = {
     "model": {"network": "HipnnQuad", "n_features": 8, "n_sensitivities": 6, "n_interaction_layers": 1, "n_atom_layers": 1,
               "dist_soft_min_A": 2.0, "dist_soft_max_A": 6.0, "dist_hard_max_A": 7.0},
-    "prior": {"rdf_threshold": 0.01, "rdf_bin_A": 0.1, "dr_A": 0.15, "fraction_at_taper": 0.05},
+    "prior": {"taper_estimator": "edge_fit", "rdf_threshold": 0.01, "rdf_bin_A": 0.1,
+              "edge_fit_g_top": 0.5, "edge_fit_window_A": 1.5, "dr_A": 0.15, "fraction_at_taper": 0.05},
     "training": {"teacher_seeds": [1, 2], "student_variants": ["st_ei_faa", "se_ei_ft_faa"], "split_seed": 0, "split_mode": "blocks", "split_blocks": 6,
                  "valid_fraction": 0.17, "test_fraction": 0.17,
                  "learning_rate": 3e-3, "batch_size": 2, "eval_batch_size": 4, "max_epochs": 2,

@@ -13,13 +13,15 @@ def minimum_image(d: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return d - edges * np.round(d / edges)
 
 
-def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, r_max_A: float,
-        dr_A: float) -> tuple[np.ndarray, np.ndarray]:
-    """g_ab(r) averaged over frames.
+def pair_histogram(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, r_max_A: float,
+                   dr_A: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair counts of each frame and their ideal-gas expectation, shell by shell.
 
     R: (frames, beads, 3) A; cells: (frames, 3, 3) orthorhombic, A; masks select beads of
     species a and b. r_max must not exceed half the shortest box edge (minimum image).
-    Returns bin centres (A) and g(r) on the uniform grid [0, r_max) of width dr.
+    Returns bin centres (A) on the uniform grid [0, r_max) of width dr, and (frames, bins)
+    arrays of counted pairs and of the pairs an ideal gas of the same density would put there;
+    g(r) of any set of frames is the ratio of their sums.
     """
     R = np.asarray(R, dtype=np.float64)
     edges_all = np.stack([np.diag(c) for c in np.asarray(cells, dtype=np.float64)])
@@ -27,12 +29,12 @@ def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray
         raise ValueError(f"r_max {r_max_A} A exceeds half the shortest box edge {0.5 * edges_all.min():.3f} A")
     bins = np.arange(0.0, r_max_A + 0.5 * dr_A, dr_A)
     bins = bins[bins <= r_max_A + 1e-9]
-    counts = np.zeros(len(bins) - 1)
+    counts = np.zeros((len(R), len(bins) - 1))
+    ideal = np.zeros((len(R), len(bins) - 1))
     ia, ib = np.flatnonzero(mask_a), np.flatnonzero(mask_b)
     same = np.array_equal(ia, ib)
-    ideal = 0.0
     shell = 4.0 / 3.0 * np.pi * (bins[1:] ** 3 - bins[:-1] ** 3)
-    for x, edges in zip(R, edges_all):
+    for i, (x, edges) in enumerate(zip(R, edges_all)):
         d = minimum_image(x[ia][:, None, :] - x[ib][None, :, :], edges)
         r = np.sqrt((d * d).sum(-1))
         if same:
@@ -41,9 +43,16 @@ def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray
         else:
             r = r.ravel()
             n_pairs = float(len(ia) * len(ib))
-        counts += np.histogram(r, bins=bins)[0]
-        ideal += n_pairs / np.prod(edges) * shell
-    return 0.5 * (bins[1:] + bins[:-1]), counts / ideal
+        counts[i] = np.histogram(r, bins=bins)[0]
+        ideal[i] = n_pairs / np.prod(edges) * shell
+    return 0.5 * (bins[1:] + bins[:-1]), counts, ideal
+
+
+def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, r_max_A: float,
+        dr_A: float) -> tuple[np.ndarray, np.ndarray]:
+    """g_ab(r) averaged over frames (arguments as ``pair_histogram``): bin centres (A), g."""
+    r, counts, ideal = pair_histogram(R, cells, mask_a, mask_b, r_max_A, dr_A)
+    return r, counts.sum(0) / ideal.sum(0)
 
 
 # --------------------------------------------------------------------------- all distributions of a trajectory
