@@ -1,12 +1,15 @@
 """Training and inference figures of the CG model on this machine (prints them; asserts nothing).
 
-For a 1,000-bead reline-density frame (44.84 A box) at the paper's model size and cutoff:
-  - one energy + force evaluation (pair finding included), ms, with and without hippynn's
-    numba CPU kernels;
+For a reline-density frame (1,000 beads in a 44.84 A box unless --beads says otherwise) at the
+config's model size and cutoff:
+  - hippynn's CPU kernels side by side: numba (kdcg's on a CPU) against its plain pytorch
+    implementation (uncompiled, as kdcg.hippynn_import leaves it): ms per energy + force
+    evaluation (pair finding included) of one frame and of 4 frames, and ms per training step
+    (forces loss, Adam) on 4 frames; each kernel in its own process with every thread pool held
+    to --threads, the two alternating --rounds times, medians;
   - training throughput (frames/s) and peak memory per frame, for several batch sizes.
-Each setting runs in its own process, side by side in one invocation, so ratios are fair.
 
-    .venv/bin/python benchmarks/training.py [--config config/paper.yaml] [--batches 1 2 4 8]
+    .venv/bin/python benchmarks/training.py [--config config/paper.yaml] [--beads 1000] [--batches 1 2 4 8]
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+KERNELS = ("numba", "pytorch")
 
 
 def reline_edge_A(n_beads: int) -> float:
@@ -51,8 +56,12 @@ def worker(args) -> dict:
     from kdcg.model import build_model
 
     torch.set_num_threads(args.threads)
+    import hippynn
+
+    hippynn.custom_kernels.set_custom_kernels(args.kernels)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    species, R, cell = reline_frame()
+    n_side = round(args.beads ** (1 / 3))
+    species, R, cell = reline_frame(n_side, reline_edge_A(n_side ** 3))
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
     torch.manual_seed(0)
     m = build_model(cfg["model"], 3, prior)
@@ -94,10 +103,11 @@ def worker(args) -> dict:
 
 
 def run_child(kind: str, kernels: str, batch: int, ns) -> dict:
-    env = dict(os.environ, HIPPYNN_USE_CUSTOM_KERNELS=kernels)
     cmd = [sys.executable, __file__, "--worker", kind, "--batch", str(batch), "--config", ns.config,
-           "--threads", str(ns.threads), "--repeats", str(ns.repeats)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+           "--threads", str(ns.threads), "--repeats", str(ns.repeats), "--kernels", kernels, "--beads", str(ns.beads)]
+    # every thread pool held to --threads, as `kdcg train --threads` holds a job's (numba's would take every core)
+    env = dict(os.environ, **{v: str(ns.threads) for v in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -109,6 +119,9 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3, help="processes per kernel and measurement")
+    p.add_argument("--beads", type=int, default=1000, help="rounded to a cube of a whole number")
+    p.add_argument("--kernels", default="numba", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=["eval", "train"])
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--kind", help=argparse.SUPPRESS)
@@ -117,14 +130,24 @@ def main() -> None:
         ns.kind = ns.worker
         print(json.dumps(worker(ns)))
         return
-    print(f"model: {ns.config} | 1,000 beads, 44.84 A box | {ns.threads} threads\n")
-    print("one energy + force evaluation (pair finding included):")
-    evals = {k: run_child("eval", k, 1, ns) for k in ("numba", "False")}
-    for k, r in evals.items():
-        print(f"  kernels={k:<6} {r.get('ms_per_eval', float('nan')):8.1f} ms  {r.get('error', '')}")
-    if all("ms_per_eval" in r for r in evals.values()):
-        print(f"  numba speed-up: {evals['False']['ms_per_eval'] / evals['numba']['ms_per_eval']:.2f}x")
-    print("\ntraining step (forces loss, Adam), numba kernels:")
+    n_beads = round(ns.beads ** (1 / 3)) ** 3
+    print(f"model: {ns.config} | {n_beads} beads, {reline_edge_A(n_beads):.2f} A box | {ns.threads} threads\n")
+    kinds = {"evaluation, 1 frame": ("eval", 1), "evaluation, 4 frames": ("eval", 4), "training step, 4 frames": ("train", 4)}
+    times = {(what, k): [] for what in kinds for k in KERNELS}
+    for _ in range(ns.rounds):
+        for what, (kind, batch) in kinds.items():
+            for k in KERNELS:
+                r = run_child(kind, k, batch, ns)
+                if "error" in r:
+                    print(f"  {what}, kernels={k}: error: {r['error']}")
+                    continue
+                times[what, k].append(r["ms_per_eval"] if kind == "eval" else 1000 * batch / r["frames_per_s"])
+    print(f"hippynn's CPU kernels, ms (median of {ns.rounds} processes each, alternating):")
+    print(f"  {'':24s} {'numba':>8s} {'pytorch':>8s}  pytorch / numba")
+    for what in kinds:
+        a, b = (statistics.median(times[what, k]) if times[what, k] else float("nan") for k in KERNELS)
+        print(f"  {what:24s} {a:8.1f} {b:8.1f}  {b / a:.2f}")
+    print("\ntraining step (forces loss, Adam), numba kernels (kdcg's on a CPU):")
     print("  batch  frames/s  peak RSS MiB  MiB/frame")
     for b in ns.batches:
         r = run_child("train", "numba", b, ns)

@@ -62,6 +62,33 @@ def test_hippynn_imported_through_kdcg_uses_its_own_kernels_and_leaves_torch_com
             assert not dynamo_imported
 
 
+def test_numba_and_plain_torch_kernels_give_the_same_energies_and_forces():
+    """The fast path (numba, kdcg's on a CPU) against hippynn's plain torch kernels, float64."""
+    import hippynn
+
+    cfg = {"network": "HipnnQuad", "n_features": 8, "n_sensitivities": 6, "n_interaction_layers": 1, "n_atom_layers": 2,
+           "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
+    torch.manual_seed(0)
+    m = build_model(cfg, 2, PRIOR)
+    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]).double()
+    rng = np.random.default_rng(1)
+    grid = np.stack(np.meshgrid(*[np.arange(3) * 4.0 + 2.0] * 3, indexing="ij"), -1).reshape(1, 27, 3)
+    Z = torch.as_tensor(rng.integers(1, 3, size=(2, 27)))
+    R = torch.as_tensor(np.concatenate([grid, grid]) + rng.normal(scale=0.3, size=(2, 27, 3)))
+    C = torch.as_tensor(np.eye(3)[None].repeat(2, 0) * 12.0)
+    before = hippynn.custom_kernels.CUSTOM_KERNELS_ACTIVE
+    results = {}
+    try:
+        for kernels in ("numba", "pytorch"):
+            hippynn.custom_kernels.set_custom_kernels(kernels)
+            results[kernels] = [t.detach().numpy() for t in graph(Z, R, C)]
+    finally:
+        hippynn.custom_kernels.set_custom_kernels(before)
+    assert np.abs(results["numba"][0]).max() > 0.1  # forces that are not trivially zero
+    np.testing.assert_allclose(results["pytorch"][0], results["numba"][0], rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(results["pytorch"][1], results["numba"][1], rtol=1e-10)
+
+
 def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
     """Whichever kdcg module a job imports first, hippynn is imported through kdcg.hippynn_import:
     each hippynn import has one of it (or of a module importing it at its top) before it, in its

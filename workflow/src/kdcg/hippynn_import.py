@@ -8,7 +8,10 @@ numba kernels on a GPU, never the compiled ``pytorch`` ones, so the wrapper is s
 hippynn is imported (left uncompiled, that implementation still computes the same numbers).
 With ``HIPPYNN_USE_CUSTOM_KERNELS=pytorch`` (or ``False``, which means the same to hippynn)
 hippynn is imported as it is. On a GPU machine whose hippynn picks its triton kernels, triton's
-own import brings Dynamo in anyway (seen on an H200), so the saving is the CPU jobs'.
+own import brings Dynamo in anyway (seen on an H200), so the saving is the CPU jobs', and of
+those the label, ensemble and MD jobs': a training job imports Dynamo at its first optimizer
+step (torch.optim's ``step`` does, whatever the kernels). On one thread and at kdcg's sizes
+the numba kernels are also the faster ones (benchmarks/training.py prints both).
 
 Import this module before the first ``hippynn`` import of a process (kdcg.model and kdcg.pairs
 do).
