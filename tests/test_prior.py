@@ -121,3 +121,14 @@ def test_prior_file_records_the_estimator_and_the_tenths_check(tmp_path, caplog)
     for a, b in ((0, 0), (0, 1), (2, 2)):
         pair = f"{'ABC'[a]}-{'ABC'[b]}"
         assert f"prior taper {pair}: {prior['taper_A'][a][b]:.2f} A ({prior['taper_source'][a][b]}" in caplog.text
+
+
+def test_a_tenth_without_a_taper_makes_the_shift_unknown_not_small():
+    # pairs in the first frame only: the other nine tenths never reach the threshold
+    r = np.arange(0.025, 8.0, 0.05)
+    ideal = np.full((10, len(r)), 1.0)
+    counts = np.zeros((10, len(r)))
+    counts[0, r > 3.0] = 1.0
+    taper, _, shift = pair_taper(r, counts, ideal, FIRST_ABOVE)
+    assert taper == pytest.approx(3.025)
+    assert np.isnan(shift)

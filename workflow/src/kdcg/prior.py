@@ -13,8 +13,8 @@ where the data are (nearly) silent. Two estimators (``prior.taper_estimator``):
   count), and solved for g = threshold. The fit uses hundreds of pairs instead of the closest one,
   so its answer does not drift with the frame count; where the potential steepens inward, the
   straight-line extrapolation errs inward (towards the prior), not into the sampled region.
-  Where the edge holds too few
-  pairs for a fit, the pair falls back to ``first_above`` and the log says so.
+  Where the edge holds too few pairs for a fit, the pair falls back to ``first_above`` and the
+  log says so.
 
 Every prior also records how far the taper of each pair moves when only a tenth of the frames
 (every 10th) is used: the sample-size check of the dataset at hand.
@@ -143,7 +143,7 @@ def pair_taper(r: np.ndarray, counts: np.ndarray, ideal: np.ndarray, prior_cfg: 
             moves.append(abs(taper_of_pair(r, counts[k::10].sum(0), ideal[k::10].sum(0), prior_cfg)[0] - taper))
         except ValueError:
             moves.append(np.nan)
-    return taper, source, float(max(moves))
+    return taper, source, float("nan") if np.isnan(moves).any() else float(max(moves))
 
 
 def taper_distances(R: np.ndarray, cells: np.ndarray, Z: np.ndarray, names: list[str], prior_cfg: dict,
