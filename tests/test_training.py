@@ -402,3 +402,17 @@ def test_student_variants_choose_the_trained_models_in_table_order():
     assert variants.model_names([1]) == variants.model_names([1], list(variants.STUDENTS))
     with pytest.raises(InputError, match="se_nothing"):
         variants.model_names([1], ["se_nothing"])
+
+
+def test_labels_on_one_thread_are_the_same_bit_for_bit_on_every_run(teacher, workdir, tmp_path):
+    """The workflow labels on one thread: on two, a default run's forces differed between runs in
+    their last bit, and every student trained on them differed."""
+    from conftest import kdcg
+
+    forces = []
+    for k in range(3):
+        kdcg("label", "--model", str(teacher / "model.pt"), "--dataset", str(workdir / "dataset.npz"),
+             "--out", str(tmp_path / f"labels-{k}.npz"), "--threads", "1")
+        forces.append(np.load(tmp_path / f"labels-{k}.npz")["forces"])
+    assert np.abs(forces[0]).max() > 0
+    assert all(np.array_equal(forces[0], f) for f in forces[1:])

@@ -61,9 +61,11 @@ rule teacher_labels:
         seed=r"\d+",
     conda:
         ENV_PYTORCH
+    threads: 1  # bit-reproducible labels (kdcg label --threads)
     shell:
         kdcg_shell(
             "label --model {input.model} --dataset {input.dataset} --out {output}"
+            " --threads {threads}"
         )
 
 

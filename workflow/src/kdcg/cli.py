@@ -117,7 +117,7 @@ def cmd_train(args) -> None:
 def cmd_label(args) -> None:
     from . import training
 
-    training.label_frames(Path(args.model), Path(args.dataset), Path(args.out))
+    training.label_frames(Path(args.model), Path(args.dataset), Path(args.out), threads=args.threads)
 
 
 def cmd_ensemble_labels(args) -> None:
@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="model .pt (kdcg train)")
     s.add_argument("--dataset", required=True, help="CG dataset .npz")
     s.add_argument("--out", required=True, help="labels .npz")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of PyTorch, numba and BLAS (default: all; with more than one, the forces "
+                        "may differ from run to run in their last bit, and the students trained on them with them)")
     s.set_defaults(func=cmd_label)
 
     s = _sub(sub, "ensemble-labels", "mean (and force spread) of several teachers' labels", "",

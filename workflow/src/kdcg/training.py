@@ -424,8 +424,13 @@ def load_model(path: Path, data: dict | None = None):
     return record["graph"], record
 
 
-def label_frames(model_path: Path, dataset_path: Path, out: Path, batch_size: int = 8) -> dict:
-    """A teacher's forces, per-bead energies and system energy on every frame of the dataset."""
+def label_frames(model_path: Path, dataset_path: Path, out: Path, batch_size: int = 8, threads: int | None = None) -> dict:
+    """A teacher's forces, per-bead energies and system energy on every frame of the dataset.
+
+    On 2 CPU threads the forces differed between runs in their last bit (float32), which the
+    students trained on them amplify; the workflow labels on one thread (deterministic)."""
+    if threads:
+        torch.set_num_threads(threads)
     data = load_dataset(dataset_path)
     graph, record = load_model(model_path, data)
     arrays = predict_arrays(graph, data["Z"], data["R"], data["cell"], batch_size)
