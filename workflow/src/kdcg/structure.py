@@ -1,7 +1,7 @@
 """Structural distribution functions of bead configurations (Angstrom).
 
-``rdf``: radial distribution function of one species pair in an orthorhombic periodic box,
-minimum image, normalised by the ideal-gas count of each spherical shell.
+``pair_histogram``: pair counts of one species pair per frame in an orthorhombic periodic box,
+minimum image, with the ideal-gas count of each spherical shell (their ratio is the RDF).
 """
 
 from __future__ import annotations
@@ -46,13 +46,6 @@ def pair_histogram(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b:
         counts[i] = np.histogram(r, bins=bins)[0]
         ideal[i] = n_pairs / np.prod(edges) * shell
     return 0.5 * (bins[1:] + bins[:-1]), counts, ideal
-
-
-def rdf(R: np.ndarray, cells: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, r_max_A: float,
-        dr_A: float) -> tuple[np.ndarray, np.ndarray]:
-    """g_ab(r) averaged over frames (arguments as ``pair_histogram``): bin centres (A), g."""
-    r, counts, ideal = pair_histogram(R, cells, mask_a, mask_b, r_max_A, dr_A)
-    return r, counts.sum(0) / ideal.sum(0)
 
 
 # --------------------------------------------------------------------------- all distributions of a trajectory
