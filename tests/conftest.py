@@ -108,7 +108,8 @@ SMALL_TRAINING_CONFIG = {
     "training": {"teacher_seeds": [1, 2], "student_variants": ["st_ei_faa", "se_ei_ft_faa"], "split_seed": 0, "split_mode": "blocks", "split_blocks": 6,
                  "valid_fraction": 0.17, "test_fraction": 0.17,
                  "learning_rate": 3e-3, "batch_size": 2, "eval_batch_size": 4, "max_epochs": 2,
-                 "plateau_patience": 2, "plateau_factor": 0.5, "termination_patience": 10},
+                 "plateau_patience": 2, "plateau_factor": 0.5, "termination_patience": 10,
+                 "min_improvement": 0.0},
 }
 
 

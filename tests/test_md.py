@@ -217,16 +217,21 @@ def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
-def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
+def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path):
+    """Two replicas advancing together (one batched evaluation per step) are killed and resumed:
+    trajectories and thermo are the bytes an uninterrupted run writes (chaotic dynamics would
+    amplify any difference in the last bit: LAMMPS's wrapping and the pair list's order are
+    reset at each restart point in both runs)."""
     c = cfg(equilibration_ps=4.0, n_samples=10, sample_interval_ps=0.04, restart_interval_steps=40)
+    assert c["md"]["evaluate_replicas_together"]
     (tmp_path / "md.yaml").write_text(yaml.safe_dump(c))
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "kdcg", "md", "--model", str(workdir / "teacher-1" / "model.pt"), "--dataset",
-           str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "--out-dir", str(out),
-           "--threads", "1"]
+           str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "2", "--out-dir",
+           str(out), "--threads", "1"]
     proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     restart = out / "replica-1" / "run" / md.RESTART_NAME
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         thermo = out / "replica-1" / "run" / "thermo.csv"
         if restart.is_file() and thermo.is_file() and len(thermo.read_text().splitlines()) > 16:
@@ -236,21 +241,25 @@ def test_a_killed_replica_resumes_from_its_last_restart(workdir, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "replica-1" / "result.json").exists()
-    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1], out, threads=1)[0]
-    straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1], tmp_path / "straight",
-                               threads=1)[0]
+    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=1)
+    straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2],
+                               tmp_path / "straight", threads=1)
     sched = md.Schedule.from_config(c["md"])
-    assert resumed["status"] == "stable" and resumed["step"] == sched.total_steps
-    assert resumed["resumed_from_step"] > 0 and resumed["resumed_from_step"] % sched.restart_steps == 0
-    thermo = np.genfromtxt(out / "replica-1" / "thermo.csv", delimiter=",", names=True)
-    assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
-    raw = (out / "replica-1" / "thermo.csv").read_bytes()
-    assert b"\r" not in raw and raw.count(b"\n") == len(thermo) + 1  # one line ending, as if uninterrupted
-    steps, x = _positions(out / "replica-1" / "trajectory.lammpstrj")
-    steps_ref, x_ref = _positions(tmp_path / "straight" / "replica-1" / "trajectory.lammpstrj")
-    assert steps == steps_ref == list(range(0, sched.total_steps + 1, sched.sample_steps))
-    np.testing.assert_allclose(x, x_ref, atol=2e-3)
-    assert json.loads((out / "replica-1" / "result.json").read_text())["resumed_from_step"] == resumed["resumed_from_step"]
+    for r, res, ref in zip((1, 2), resumed, straight):
+        assert res["status"] == ref["status"] == "stable" and res["step"] == sched.total_steps
+        assert res["resumed_from_step"] > 0 and res["resumed_from_step"] % sched.restart_steps == 0
+        assert ref["resumed_from_step"] == 0
+        thermo = np.genfromtxt(out / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
+        assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
+        raw = (out / f"replica-{r}" / "thermo.csv").read_bytes()
+        assert b"\r" not in raw and raw.count(b"\n") == len(thermo) + 1  # one line ending, as if uninterrupted
+        assert raw == (tmp_path / "straight" / f"replica-{r}" / "thermo.csv").read_bytes()
+        steps, x = _positions(out / f"replica-{r}" / "trajectory.lammpstrj")
+        steps_ref, x_ref = _positions(tmp_path / "straight" / f"replica-{r}" / "trajectory.lammpstrj")
+        assert steps == steps_ref == list(range(0, sched.total_steps + 1, sched.sample_steps))
+        np.testing.assert_array_equal(x, x_ref)
+        assert json.loads((out / f"replica-{r}" / "result.json").read_text())["resumed_from_step"] == \
+            res["resumed_from_step"]
 
 
 def test_replicas_start_from_frames_of_the_training_split():

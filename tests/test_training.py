@@ -318,7 +318,7 @@ def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir
     """Killed right after epoch k's checkpoint (the last epoch included), the rerun gives the
     uninterrupted run's weights bit for bit; so does rerunning a finished training."""
     cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
-    cfg["training"].update(max_epochs=3, termination_patience=10, plateau_patience=10)
+    cfg["training"].update(max_epochs=3, termination_patience=10, plateau_patience=10, min_improvement=0.01)
     args = ("teacher", 2, workdir / "dataset.npz", workdir / "prior.json")
     straight = training.train(*args, tmp_path / "straight", cfg)
     original = training.EpochCheckpoint.__call__
@@ -416,3 +416,43 @@ def test_labels_on_one_thread_are_the_same_bit_for_bit_on_every_run(teacher, wor
         forces.append(np.load(tmp_path / f"labels-{k}.npz")["forces"])
     assert np.abs(forces[0]).max() > 0
     assert all(np.array_equal(forces[0], f) for f in forces[1:])
+
+
+def _stopping_epochs(losses, min_improvement, patience=3, state_after=None):
+    """Epochs a MarginPatienceController lets run on this validation-loss sequence (a copy of
+    the controller is restored from its state_dict after epoch ``state_after``)."""
+    from kdcg.early_stopping import MarginPatienceController
+
+    def controller():
+        opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        return MarginPatienceController(optimizer=opt, scheduler=None, batch_size=1, max_epochs=100,
+                                        termination_patience=patience, min_improvement=min_improvement,
+                                        stopping_key="TotalLoss", quiet=True)
+
+    c, best = controller(), float("inf")
+    for epoch, loss in enumerate(losses):
+        better, best = loss < best, min(best, loss)  # hippynn's MetricTracker: any strict improvement
+        if not c.push_epoch(epoch, better, loss):
+            return epoch + 1, c.best_weights_epoch
+        if epoch == state_after:
+            restored = controller()
+            restored.load_state_dict(c.state_dict())
+            c = restored
+    return len(losses), c.best_weights_epoch
+
+
+def test_early_stopping_counts_only_improvements_beyond_the_margin():
+    # 10 % better, then 0.02 % better per epoch for ever
+    losses = [10.0, 9.0] + [9.0 * (1 - 2e-4) ** k for k in range(1, 60)]
+    # any improvement: never bored, runs to the cap of the sequence; the best weights are the last
+    assert _stopping_epochs(losses, 0.0) == (61, 60)
+    # a 0.1 % margin: epoch 1 (9.0) restored the patience last; 3 more epochs, then stop; the
+    # kept weights are still those of the last strict improvement
+    assert _stopping_epochs(losses, 1e-3) == (5, 4)
+    # 0.02 % per epoch passes a 0.1 % margin every sixth epoch (1 - (1 - 2e-4)^6 > 1e-3 > 1 - (1 - 2e-4)^5)
+    assert _stopping_epochs(losses, 1e-3, patience=6) == (61, 60)
+    assert _stopping_epochs(losses, 1e-3, patience=5) == (7, 6)
+    # the margin's reference survives a checkpoint
+    assert _stopping_epochs(losses, 1e-3, state_after=2) == (5, 4)
+    with pytest.raises(ValueError):
+        _stopping_epochs(losses, 1.0)

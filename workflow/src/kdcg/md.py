@@ -103,6 +103,12 @@ class ModelForces:
                             torch.as_tensor(np.asarray(cell, dtype=np.float32))[None].to(self.device))
         return self._cached[1], self._cached[2]
 
+    def forget_pairs(self) -> None:
+        """Rebuild the pair list at the next evaluation (kdcg.pairs.VerletPairs)."""
+        from .pairs import forget_pairs
+
+        forget_pairs(self.graph)
+
     def __call__(self, species, positions, cell) -> Evaluation:
         """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
         return self.evaluate_batch(species, np.asarray(positions)[None], cell)[0]
@@ -357,6 +363,13 @@ class _Callback:
             self.failure = f"{type(err).__name__}: {err}".splitlines()[0]
             f[:] = 0.0
 
+    def restart_point(self) -> None:
+        """A restart file was written: build the pair list anew from here, as a run resumed
+        from that file does (the order of the pairs decides the forces' last bits)."""
+        forget = getattr(self.model, "forget_pairs", None)
+        if forget is not None:
+            forget()
+
     def take_spread(self) -> float:
         out = self.spread_sum / self.spread_n if self.spread_n else float("nan")
         self.spread_sum, self.spread_n = 0.0, 0
@@ -504,11 +517,15 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
         if new_file:
             writer.writerow(THERMO_COLUMNS)
         # set-up (forces at the first step); a fresh run records step 0 as well
-        n_next = 0
+        n_next, full_setup = 0, False
         while True:
             t0 = time.perf_counter()
             try:
-                lmp.command(f"run {n_next}" if n_next == 0 else f"run {n_next} pre no post no")
+                # a full set-up (wrap into the box, new neighbour reference) right after each restart
+                # file, as a resumed run does: a resume then continues bit for bit
+                setup = "" if n_next == 0 or full_setup else " pre no"
+                lmp.command(f"run {n_next}{setup} post no" if n_next else "run 0")
+                full_setup = False
             except Exception as err:  # noqa: BLE001 - LAMMPS errors (lost atoms ...) end the replica
                 status, reason = UNSTABLE, "LAMMPS: " + str(err).strip().splitlines()[0]
                 break
@@ -546,6 +563,8 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
                 tmp = run / (RESTART_NAME + ".new")
                 lmp.command(f"write_restart {tmp}")
                 os.replace(tmp, run / RESTART_NAME)
+                full_setup = True
+                callback.restart_point()
             if n_next and step % report_every == 0:
                 rate = ""
                 if timed_s:

@@ -38,6 +38,13 @@ class VerletPairs(KDTreePairsMemory):
         return bool(moved_sq.max() > (0.5 * self.skin) ** 2)
 
 
+def forget_pairs(graph: torch.nn.Module) -> None:
+    """Make every Verlet pair list of a graph rebuild at its next evaluation."""
+    for module in graph.modules():
+        if isinstance(module, VerletPairs):
+            module.forget()
+
+
 def use_verlet_pairs(graph: torch.nn.Module, skin_A: float) -> int:
     """Turn every hippynn pair memory of a (loaded) graph into a ``VerletPairs`` with this skin
     (A). Returns how many pair finders were changed; a graph shares one between its members."""

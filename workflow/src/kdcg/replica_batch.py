@@ -17,6 +17,8 @@ import threading
 
 import numpy as np
 
+from .pairs import forget_pairs
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,7 @@ class ReplicaRendezvous:
         self._pending: dict[int, np.ndarray] = {}
         self._results: dict[int, object] = {}
         self._last_batch: tuple[int, ...] | None = None
+        self._rebuild_pairs = False
         self.batch_sizes: list[int] = []  # one entry per evaluation (benchmarks, tests)
 
     def join(self, replica: int) -> None:
@@ -53,7 +56,13 @@ class ReplicaRendezvous:
         """The callable a replica's force callback uses: (species, positions, cell) -> Evaluation."""
         def evaluate(_species, positions, _cell):
             return self.request(replica, positions)
+        evaluate.forget_pairs = self.forget_pairs
         return evaluate
+
+    def forget_pairs(self) -> None:
+        """The next batched evaluation builds a new pair list (a replica wrote its restart file)."""
+        with self._cv:
+            self._rebuild_pairs = True
 
     def request(self, replica: int, positions: np.ndarray):
         with self._cv:
@@ -73,12 +82,10 @@ class ReplicaRendezvous:
         if not self._pending or not set(self._pending) >= self._active:
             return
         order = tuple(sorted(self._pending))
-        if order != self._last_batch:  # other frames in the batch: the pair list must be rebuilt
-            for module in self.model.graph.modules():
-                if hasattr(module, "forget"):
-                    module.forget()
-            self._last_batch = order
         try:
+            if order != self._last_batch or self._rebuild_pairs:  # other frames in the batch, or a restart point
+                forget_pairs(self.model.graph)
+                self._last_batch, self._rebuild_pairs = order, False
             evaluations = self.model.evaluate_batch(self.species, np.stack([self._pending[r] for r in order]), self.cell)
             self._results.update(zip(order, evaluations))
         except Exception as err:  # noqa: BLE001 - each waiting replica records it as its failure

@@ -61,7 +61,8 @@ def scale_rows(config: dict) -> list[tuple[str, str]]:
         ("models", f"{len(t['teacher_seeds'])} teachers, the ensemble, {n_st} single-teacher and {n_se} ensemble students"),
         ("network", f"hippynn {config['model']['network']}, {config['model']['n_features']} features, {config['model']['n_sensitivities']} "
                     f"sensitivities, cut-off {config['model']['dist_hard_max_A']} Å"),
-        ("training", f"at most {t['max_epochs']} epochs, early stopping after {t['termination_patience']} without improvement"),
+        ("training", f"at most {t['max_epochs']} epochs, early stopping after {t['termination_patience']} without improvement"
+                     + (f" by {100 * t['min_improvement']:g} %" if t["min_improvement"] else "")),
         ("CG MD", f"{md['replicas']} replicas × {md_length_ps(md):g} ps per model at {md['timestep_fs']} fs "
                   f"({md['equilibration_ps']} ps equilibration, {md['n_samples']} frames every {md['sample_interval_ps']} ps)"),
     ]

@@ -229,7 +229,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     import hippynn
     from hippynn.experiment import SetupParams
     from hippynn.experiment.assembly import assemble_for_training
-    from hippynn.experiment.controllers import PatienceController
+    from .early_stopping import MarginPatienceController
     from hippynn.experiment.routines import setup_training, train_model
     from hippynn.experiment.serialization import load_checkpoint
     from hippynn.databases import Database
@@ -289,10 +289,11 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=tcfg["learning_rate"])
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tcfg["plateau_factor"],
                                                                    patience=tcfg["plateau_patience"])
-            controller = PatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=tcfg["batch_size"],
-                                            eval_batch_size=tcfg["eval_batch_size"], max_epochs=tcfg["max_epochs"],
-                                            termination_patience=tcfg["termination_patience"],
-                                            fraction_train_eval=0.25, stopping_key="TotalLoss")
+            controller = MarginPatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=tcfg["batch_size"],
+                                                  eval_batch_size=tcfg["eval_batch_size"], max_epochs=tcfg["max_epochs"],
+                                                  termination_patience=tcfg["termination_patience"],
+                                                  min_improvement=tcfg["min_improvement"],
+                                                  fraction_train_eval=0.25, stopping_key="TotalLoss")
             training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started, earlier_s)
@@ -312,7 +313,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                for i, em in enumerate(tracker.epoch_metric_values)]
     metrics.update({"variant": variant.name, "seed": seed, "epochs": int(controller.current_epoch), "loss_history": history,
                     "weights_sha256": weights_sha256(best), "dataset": dataset_fingerprint(data),
-                    "best_epoch": int(getattr(controller, "last_best", -1)),
+                    "best_epoch": int(getattr(controller, "best_weights_epoch", getattr(controller, "last_best", -1))),
                     "train_seconds": round(earlier_s + time.time() - started, 1), "resumed": resumable,
                     "split_mode": tcfg["split_mode"], "test_frames": splits["test"].tolist(),
                     "valid_frames": splits["valid"].tolist(),
