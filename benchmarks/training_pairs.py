@@ -44,7 +44,9 @@ def main() -> None:
 
     from kdcg.model import build_model
     from kdcg.pairs import cache_training_pairs
-    from kdcg.training import compute_device, database_arrays, student_loss
+    from kdcg.losses import student_loss
+    from kdcg.model_io import compute_device
+    from kdcg.training import database_arrays
     from kdcg.variants import get_variant
 
     settings.WARN_LOW_DISTANCES = False

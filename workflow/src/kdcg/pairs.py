@@ -63,7 +63,7 @@ def cache_training_pairs(model, database, device: torch.device, cutoff_A: float)
     let the training graph read them from the database, instead of a KD-tree search per batch
     per epoch: the training frames never change. Only the search is skipped; distances (and
     their gradients) are computed from the positions as before. Reassemble the training modules
-    afterwards, and save a graph with its own pair search (kdcg.training.inference_graph)."""
+    afterwards, and save a graph with its own pair search (kdcg.model_io.inference_graph)."""
     import numpy as np
     from hippynn.experiment import assembly
     from hippynn.graphs.nodes.pairs import KDTreePairsMemory as KDTreePairsMemoryNode

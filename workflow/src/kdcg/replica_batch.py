@@ -26,7 +26,7 @@ class ReplicaRendezvous:
     """Collects the force requests of the active replicas and evaluates them as one batch.
 
     ``model`` has ``evaluate_batch(species, positions (frames, beads, 3), cell)``
-    (kdcg.md.ModelForces). Replicas ``join`` before their first step and ``leave`` when they
+    (kdcg.model_forces.ModelForces). Replicas ``join`` before their first step and ``leave`` when they
     end; while a joined replica is between callbacks (integrating, writing files) the others
     wait for it.
     """

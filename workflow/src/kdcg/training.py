@@ -1,9 +1,9 @@
-"""Stage 3: teachers, their labels, and the distilled students.
+"""Stage 3: training a teacher or a distilled student.
 
-A teacher learns the mapped all-atom forces (loss: RMSE + MAE). Its labels -- forces,
-per-bead energies and system energy on every frame -- supervise students; the ensemble labels
-are the mean over all teachers. Students share the teacher's architecture, prior and every
-hyperparameter and differ only by the loss (kdcg.variants).
+A teacher learns the mapped all-atom forces (loss: RMSE + MAE). Its labels (kdcg.labels) --
+forces, per-bead energies and system energy on every frame -- supervise students; the
+ensemble labels are the mean over all teachers. Students share the teacher's architecture,
+prior and every hyperparameter and differ only by the loss (kdcg.variants, kdcg.losses).
 
 Each model trains in its own folder: hippynn's experiment files and plots, a checkpoint after
 every epoch (``last_checkpoint.pt``; a rerun continues from it), ``model.pt`` (the best
@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -26,129 +25,22 @@ import numpy as np
 import torch
 
 from .errors import InputError, TrainingDiverged
-from .files import read_json, read_npz, read_torch, write_torch
+from .files import write_torch
+from .labels import load_labels
+from .losses import student_loss, validation_losses
 from .mapping import load_dataset
 from .metrics import offset_free_energy_agreement, regression
 from .model import (DB_BEAD_ENERGIES_T, DB_CELLS, DB_ENERGY_T, DB_FORCES_AA, DB_FORCES_T, DB_POSITIONS,
                     DB_SPECIES, CGModel, build_model)
 from .splits import apply_to_database, split_frames
-from .provenance import check_same_dataset, comparable, dataset_fingerprint, weights_sha256, without_path
+from .provenance import comparable, dataset_fingerprint, weights_sha256, without_path
+from .model_io import compute_device, inference_graph, predict_arrays, save_model
 from .pairs import cache_training_pairs
 from .prior import read_prior
 from .variants import Variant, get_variant
 
 log = logging.getLogger(__name__)
 
-
-# ----- labels ------------------------------------------------------------------------------
-
-def load_labels(path: Path, data: dict) -> dict:
-    """Teacher (or ensemble) labels, checked against the dataset they must belong to (its
-    content fingerprint: the same frames in the same order)."""
-    path = Path(path)
-    labels = read_npz(path, "labels")
-    if not {"forces", "bead_energies", "energy", "fingerprint"} <= set(labels):
-        raise InputError(path, "not a kdcg labels file (forces, bead_energies, energy, fingerprint)")
-    try:
-        have = json.loads(str(labels["fingerprint"]))
-    except json.JSONDecodeError:
-        raise InputError(path, "not a kdcg labels file: its fingerprint is not JSON") from None
-    check_same_dataset(have, data, path, "labels")
-    n_frames, n_beads = data["R"].shape[:2]
-    expected = {"forces": (n_frames, n_beads, 3), "bead_energies": (n_frames, n_beads), "energy": (n_frames,)}
-    for key, shape in expected.items():
-        if labels[key].shape != shape:
-            raise InputError(path, f"labels '{key}' have shape {labels[key].shape}, expected {shape}")
-    for key in ("forces", "bead_energies", "energy"):
-        if not np.isfinite(labels[key]).all():
-            raise InputError(path, f"labels '{key}' contain NaN or infinite values")
-    return labels
-
-
-def save_labels(path: Path, data: dict, forces, bead_energies, energy, **extra) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, forces=np.asarray(forces, dtype=np.float32), bead_energies=np.asarray(bead_energies, dtype=np.float32),
-             energy=np.asarray(energy, dtype=np.float64), fingerprint=json.dumps(dataset_fingerprint(data)),
-             units=json.dumps({"forces": "kcal/mol/angstrom", "energy": "kcal/mol"}), **extra)
-    os.replace(tmp, path)
-
-
-def ensemble_labels(label_paths: list[Path], dataset_path: Path, out: Path) -> dict:
-    """Mean of the teachers' labels; the per-frame spread of their forces is kept too."""
-    data = load_dataset(dataset_path)
-    members = [load_labels(p, data) for p in label_paths]
-    if not members:
-        raise InputError(None, "the ensemble needs at least one teacher's labels")
-    forces = np.stack([m["forces"].astype(np.float64) for m in members])
-    bead = np.stack([m["bead_energies"].astype(np.float64) for m in members])
-    energy = np.stack([m["energy"].astype(np.float64) for m in members])
-    save_labels(out, data, forces.mean(0), bead.mean(0), energy.mean(0),
-                forces_std=forces.std(0).astype(np.float32), members=np.array([str(p) for p in label_paths]))
-    summary = {"members": len(members), "mean_force_std_kcal_mol_A": float(forces.std(0).mean())}
-    log.info("ensemble labels: %s", json.dumps(summary))
-    return summary
-
-
-# ----- losses ------------------------------------------------------------------------------
-
-def rmse_plus_mae(pred, true):
-    from hippynn.graphs.nodes import loss
-
-    return loss.MSELoss(pred, true) ** 0.5 + loss.MAELoss(pred, true)
-
-
-def teacher_force_view(m: CGModel):
-    """The force prediction once more, as its own node whose target is the teacher's forces
-    (hippynn pairs each predicted node with one database target). Created once per model."""
-    if m.teacher_forces_view is None:
-        view = m.forces * 1.0
-        view.name = "forces_vs_teacher"
-        view.db_name = DB_FORCES_T
-        m.teacher_forces_view = view
-    return m.teacher_forces_view
-
-
-def student_loss(m: CGModel, variant: Variant, n_beads: int):
-    """The loss a variant trains with: {term: (weight, node)} and their weighted sum.
-
-    Teachers are the variant with only the mapped AA forces."""
-    terms = {}
-    w = variant.weights
-    if w["aa_forces"]:
-        terms["aa_forces"] = (w["aa_forces"], rmse_plus_mae(m.forces.pred, m.forces.true))
-    if w["teacher_forces"]:
-        view = teacher_force_view(m)
-        terms["teacher_forces"] = (w["teacher_forces"], rmse_plus_mae(view.pred, view.true))
-    if w["bead_energy"]:
-        terms["bead_energy"] = (w["bead_energy"], rmse_plus_mae(m.bead_energies.pred, m.bead_energies.true))
-    if w["energy"]:
-        # normalised by the number of beads so it does not dominate the other terms
-        terms["energy"] = (w["energy"], rmse_plus_mae(m.energy.pred, m.energy.true) * (1.0 / n_beads))
-    total = None
-    for weight, node in terms.values():
-        total = weight * node if total is None else total + weight * node
-    return total, terms
-
-
-def validation_losses(m: CGModel, total, student: bool) -> dict:
-    from hippynn.graphs.nodes import loss
-
-    out = {"TotalLoss": total,
-           "ForceRMSE": loss.MSELoss.of_node(m.forces) ** 0.5,
-           "ForceMAE": loss.MAELoss.of_node(m.forces),
-           "ForceRsq": loss.Rsq.of_node(m.forces)}
-    if student:
-        out["TeacherForceRsq"] = loss.Rsq.of_node(teacher_force_view(m))
-        out["BeadEnergyRMSE"] = loss.MSELoss.of_node(m.bead_energies) ** 0.5
-        out["BeadEnergyRsq"] = loss.Rsq.of_node(m.bead_energies)
-        out["EnergyRMSE"] = loss.MSELoss.of_node(m.energy) ** 0.5
-        out["EnergyRsq"] = loss.Rsq.of_node(m.energy)
-    return out
-
-
-# ----- training ----------------------------------------------------------------------------
 
 def database_arrays(data: dict, labels: dict | None) -> dict:
     arrays = {DB_SPECIES: data["Z"].astype(np.int64), DB_POSITIONS: data["R"].astype(np.float32),
@@ -325,34 +217,6 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     return metrics
 
 
-OUTPUTS = ("forces", "bead_energies", "energy")
-
-
-def inference_graph(train_graph, model_cfg: dict, n_species: int, prior: dict):
-    """The model to save: inputs species, positions, cells; outputs forces, bead energies,
-    energy; its own pair search (the training graph reads cached pairs from the database) and
-    the trained weights (the training graph, restored from a checkpoint too, holds every
-    weighted module: they all feed the energy)."""
-    from hippynn.graphs import GraphModule
-
-    m = build_model(model_cfg, n_species, prior)
-    graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
-    # a graph module names its modules by position; nodes keep the names build_model gives them
-    def all_nodes(g):
-        return set(g.nodes_to_compute).union(*(n.get_all_parents() for n in g.nodes_to_compute))
-
-    def modules(g):  # input nodes have no module
-        return {n.name: n.torch_module for n in all_nodes(g) if isinstance(getattr(n, "torch_module", None), torch.nn.Module)}
-
-    trained = modules(train_graph)
-    for name, module in modules(graph).items():
-        if module.state_dict():
-            if name not in trained:
-                raise RuntimeError(f"the trained graph has no node {name!r}")
-            module.load_state_dict(trained[name].state_dict())
-    return graph
-
-
 def held_out_metrics(model, database, variant: Variant) -> dict:
     """Force MAE, RMSE, R^2 on the held-out test split (energies against teacher labels too)."""
     split = database.splits["test"]
@@ -369,77 +233,3 @@ def held_out_metrics(model, database, variant: Variant) -> dict:
     return out
 
 
-def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dict:
-    """Forces (frames, beads, 3), bead energies (frames, beads) and energy (frames,) of a
-    trained graph module, evaluated in batches of frames."""
-    from hippynn.graphs import Predictor
-
-    pred = Predictor.from_graph(graph, model_device=compute_device(), return_device=torch.device("cpu"))
-    species, positions, cells = (torch.as_tensor(np.asarray(x)) for x in (species, positions, cells))
-    outs = {k: [] for k in OUTPUTS}
-    for i in range(0, len(species), batch_size):
-        res = pred(species=species[i:i + batch_size], positions=positions[i:i + batch_size].float(),
-                   cells=cells[i:i + batch_size].float())
-        outs["forces"].append(res["forces"].detach().numpy())
-        outs["bead_energies"].append(res["bead_energies"].detach().numpy()[..., 0])
-        outs["energy"].append(res["energy"].detach().numpy()[:, 0])
-    return {k: np.concatenate(v) for k, v in outs.items()}
-
-
-MODEL_RECORD_KEYS = {"graph", "prior", "model_cfg", "outputs"}
-
-
-def save_model(model, prior: dict, model_cfg: dict, path: Path, dataset: dict | None = None, **extra) -> None:
-    """The trained graph module (inputs species, positions, cells; outputs forces,
-    bead_energies, energy, then any others) with its prior, hyperparameters, the fingerprint
-    of the dataset it was trained on and the hash of its weights."""
-    outputs = [n.name for n in model.nodes_to_compute]
-    write_torch({"graph": model, "prior": prior, "model_cfg": model_cfg, "outputs": outputs, "dataset": dataset,
-                 "weights_sha256": weights_sha256(model), **extra}, path)
-
-
-def compute_device():
-    """CUDA when the job was given a GPU (the Slurm GPU override), else the CPU.
-    KDCG_DEVICE=cpu|cuda forces one."""
-    import os
-
-    wanted = os.environ.get("KDCG_DEVICE", "auto")
-    if wanted not in ("auto", "cpu", "cuda"):
-        raise InputError(None, f"KDCG_DEVICE must be auto, cpu or cuda, not {wanted!r}")
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "KDCG_DEVICE=cuda but torch sees no CUDA device")
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(wanted)
-
-
-def load_model(path: Path, data: dict | None = None):
-    """(graph module, record) of a saved model; with ``data``, the model must have been
-    trained on that dataset."""
-    path = Path(path)
-    record = read_torch(path, "model")
-    if not isinstance(record, dict) or not MODEL_RECORD_KEYS <= set(record):
-        raise InputError(path, "not a kdcg model file (kdcg train or kdcg ensemble write them)")
-    if data is not None:
-        check_same_dataset(record.get("dataset"), data, path, "model")
-    return record["graph"], record
-
-
-def label_frames(model_path: Path, dataset_path: Path, out: Path, batch_size: int = 8, threads: int | None = None) -> dict:
-    """A teacher's forces, per-bead energies and system energy on every frame of the dataset.
-
-    On 2 CPU threads the forces differed between runs in their last bit (float32), which the
-    students trained on them amplify; the workflow labels on one thread (deterministic)."""
-    if threads:
-        torch.set_num_threads(threads)
-    data = load_dataset(dataset_path)
-    graph, record = load_model(model_path, data)
-    arrays = predict_arrays(graph, data["Z"], data["R"], data["cell"], batch_size)
-    for k, v in arrays.items():
-        if not np.isfinite(v).all():
-            raise InputError(model_path, f"model predicts non-finite {k} on {dataset_path}")
-    save_labels(out, data, **arrays)
-    summary = {"frames": int(len(data["Z"])), "mean_abs_force_kcal_mol_A": float(np.abs(arrays["forces"]).mean()),
-               "mean_energy_kcal_mol": float(arrays["energy"].mean())}
-    log.info("labels %s: %s", out, json.dumps(summary))
-    return summary
