@@ -101,3 +101,17 @@ def test_snapshot_is_the_last_frame_wrapped_into_the_box(tmp_path):
                                    tmp_path / "snapshots.png")
     assert titles == ["teacher-1 replica 1, t = 1.0 ps (stable)"]
     assert (tmp_path / "snapshots.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tae_axes_end_above_every_bar_and_its_error_bar():
+    """A bar far above the others (a collapsed variant) and its error bar stay inside the axes."""
+    from kdcg.figures import _tae_axes, plt
+
+    fig, ax = plt().subplots()
+    means, stds = np.array([1.0, 4.08, 0.9]), np.array([0.1, 0.06, np.nan])
+    ax.bar(np.arange(3), means, yerr=stds)
+    reference = {"sampling_noise_tae": {"rdf": {"Cho-Cho": 0.62}}}
+    _tae_axes(ax, reference, "rdf", "Cho-Cho", np.arange(3), ["T", "S_E", "E"], means + stds)
+    bottom, top = ax.get_ylim()
+    assert bottom == 0.0 and top == pytest.approx(1.18 * 4.14)
+    plt().close(fig)

@@ -254,11 +254,16 @@ def _mean_std(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def _tae_axes(ax, reference: dict, quantity: str, key: str, x, labels) -> None:
-    """Bar labels, units, title, and the all-atom sampling noise of this key as a dashed line."""
+def _tae_axes(ax, reference: dict, quantity: str, key: str, x, labels, tops) -> None:
+    """Bar labels, units, title, and the all-atom sampling noise of this key as a dashed line.
+    ``tops``: each bar's mean + std; the axis ends above the highest (and above the noise line),
+    with room for the legend, so that no bar or error bar is cut off."""
     noise = (reference.get("sampling_noise_tae") or {}).get(quantity, {}).get(key)
     if noise is not None:
         ax.axhline(noise, color="black", ls="--", lw=0.8, label=BASELINE_LABEL)
+    highest = np.nanmax(np.append(np.asarray(tops, dtype=float), [noise if noise is not None else np.nan, 0.0]))
+    if np.isfinite(highest) and highest > 0:
+        ax.set_ylim(0.0, 1.18 * highest)
     ax.set_xticks(x, labels, rotation=90, fontsize=6)
     ax.set_ylabel(f"TAE of the {QUANTITY_TITLES[quantity]} ({QUANTITY_UNITS[quantity]})")
     ax.set_title(key, fontsize=8)
@@ -287,7 +292,7 @@ def fig_tae(data: dict, summary: list, reference: dict, quantity: str, path: Pat
         for xi, mi in zip(x, m):
             if not np.isfinite(mi):  # no stable replica: say so where its bar would be
                 ax.text(xi, 0, "unstable", rotation=90, ha="center", va="bottom", fontsize=6, color="red")
-        _tae_axes(ax, reference, quantity, key, x, labels)
+        _tae_axes(ax, reference, quantity, key, x, labels, m + s)
     if axes and (reference.get("sampling_noise_tae") or {}).get(quantity):
         axes[0].legend(fontsize=6, loc="upper left")  # the baseline's entry
     fig.suptitle(f"{QUANTITY_TITLES[quantity]} total absolute error against all-atom, mean ± std over replicas "
@@ -329,7 +334,7 @@ def fig_tae_per_seed(data: dict, reference: dict, quantity: str, path: Path) -> 
         for xi, (mean, _, n, total) in zip(x, stats):
             if not np.isfinite(mean):
                 ax.text(xi, 0, f"0/{total} stable", rotation=90, ha="center", va="bottom", fontsize=6, color="red")
-        _tae_axes(ax, reference, quantity, key, x, labels)
+        _tae_axes(ax, reference, quantity, key, x, labels, [mean + std for mean, std, _, _ in stats])
     if not seeded:
         for ax in axes:
             ax.text(0.5, 0.5, "no seeded models", ha="center", va="center", transform=ax.transAxes)
