@@ -17,7 +17,7 @@ help:
 	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
 	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
 	@echo "  make study-long     after make study: its CG MD again at 100 ps per replica on the same models"
-	@echo "                      (config/study-long.yaml, ~80 min on 2 cores), copied to docs/study-long/"
+	@echo "                      (config/study-long.yaml, ~65 min on 2 cores), copied to docs/study-long/"
 	@echo "  make test           set up (Slurm for the profile test too), run the whole test suite"
 	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
 	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
@@ -47,7 +47,7 @@ study: setup
 	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
 
 # the study's trained models, copied with their times kept: the config snapshots then make only
-# the CG MD (md.n_samples) and what reads it run again
+# the CG MD (md.n_samples) and what reads it run again; an existing copy is kept (a rerun resumes)
 study-long: setup
 	@test -f results-study/models/ensemble/model.pt || { echo "make study-long needs the models of make study (results-study/)"; exit 1; }
 	@test -d results-study-long || cp -a results-study results-study-long
