@@ -261,8 +261,8 @@ def _tae_axes(ax, reference: dict, quantity: str, key: str, x, labels, tops) -> 
     noise = (reference.get("sampling_noise_tae") or {}).get(quantity, {}).get(key)
     if noise is not None:
         ax.axhline(noise, color="black", ls="--", lw=0.8, label=BASELINE_LABEL)
-    highest = np.nanmax(np.append(np.asarray(tops, dtype=float), [noise if noise is not None else np.nan, 0.0]))
-    if np.isfinite(highest) and highest > 0:
+    highest = np.nanmax(np.append(np.asarray(tops, dtype=float), noise or 0.0))  # 0 when nothing is finite
+    if highest > 0:
         ax.set_ylim(0.0, 1.18 * highest)
     ax.set_xticks(x, labels, rotation=90, fontsize=6)
     ax.set_ylabel(f"TAE of the {QUANTITY_TITLES[quantity]} ({QUANTITY_UNITS[quantity]})")
