@@ -16,7 +16,10 @@ aggregate at 1 fs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import filecmp
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,6 +47,21 @@ def write_dataset(path: Path, n_frames: int = 8, n_side: int = 6) -> None:
              species_names=np.array(["Cho", "Cl", "urea"]), units=json.dumps(DATASET_UNITS))
 
 
+@contextlib.contextmanager
+def hippynn_pair_search():
+    """kdcg's Verlet list with hippynn's pair search and filter (kdcg before 2026-11-26)."""
+    from hippynn.layers.pairs.dispatch import KDTreeNeighbors, KDTreePairsMemory
+
+    from kdcg.pairs import VerletPairs
+
+    saved = VerletPairs._pair_indexer_class, VerletPairs.forward
+    VerletPairs._pair_indexer_class, VerletPairs.forward = KDTreeNeighbors, KDTreePairsMemory.forward
+    try:
+        yield
+    finally:
+        VerletPairs._pair_indexer_class, VerletPairs.forward = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -54,6 +72,8 @@ def main() -> None:
     ap.add_argument("--timestep-fs", type=float, default=2.0)
     args = ap.parse_args()
     n_side = round(args.beads ** (1 / 3))
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # as `kdcg md --threads` holds every pool of a job
 
     import yaml
     from hippynn import settings
@@ -77,25 +97,33 @@ def main() -> None:
 
         model = save_random_models(cfg, 1, tmp, dataset_fingerprint(load_dataset(tmp / "dataset.npz")))[0]
         rows = {}
-        for label, together in (("one after another", False), ("together", True)):
+        modes = (("one after another", False, contextlib.nullcontext), ("together", True, contextlib.nullcontext),
+                 ("together, hippynn's pairs", True, hippynn_pair_search))
+        for label, together, pair_path in modes:
             run_cfg["md"]["evaluate_replicas_together"] = together
             t0 = time.perf_counter()
-            results = md.run_replicas(model, tmp / "dataset.npz", run_cfg, replicas, tmp / label.replace(" ", "_"),
-                                      threads=args.threads)
+            with pair_path():
+                results = md.run_replicas(model, tmp / "dataset.npz", run_cfg, replicas, tmp / f"mode-{len(rows)}",
+                                          threads=args.threads)
             wall = time.perf_counter() - t0
             n_unstable = sum(r["status"] != "stable" for r in results)
             rows[label] = (wall, steps / wall, n_unstable)
+        same = all(filecmp.cmp(tmp / "mode-1" / f"replica-{r}" / name, tmp / "mode-2" / f"replica-{r}" / name, shallow=False)
+                   for r in replicas for name in ("trajectory.lammpstrj", "thermo.csv"))
     from network_cost import device_description
 
     m = cfg["model"]
     print(f"{device_description(args.threads)}: {args.replicas} replicas x {n_side ** 3} beads x {args.ps} ps at "
           f"{args.timestep_fs:g} fs; model {m.get('network', 'HipnnQuad')} "
           f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A (random weights); {args.threads} torch threads")
-    print(f"{'mode':<18} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
+    print(f"{'mode':<26} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
     for label, (wall, rate, bad) in rows.items():
-        print(f"{label:<18} {wall:8.1f} {rate:14.1f} {rate * args.timestep_fs * 1e-6 * 86400:13.3f} {bad:>9}")
+        print(f"{label:<26} {wall:8.1f} {rate:14.1f} {rate * args.timestep_fs * 1e-6 * 86400:13.3f} {bad:>9}")
     ratio = rows["together"][1] / rows["one after another"][1]
     print(f"together / one after another: {ratio:.2f} x the throughput (goal >= 1.3)")
+    pair_ratio = rows["together"][1] / rows["together, hippynn's pairs"][1]
+    print(f"together, kdcg's pairs / hippynn's: {pair_ratio:.2f} x the "
+          f"throughput; the same trajectories and thermo to the last bit: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -299,6 +299,30 @@ def test_replicas_start_from_frames_of_the_training_split():
     assert md.start_frames(data, {}).tolist() == list(range(40))
 
 
+def test_the_pair_search_returns_hippynns_pairs_in_hippynns_order():
+    """kdcg.pairs.orthorhombic_kdtree_pairs against hippynn's neighbor_list_kdtree: the same
+    pairs, images and order, bit for bit, for beads inside the box, outside it (LAMMPS wraps
+    them only now and then) and on its faces."""
+    import torch
+    from hippynn.layers.pairs.dispatch import neighbor_list_kdtree
+
+    from kdcg.pairs import orthorhombic_kdtree_pairs
+
+    rng = np.random.default_rng(4)
+    for k, (edges, cutoff) in enumerate([((16.0, 16.0, 16.0), 7.5), ((26.22, 21.0, 30.5), 9.0)] * 5):
+        cell = torch.diag(torch.tensor(edges, dtype=torch.float32))
+        x = rng.uniform(-0.3, 1.3, size=(200, 3)) * np.array(edges)
+        x[:4, k % 3] = edges[k % 3]
+        x[4:8, k % 3] = -1e-7  # wraps to the upper face in float32
+        x = torch.as_tensor(x, dtype=torch.float32)
+        expected, got = neighbor_list_kdtree(cutoff, x, cell), orthorhombic_kdtree_pairs(cutoff, x, cell)
+        assert len(expected[0]) > 1000
+        for e, g in zip(expected, got):
+            assert g.dtype == e.dtype and torch.equal(g, e)
+    with pytest.raises(ValueError, match="twice the cutoff"):
+        orthorhombic_kdtree_pairs(8.5, x, torch.diag(torch.tensor([16.0, 16.0, 16.0])))
+
+
 def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(workdir):
     """A random walk of 0.05 A per bead and step, wrapped into the box as LAMMPS does: with a
     0.8 A skin (7 A cutoff, 16 A box) the reused pair list gives each step's forces of a fresh

@@ -94,7 +94,9 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
 @pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
 def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_search(name, workdir):
     """The fast path (pairs found once per frame, kdcg.pairs.cache_training_pairs) against the
-    plain one (a KD-tree search per batch), on the whole training split."""
+    plain one (a KD-tree search per batch), on the whole training split; and kdcg's padded pair
+    table against hippynn's sparse cache, to the last bit, on the whole split and on the data
+    loader's shuffled batches."""
     from hippynn.databases import Database
     from hippynn.experiment.assembly import assemble_for_training
 
@@ -106,32 +108,53 @@ def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_sea
     n, N = data["R"].shape[:2]
     rng = np.random.default_rng(2)
     label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
-    torch.manual_seed(0)
-    m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
     variant = variants.get_variant(name)
-    total, _ = losses.student_loss(m, variant, N)
-    tm, db_info = assemble_for_training(total, {"TotalLoss": total})
-    database = Database(training.database_arrays(data, label_arrays if variant.is_student else None), seed=0, quiet=True,
-                        pin_memory=False, **db_info)
-    apply_to_database(database, split_frames(n, SMALL_TRAINING_CONFIG["training"]))
-    train = database.splits["train"]
+    cutoff_A = SMALL_TRAINING_CONFIG["model"]["dist_hard_max_A"]
 
-    def loss_and_gradients(modules, info):
+    def training_setup(cache):
+        torch.manual_seed(0)
+        m = build_model(SMALL_TRAINING_CONFIG["model"], 3, prior)
+        total, _ = losses.student_loss(m, variant, N)
+        tm, info = assemble_for_training(total, {"TotalLoss": total})
+        database = Database(training.database_arrays(data, label_arrays if variant.is_student else None), seed=0,
+                            quiet=True, pin_memory=False, **info)
+        apply_to_database(database, split_frames(n, SMALL_TRAINING_CONFIG["training"]))
+        if cache:
+            cache_training_pairs(tm.model, database, torch.device("cpu"), cutoff_A, padded=cache == "padded")
+            tm, info = assemble_for_training(total, {"TotalLoss": total})
+            database.inputs = info["inputs"]
+        return tm, info, database
+
+    def loss_and_gradients(modules, info, arrays):
         modules.model.zero_grad()
-        outputs = modules.model(*[train[k] for k in info["inputs"]])
-        loss = modules.loss(*outputs, *[train[k] for k in info["targets"]])[0]
+        outputs = modules.model(*arrays[:len(info["inputs"])])
+        loss = modules.loss(*outputs, *arrays[len(info["inputs"]):])[0]
         loss.backward()
         return loss.item(), {k: p.grad.clone() for k, p in modules.model.named_parameters() if p.grad is not None}
 
-    plain_loss, plain_grads = loss_and_gradients(tm, db_info)
-    cache_training_pairs(tm.model, database, torch.device("cpu"), SMALL_TRAINING_CONFIG["model"]["dist_hard_max_A"])
-    cached_tm, cached_info = assemble_for_training(total, {"TotalLoss": total})
-    assert len(cached_info["inputs"]) == len(db_info["inputs"]) + 1  # the cached pairs
-    cached_loss, cached_grads = loss_and_gradients(cached_tm, cached_info)
-    assert cached_loss == pytest.approx(plain_loss, rel=1e-6)
-    assert cached_grads.keys() == plain_grads.keys() and len(plain_grads) > 0
+    def whole_split(info, database):
+        return [database.splits["train"][k] for k in info["inputs"] + info["targets"]]
+
+    plain, sparse, padded = training_setup(None), training_setup("sparse"), training_setup("padded")
+    assert len(padded[1]["inputs"]) == len(plain[1]["inputs"]) + 1  # the cached pairs
+    assert padded[2].splits["train"]["AutoPrecomputedPairs"].dtype == torch.int32  # the table, not hippynn's sparse tensor
+    plain_loss, plain_grads = loss_and_gradients(plain[0], plain[1], whole_split(*plain[1:]))
+    padded_loss, padded_grads = loss_and_gradients(padded[0], padded[1], whole_split(*padded[1:]))
+    assert padded_loss == pytest.approx(plain_loss, rel=1e-6)
+    assert padded_grads.keys() == plain_grads.keys() and len(plain_grads) > 0
     for k in plain_grads:
-        torch.testing.assert_close(cached_grads[k], plain_grads[k], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(padded_grads[k], plain_grads[k], rtol=1e-4, atol=1e-6)
+    sparse_loss, sparse_grads = loss_and_gradients(sparse[0], sparse[1], whole_split(*sparse[1:]))
+    assert padded_loss == sparse_loss and all(torch.equal(padded_grads[k], sparse_grads[k]) for k in sparse_grads)
+    torch.manual_seed(5)
+    sparse_batches = list(sparse[2].make_generator("train", "train", 3))
+    torch.manual_seed(5)
+    padded_batches = list(padded[2].make_generator("train", "train", 3))
+    assert len(padded_batches) == len(sparse_batches) > 1
+    for a, b in zip(sparse_batches, padded_batches):
+        la, ga = loss_and_gradients(sparse[0], sparse[1], a)
+        lb, gb = loss_and_gradients(padded[0], padded[1], b)
+        assert la == lb and all(torch.equal(ga[k], gb[k]) for k in ga)
 
 
 def test_forces_are_minus_the_energy_gradient_prior_included(teacher, workdir):
