@@ -10,7 +10,8 @@ side: aggregate MD steps per second and ns/day both ways. Goals: on a 2-core mac
 aggregate at 1 fs.
 
     .venv/bin/python benchmarks/replicas.py [--config config/config.yaml] [--replicas 8] [--ps 0.4]
-        [--beads 216] [--timestep-fs 2]
+        [--beads 216] [--timestep-fs 2] [--model results-study/models/teacher-1/model.pt
+        --dataset results-study/cg/dataset.npz]
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--beads", type=int, default=216, help="beads per replica, rounded to a cube (216, 1000, ...)")
     ap.add_argument("--timestep-fs", type=float, default=2.0)
+    ap.add_argument("--model", help="a trained kdcg model.pt instead of random weights (needs --dataset)")
+    ap.add_argument("--dataset", help="the model's CG dataset .npz: replicas start from its frames")
     args = ap.parse_args()
     n_side = round(args.beads ** (1 / 3))
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -91,11 +94,16 @@ def main() -> None:
     steps = round(args.ps * 1000 / md_cfg["timestep_fs"]) * len(replicas)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_dataset(tmp / "dataset.npz", n_side=n_side)
         from kdcg.mapping import load_dataset
         from kdcg.provenance import dataset_fingerprint
 
-        model = save_random_models(cfg, 1, tmp, dataset_fingerprint(load_dataset(tmp / "dataset.npz")))[0]
+        if args.model:
+            model, dataset = Path(args.model).resolve(), Path(args.dataset).resolve()
+        else:
+            dataset = tmp / "dataset.npz"
+            write_dataset(dataset, n_side=n_side)
+            model = save_random_models(cfg, 1, tmp, dataset_fingerprint(load_dataset(dataset)))[0]
+        n_beads = len(load_dataset(dataset)["R"][0])
         rows = {}
         modes = (("one after another", False, contextlib.nullcontext), ("together", True, contextlib.nullcontext),
                  ("together, hippynn's pairs", True, hippynn_pair_search))
@@ -103,7 +111,7 @@ def main() -> None:
             run_cfg["md"]["evaluate_replicas_together"] = together
             t0 = time.perf_counter()
             with pair_path():
-                results = md.run_replicas(model, tmp / "dataset.npz", run_cfg, replicas, tmp / f"mode-{len(rows)}",
+                results = md.run_replicas(model, dataset, run_cfg, replicas, tmp / f"mode-{len(rows)}",
                                           threads=args.threads)
             wall = time.perf_counter() - t0
             n_unstable = sum(r["status"] != "stable" for r in results)
@@ -113,9 +121,9 @@ def main() -> None:
     from network_cost import device_description
 
     m = cfg["model"]
-    print(f"{device_description(args.threads)}: {args.replicas} replicas x {n_side ** 3} beads x {args.ps} ps at "
+    print(f"{device_description(args.threads)}: {args.replicas} replicas x {n_beads} beads x {args.ps} ps at "
           f"{args.timestep_fs:g} fs; model {m.get('network', 'HipnnQuad')} "
-          f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A (random weights); {args.threads} torch threads")
+          f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A ({args.model or 'random weights'}); {args.threads} torch threads")
     print(f"{'mode':<26} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'unstable':>9}")
     for label, (wall, rate, bad) in rows.items():
         print(f"{label:<26} {wall:8.1f} {rate:14.1f} {rate * args.timestep_fs * 1e-6 * 86400:13.3f} {bad:>9}")
