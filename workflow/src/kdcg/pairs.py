@@ -159,8 +159,9 @@ def padded_pair_table(cache: torch.Tensor) -> torch.Tensor:
     """hippynn's pair cache (sparse, frames x beads x beads x images x 3 offsets) as an int32
     table (frames, most pairs of any frame, 6): per pair (first, second, image index, offset x,
     y, z), a frame's pairs in the order of hippynn's coalesced cache, unused rows PAD. A data
-    loader picks a frame's rows by plain indexing."""
-    cache = cache.coalesce()
+    loader picks a frame's rows by plain indexing. Kept on the CPU, as the database is (a cache
+    found on a GPU comes back from it)."""
+    cache = cache.coalesce().cpu()
     frame, first, second, image = cache.indices()
     n_frames = cache.shape[0]
     counts = torch.bincount(frame, minlength=n_frames)
