@@ -323,6 +323,34 @@ def test_the_pair_search_returns_hippynns_pairs_in_hippynns_order():
         orthorhombic_kdtree_pairs(8.5, x, torch.diag(torch.tensor([16.0, 16.0, 16.0])))
 
 
+def test_the_verlet_list_gives_hippynns_pair_outputs_bit_for_bit():
+    """kdcg's VerletPairs (its own search and cutoff filter) against hippynn's KDTreePairsMemory
+    with the same rebuild rule (hippynn's own rebuilds any batch of more than one frame), on a
+    batch of two frames: the same six outputs, to the last bit, when the list is built and when
+    it is reused."""
+    import torch
+    from hippynn.layers.pairs.dispatch import KDTreePairsMemory
+
+    from kdcg.pairs import VerletPairs
+
+    class HippynnPairsVerletRule(KDTreePairsMemory):
+        recalculation_needed = VerletPairs.recalculation_needed
+
+    rng = np.random.default_rng(6)
+    n, edge = 150, 18.0
+    coordinates = torch.as_tensor(rng.uniform(-1.0, edge + 1.0, size=(2, n, 3)), dtype=torch.float32)
+    cells = torch.diag(torch.full((3,), edge)).expand(2, 3, 3).contiguous()
+    index = torch.arange(2 * n)
+    bookkeeping = (torch.ones(2, n, dtype=torch.bool), index, index, cells, torch.arange(2).repeat_interleave(n), 2, n)
+    kdcg_pairs, hippynn_pairs = VerletPairs(skin=1.0, dist_hard_max=7.0), HippynnPairsVerletRule(skin=1.0, dist_hard_max=7.0)
+    for step in range(2):  # built, then reused (every bead moved 1e-4 A)
+        x = coordinates + 1e-4 * step
+        mine, theirs = kdcg_pairs(x, *bookkeeping), hippynn_pairs(x, *bookkeeping)
+        assert len(mine[0]) > 1000 and kdcg_pairs.reuses == hippynn_pairs.reuses == step
+        for a, b in zip(mine, theirs):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+
+
 def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(workdir):
     """A random walk of 0.05 A per bead and step, wrapped into the box as LAMMPS does: with a
     0.8 A skin (7 A cutoff, 16 A box) the reused pair list gives each step's forces of a fresh
