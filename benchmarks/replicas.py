@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import filecmp
 import json
-import os
 import sys
 import tempfile
 import time
@@ -75,8 +74,9 @@ def main() -> None:
     ap.add_argument("--dataset", help="the model's CG dataset .npz: replicas start from its frames")
     args = ap.parse_args()
     n_side = round(args.beads ** (1 / 3))
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # as `kdcg md --threads` holds every pool of a job
+    from kdcg.cli import limit_threads
+
+    limit_threads(args.threads)  # every pool of the job, as `kdcg md --threads` holds them
 
     import yaml
     from hippynn import settings

@@ -26,9 +26,10 @@ def orthorhombic_kdtree_pairs(cutoff_A: float, coords: torch.Tensor, cell: torch
     """The pairs of one periodic frame within ``cutoff_A`` (below half the shortest edge of an
     orthorhombic cell): (first, second, image), each pair in both directions, exactly as
     hippynn's ``neighbor_list_kdtree`` returns them, in its order. hippynn picks each pair's
-    periodic image by comparing the 27 neighbouring images in torch (~3 ms for 200 beads);
-    with the cutoff below half the box the nearest image is per axis the rounded ratio of the
-    separation to the edge, which numpy computes in ~0.1 ms. The KD-tree gets the same input
+    periodic image by comparing the 27 neighbouring images in torch; with the cutoff below half
+    the box the nearest image is per axis the rounded ratio of the separation to the edge, one
+    vectorised numpy expression. The KD-tree (scipy's ``KDTree``, whose leaf size decides the
+    order; ``cKDTree``'s default differs) gets the same input
     as hippynn's, so the pairs come in the same order and the forces are the same bits."""
     import numpy as np
     from scipy.spatial import KDTree
