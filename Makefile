@@ -9,15 +9,13 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study study-long test test-fast dry-run-paper lint clean
+.PHONY: help setup run study test test-fast dry-run-paper lint clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
 	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
 	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
 	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
-	@echo "  make study-long     after make study: its CG MD again at 100 ps per replica on the same models"
-	@echo "                      (config/study-long.yaml, ~65 min on 2 cores), copied to docs/study-long/"
 	@echo "  make test           set up (Slurm for the profile test too), run the whole test suite"
 	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
 	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
@@ -45,17 +43,6 @@ study: setup
 	rm -rf docs/study/tables docs/study/figures && mkdir -p docs/study
 	cp -r results-study/tables results-study/figures docs/study/
 	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
-
-# the study's trained models, copied with their times kept: the config snapshots then make only
-# the CG MD (md.n_samples) and what reads it run again; an existing copy is kept (a rerun resumes)
-study-long: setup
-	@test -f results-study/models/ensemble/model.pt || { echo "make study-long needs the models of make study (results-study/)"; exit 1; }
-	@test -d results-study-long || cp -a results-study results-study-long
-	snakemake --cores $(CORES) --prioritize results-study-long/$(ENSEMBLE_MD) --configfile config/study.yaml config/study-long.yaml
-	snakemake --report results-study-long/report.html --configfile config/study.yaml config/study-long.yaml
-	rm -rf docs/study-long && mkdir -p docs/study-long
-	cp -r results-study-long/tables results-study-long/figures docs/study-long/
-	@echo "Done. Report: results-study-long/report.html; tables and figures copied to docs/study-long/"
 
 test:
 	@bash scripts/setup.sh --slurm
