@@ -364,6 +364,19 @@ def _finish(run: Path, out_dir: Path) -> dict:
     return read_json(out_dir / "result.json", "replica result")
 
 
+def one_thread_numba_kernels() -> None:
+    """Run hippynn's numba kernels on one thread in this process, whatever --threads says.
+    On two threads their sums come out in a varying order, so CG MD, which amplifies the last
+    bit, was not reproducible run to run (measured: three in-process runs of one replica, three
+    trajectories); the CLI's job environment already holds numba to --threads, an in-process
+    call did not."""
+    try:
+        import numba
+    except ImportError:  # hippynn then runs its pytorch kernels
+        return
+    numba.set_num_threads(1)
+
+
 def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list[int], out_dir: Path,
                  threads: int | None = None) -> list[dict]:
     """Run several replicas of one model in this process (the model is loaded once)."""
@@ -373,6 +386,7 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
 
     if threads:
         torch.set_num_threads(threads)
+    one_thread_numba_kernels()
     md = cfg["md"]
     data = load_dataset(dataset_path)
     half_box = 0.5 * float(np.min(np.diag(np.asarray(data["cell"]).reshape(-1, 3, 3)[0])))
