@@ -80,8 +80,9 @@ def test_the_front_page_says_what_each_scale_can_show():
 
     default = what_it_shows(load("config/config.yaml"))  # 3 ps, at most 20 epochs
     assert "3 ps of CG MD" in default and "cannot show them" in default and "at most 20 epochs" in default
-    study = what_it_shows(load("config/study.yaml"))
+    study_cfg = load("config/study.yaml")
+    study = what_it_shows(study_cfg)
     assert "100 ps of CG MD, into the 100-300 ps" in study and "4 replicas" in study and "findings.csv" in study
-    study_40ps = what_it_shows({**load("config/study.yaml"), "md": {**load("config/study.yaml")["md"], "n_samples": 30}})
+    study_40ps = what_it_shows({**study_cfg, "md": {**study_cfg["md"], "n_samples": 30}})
     assert "40 ps of CG MD, the onset" in study_40ps
     assert "long enough for the instabilities" in what_it_shows(load("config/paper.yaml"))

@@ -366,10 +366,10 @@ def _finish(run: Path, out_dir: Path) -> dict:
 
 def one_thread_numba_kernels() -> None:
     """Run hippynn's numba kernels on one thread in this process, whatever --threads says.
-    On two threads their sums come out in a varying order, so CG MD, which amplifies the last
-    bit, was not reproducible run to run (measured: three in-process runs of one replica, three
-    trajectories); the CLI's job environment already holds numba to --threads, an in-process
-    call did not."""
+    With numba on two threads, three in-process runs of the same two 200-bead replicas gave three
+    different trajectories; on one thread they were identical and equal to the `kdcg md` job's.
+    The job's environment (kdcg.cli.limit_threads) is set before numba loads; an in-process call
+    comes too late for that, so the pool is set here at run time."""
     try:
         import numba
     except ImportError:  # hippynn then runs its pytorch kernels
