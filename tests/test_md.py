@@ -436,3 +436,42 @@ def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_
     assert first["status"] == "stable" and first["step"] == sched.total_steps
     sizes = rendezvous.batch_sizes
     assert sizes[:19].count(2) >= 17 and set(sizes[-20:]) == {1}  # together, then replica 1 alone
+
+
+def test_replicas_all_join_before_the_first_evaluation_and_hold_the_callers_numba_threads():
+    """Every evaluation serves the whole batch, the first included (a replica evaluated alone
+    gets other last bits than in a batch, and a resumed run diverged when one replica asked
+    for forces before the other had joined); numba's thread count is per thread, so the
+    replica threads, where the evaluation runs, hold the caller's, not NUMBA_NUM_THREADS."""
+    import numba
+
+    from kdcg.replica_batch import ReplicaRendezvous, run_together
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread on this machine: nothing to hold")
+
+    class CountingModel:
+        graph = None
+
+        def __init__(self):
+            self.threads_seen = []
+
+        def evaluate_batch(self, species, positions, cell):
+            self.threads_seen.append(numba.get_num_threads())
+            return [len(self.threads_seen)] * len(positions)
+
+    model = CountingModel()
+    rendezvous = ReplicaRendezvous(model, np.ones(2, dtype=int), np.eye(3))
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        def steps(forces):
+            return [forces(None, np.zeros((2, 3)), None) for _ in range(3)]
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("kdcg.replica_batch.forget_pairs", lambda graph: None)
+            first, second = run_together([(1, steps), (2, steps)], rendezvous)
+    finally:
+        numba.set_num_threads(before)
+    assert first == second == [1, 2, 3] and rendezvous.batch_sizes == [2, 2, 2]
+    assert model.threads_seen == [1, 1, 1]

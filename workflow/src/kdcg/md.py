@@ -365,11 +365,12 @@ def _finish(run: Path, out_dir: Path) -> dict:
 
 
 def one_thread_numba_kernels() -> None:
-    """Run hippynn's numba kernels on one thread in this process, whatever --threads says.
-    With numba on two threads, three in-process runs of the same two 200-bead replicas gave three
-    different trajectories; on one thread they were identical and equal to the `kdcg md` job's.
-    The job's environment (kdcg.cli.limit_threads) is set before numba loads; an in-process call
-    comes too late for that, so the pool is set here at run time."""
+    """Run hippynn's numba kernels on one thread in this process, whatever --threads says, as
+    the `kdcg md` job does (kdcg.cli.limit_threads sets its environment before numba loads; an
+    in-process call comes too late for that). Replicas evaluated together take this thread's
+    count into their own threads (kdcg.replica_batch.run_together). Three differing in-process
+    runs were first put down to numba's threads here; a cause found later: a replica that asked
+    for forces before the other had joined the batch (fixed in run_together)."""
     try:
         import numba
     except ImportError:  # hippynn then runs its pytorch kernels

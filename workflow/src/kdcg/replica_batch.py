@@ -95,16 +95,33 @@ class ReplicaRendezvous:
         self._cv.notify_all()
 
 
+def numba_thread_count() -> int | None:
+    """The calling thread's numba thread count (None without numba)."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.get_num_threads()
+
+
 def run_together(replica_runs: list, rendezvous: ReplicaRendezvous) -> list:
     """Run each replica's ``run(forces)`` in its own thread, all against one rendezvous, and
     return their results in order. ``replica_runs``: (replica number, run) pairs, where ``run``
     takes the replica's force callable and returns its result record. A replica that raises
-    leaves the batch; the first such error is raised once all threads have ended."""
+    leaves the batch; the first such error is raised once all threads have ended.
+
+    The model is evaluated in whichever replica thread arrives last; numba's thread count is
+    per thread (a new thread starts at NUMBA_NUM_THREADS, not at the caller's
+    numba.set_num_threads), so every replica thread takes the caller's."""
     results: dict[int, object] = {}
     errors: list[BaseException] = []
+    numba_threads = numba_thread_count()
 
     def worker(replica: int, run) -> None:
-        rendezvous.join(replica)
+        if numba_threads is not None:
+            import numba
+
+            numba.set_num_threads(numba_threads)
         try:
             results[replica] = run(rendezvous.forces_for(replica))
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
@@ -112,6 +129,11 @@ def run_together(replica_runs: list, rendezvous: ReplicaRendezvous) -> list:
         finally:
             rendezvous.leave(replica)
 
+    # all join before any thread starts: a replica that asked for forces before another had
+    # joined would be evaluated alone, in a batch of another size than a later run's, and a
+    # batch's size decides the forces' last bits
+    for r, _ in replica_runs:
+        rendezvous.join(r)
     threads = [threading.Thread(target=worker, args=(r, run), name=f"replica-{r}") for r, run in replica_runs]
     for t in threads:
         t.start()
