@@ -127,6 +127,12 @@ def test_default_dry_run_batches_replicas_per_model(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
     # 4 teachers + the ensemble + 12 + 6 students, both replicas of a model in one job
     assert counts["md_replicas_1_to_2"] == "23" and "md_replica_1" not in counts
+    # training.models_per_job 3: the 22 models in 8 jobs (teachers 3 + 1, the 3 single-teacher
+    # students of each teacher, the 6 ensemble students 3 + 3)
+    training_jobs = {rule: n for rule, n in counts.items() if rule.startswith(("teachers_", "students_of_", "ensemble_students_"))}
+    assert training_jobs == {"teachers_1": "1", "teachers_2": "1", "ensemble_students_1": "1", "ensemble_students_2": "1",
+                             **{f"students_of_teacher_{s}_1": "1" for s in (1, 2, 3, 4)}}
+    assert not {"teacher", "student_single_teacher", "student_ensemble"} & set(counts)
 
 
 def test_lint_and_format_are_clean(tmp_path):

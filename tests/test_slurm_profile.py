@@ -61,14 +61,16 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         cluster.start()
         env = {**venv_env(), "SLURM_CONF": str(cluster.conf),
                "PATH": f"{cluster.root / 'bin'}{os.pathsep}{venv_env()['PATH']}"}
+        # as on a cluster, one model per training job: the profile's rules teacher, student_*
+        (wf / "cluster.yaml").write_text("training:\n  models_per_job: 1\n")
+        configs = ["--configfile", "tests/config/tiny.yaml", "cluster.yaml"]
         # jobs the scheduler must run: everything but the local `all`
-        dry = snakemake(wf, "-n", "--quiet", "rules", "--configfile", "tests/config/tiny.yaml").stdout
+        dry = snakemake(wf, "-n", "--quiet", "rules", *configs).stdout
         counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.M)}
         n_jobs = counts["total"] - counts.get("all", 0)
 
-        cmd = [sys.executable, "-m", "snakemake", "--profile", PROFILE, "--configfile", "tests/config/tiny.yaml",
-               "--jobs", "3", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "5",
-               "--seconds-between-status-checks", "5"]
+        cmd = [sys.executable, "-m", "snakemake", "--profile", PROFILE, *configs, "--jobs", "3", "--slurm-no-account",
+               "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "5"]
         rc, out = _run_with_hard_limit(cmd, wf, env, HARD_LIMIT_S)
         assert rc == 0, f"snakemake through the Slurm profile failed:\n{out[-6000:]}\n{cluster.logs()}"
         assert "slurm-status-command" not in out or "squeue" in out
@@ -93,7 +95,7 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         for name in ("tae", "tae_summary", "performance", "training", "stability"):
             assert (results / "tables" / f"{name}.csv").is_file()
 
-        rep = snakemake(wf, "--profile", PROFILE, "--configfile", "tests/config/tiny.yaml", "--slurm-no-account",
+        rep = snakemake(wf, "--profile", PROFILE, *configs, "--slurm-no-account",
                         "--report", "results-tiny/report.html", env=env, check=False)
         assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
         html = (results / "report.html").read_text(errors="replace")

@@ -284,6 +284,58 @@ def test_labels_of_the_same_frames_in_another_order_are_refused_naming_both_file
     assert not (tmp_path / "l2.npz").exists()
 
 
+def test_models_trained_in_one_job_get_the_weights_they_get_alone(teacher, workdir, tmp_path):
+    """`kdcg train` with several models (training.models_per_job): the second model of the job,
+    trained after another in the same process, has the weights of its own job's."""
+    labels.label_frames(teacher / "model.pt", workdir / "dataset.npz", tmp_path / "labels.npz")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))
+    common = ["--config", cfg, "--dataset", workdir / "dataset.npz", "--prior", workdir / "prior.json",
+              "--labels", tmp_path / "labels.npz", "--threads", "1"]
+    together = kdcg("train", "st_ei_ft", "st_ei_faa", "--seed", "11", "12", *common, "--out-dir", tmp_path / "a",
+                    tmp_path / "b", "--mliap", tmp_path / "a.mliap.pt", tmp_path / "b.mliap.pt")
+    assert together.stdout.index("[kdcg] model 1 of 2: st_ei_ft seed 11") < \
+        together.stdout.index("[kdcg] model 2 of 2: st_ei_faa seed 12")
+    alone = kdcg("train", "st_ei_faa", "--seed", "12", *common, "--out-dir", tmp_path / "b-alone")
+    assert "model 1 of" not in alone.stdout
+    second, second_alone = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("b", "b-alone"))
+    first = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert (first["variant"], first["seed"], second["variant"], second["seed"]) == ("st_ei_ft", 11, "st_ei_faa", 12)
+    assert second["weights_sha256"] == second_alone["weights_sha256"] != first["weights_sha256"]
+    assert second["test_forces_vs_teacher"] == second_alone["test_forces_vs_teacher"]
+    assert (tmp_path / "a.mliap.pt").stat().st_size > 0 and (tmp_path / "b.mliap.pt").stat().st_size > 0
+    # the lists pair up one to one
+    proc = kdcg("train", "teacher", "--seed", "1", "2", *common, "--out-dir", tmp_path / "c", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        "kdcg error: kdcg train: 1 --out-dir for 2 --seed; give one per model"
+    assert not (tmp_path / "c").exists()
+
+
+def test_training_batches_hold_each_model_once_with_its_labels():
+    from kdcg.variants import training_batches
+
+    seeds, chosen = [1, 2, 3, 4], list(variants.STUDENTS)
+    for k in (1, 2, 3, 5, 100):
+        batches = training_batches(seeds, chosen, k)
+        models = [m for b in batches for m in b.models]
+        assert sorted(m[0] for m in models) == sorted(variants.model_names(seeds, chosen))  # each once
+        assert len({b.name for b in batches}) == len(batches)
+        for b in batches:
+            assert 1 <= len(b.models) <= k
+            for name, variant, seed in b.models:
+                if variant == "teacher":
+                    assert b.labels is None and name == f"teacher-{seed}"
+                elif name.count("-") == 2:  # student-<st variant>-<teacher seed>
+                    teacher_seed = int(name.rsplit("-", 1)[1])
+                    assert b.labels == f"teacher-{teacher_seed}" and seed == variants.student_seed(variant, teacher_seed)
+                else:
+                    assert b.labels == "ensemble" and seed == variants.student_seed(variant)
+    assert [b.name for b in training_batches(seeds, chosen, 3)] == \
+        ["teachers_1", "teachers_2", *[f"students_of_teacher_{s}_1" for s in seeds], "ensemble_students_1",
+         "ensemble_students_2"]
+    assert [len(b.models) for b in training_batches(seeds, chosen, 3)] == [3, 1, 3, 3, 3, 3, 3, 3]
+
+
 def test_unknown_variant_lists_the_valid_ones(workdir, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(SMALL_TRAINING_CONFIG))

@@ -95,17 +95,24 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     perf_rows = (wf / "results-tiny/aa/performance.tsv").read_text().splitlines() if (wf / "results-tiny/aa/performance.tsv").exists() else None
     assert perf_rows is None  # only the named target and what it needs were built
 
-    # 4. one student by its file: only it and what it needs (prior, its teacher, its labels)
+    # 4. one student by its file: only its training job and what it needs (prior, its teacher's job,
+    #    its teacher's labels); training.models_per_job 2: the teachers train as one job, and the
+    #    student with the first of its teacher's other single-teacher students
+    assert cfg["training"]["models_per_job"] == 2
     out = snakemake(wf, "results-tiny/models/student-st_ei_ft-2/model.pt", "--cores", "2", "--configfile", "e2e.yaml")
     text = out.stdout + out.stderr
-    assert "rule teacher:" in text and "teacher-2" in text and "teacher-1/" not in text and "ensemble_labels" not in text
-    assert sorted(p.name for p in (wf / "results-tiny/models").iterdir()) == ["prior.json", "student-st_ei_ft-2", "teacher-2"]
+    assert "rule teachers_1:" in text and "rule students_of_teacher_2_1:" in text and "ensemble_labels" not in text
+    assert sorted(p.name for p in (wf / "results-tiny/models").iterdir()) == \
+        ["prior.json", "student-st_ei_faa-2", "student-st_ei_ft-2", "teacher-1", "teacher-2"]
+    assert sorted(p.name for p in (wf / "results-tiny/labels").iterdir()) == ["teacher-2.npz"]
+    batch_log = (wf / "results-tiny/logs/students_of_teacher_2_1.log").read_text()
+    assert batch_log.index("[kdcg] model 1 of 2: st_ei_faa") < batch_log.index("[kdcg] model 2 of 2: st_ei_ft")
 
     # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels,
     #    all 9 variants (3 single-teacher ones per teacher), the ensemble model and 2 MD replicas of
     #    every model; nothing already built reruns
-    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teacher=1",
-                    "student_single_teacher=1", "student_ensemble=1", "md_replicas_1_to_2=1")
+    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teachers_1=1",
+                    "ensemble_students_1=1", "md_replicas_1_to_2=1")
     assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
     rows = [r.split("\t") for r in (wf / "results-tiny/aa/performance.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
@@ -119,8 +126,15 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     for name in expected:
         metrics = json.loads((models / name / "metrics.json").read_text())
         assert np.isfinite(metrics["test_forces_vs_aa"]["rmse"]) and metrics["epochs"] >= 1
-        assert (models / name / "model.pt").is_file() and (wf / f"results-tiny/logs/{name}.log").is_file()
-    teacher_log = (wf / "results-tiny/logs/teacher-1.log").read_text()
+        assert (models / name / "model.pt").is_file()
+    # one log per training job: 2 teachers; 3 single-teacher students per teacher in jobs of 2 and
+    # 1; 6 ensemble students in 3 jobs
+    assert sorted(p.name for p in (wf / "results-tiny/logs").glob("*student*.log")) + \
+        sorted(p.name for p in (wf / "results-tiny/logs").glob("teachers_*.log")) == \
+        ["ensemble_students_1.log", "ensemble_students_2.log", "ensemble_students_3.log", "students_of_teacher_1_1.log",
+         "students_of_teacher_1_2.log", "students_of_teacher_2_1.log", "students_of_teacher_2_2.log", "teachers_1.log"]
+    teacher_log = (wf / "results-tiny/logs/teachers_1.log").read_text()
+    assert teacher_log.index("[kdcg] model 1 of 2: teacher seed 1") < teacher_log.index("[kdcg] model 2 of 2: teacher seed 2")
     assert re.search(r"\[kdcg\] epoch 0 done \(1 of at most \d+\): .* elapsed \d+ min \d\d s, at most \d+ min \d\d s left",
                      teacher_log), teacher_log[-2000:]
     # known-harmless noise stays out of the logs
@@ -215,9 +229,10 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
 
     # 9. the README's forced rerun of a finished training rebuilds the same weights without training
     before = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
-    snakemake(wf, "results-tiny/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun", "teacher")
+    snakemake(wf, "results-tiny/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun",
+              "teachers_1")
     after = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
-    assert "training already finished" in (wf / "results-tiny/logs/teacher-1.log").read_text()
+    assert (wf / "results-tiny/logs/teachers_1.log").read_text().count("training already finished") == 2
     assert after["weights_sha256"] == before["weights_sha256"] and after["test_forces_vs_aa"] == before["test_forces_vs_aa"]
     # ... so its MD, re-triggered by the newer model file, keeps the replicas it has (keyed by the weights)
     result = (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text()

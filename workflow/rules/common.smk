@@ -8,7 +8,12 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
 from kdcg.config import coerce_overrides, snapshot, validate as _validate_config
 from kdcg.errors import InputError
-from kdcg.variants import ensemble_variants, model_names, single_teacher_variants
+from kdcg.variants import (
+    ensemble_variants,
+    model_names,
+    single_teacher_variants,
+    training_batches as _training_batches,
+)
 
 _config_source = ", ".join(str(p) for p in workflow.configfiles) or "config"
 if workflow.config_settings.config:
@@ -156,6 +161,31 @@ def train_shell(kind):
         f"train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
         f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --mliap {{output.mliap}}"
         " --threads {threads}"
+    )
+
+
+def models_per_job():
+    return config["training"]["models_per_job"]
+
+
+def training_batches():
+    """The training jobs when several models share one (kdcg.variants.training_batches)."""
+    return _training_batches(teacher_seeds(), student_variants(), models_per_job())
+
+
+def batch_model_files(batch, name):
+    return [f"{MODELS}/{model}/{name}" for model in batch.model_names]
+
+
+def train_batch_shell(batch):
+    """Shell command of `kdcg train` for the models of one training job, in order."""
+    variants = " ".join(variant for _, variant, _ in batch.models)
+    seeds = " ".join(str(seed) for _, _, seed in batch.models)
+    labels = " --labels {input.labels}" if batch.labels else ""
+    return kdcg_shell(
+        f"train {variants} --seed {seeds} --config {{input.config}} --dataset {{input.dataset}}"
+        f" --prior {{input.prior}}{labels} --out-dir {' '.join(f'{MODELS}/{m}' for m in batch.model_names)}"
+        f" --mliap {' '.join(batch_model_files(batch, 'mliap.pt'))} --threads {{threads}}"
     )
 
 

@@ -4,7 +4,10 @@
 #   <results_dir>/models/student-{st variant}-{teacher seed}/model.pt
 #   <results_dir>/models/student-{se variant}/model.pt
 #   <results_dir>/models/ensemble/model.pt  (all teachers, one shared pair list, mean force)
-# Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt.
+# Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt. With
+# training.models_per_job > 1 (a laptop) the models sharing their labels train in jobs of that
+# many (rules teachers_<i>, students_of_teacher_<seed>_<i>, ensemble_students_<i>): naming one
+# model's file builds its job.
 
 
 rule cg_prior:
@@ -24,29 +27,116 @@ rule cg_prior:
         )
 
 
-rule teacher:
-    input:
-        dataset=f"{CG}/dataset.npz",
-        prior=f"{MODELS}/prior.json",
-        config=config_file("training"),
-    output:
-        model=f"{MODELS}/teacher-{{seed}}/model.pt",
-        metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
-        mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
-    log:
-        f"{LOGS}/teacher-{{seed}}.log",
-    benchmark:
-        f"{BENCH}/teacher-{{seed}}.tsv"
-    wildcard_constraints:
-        seed=r"\d+",
-    conda:
-        ENV_PYTORCH
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
-    shell:
-        train_shell("teacher")
+if models_per_job() == 1:
+    # one model per job (a cluster)
+
+    rule teacher:
+        input:
+            dataset=f"{CG}/dataset.npz",
+            prior=f"{MODELS}/prior.json",
+            config=config_file("training"),
+        output:
+            model=f"{MODELS}/teacher-{{seed}}/model.pt",
+            metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
+            mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
+        log:
+            f"{LOGS}/teacher-{{seed}}.log",
+        benchmark:
+            f"{BENCH}/teacher-{{seed}}.tsv"
+        wildcard_constraints:
+            seed=r"\d+",
+        conda:
+            ENV_PYTORCH
+        threads: 1
+        resources:
+            runtime=24 * 60,
+            mem_mb=8000,
+        shell:
+            train_shell("teacher")
+
+    rule student_single_teacher:
+        input:
+            dataset=f"{CG}/dataset.npz",
+            prior=f"{MODELS}/prior.json",
+            labels=f"{LABELS}/teacher-{{seed}}.npz",
+            config=config_file("training"),
+        output:
+            model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
+            metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
+            mliap=f"{MODELS}/student-{{variant}}-{{seed}}/mliap.pt",
+        log:
+            f"{LOGS}/student-{{variant}}-{{seed}}.log",
+        benchmark:
+            f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
+        wildcard_constraints:
+            variant="|".join(single_teacher_variants(student_variants())),
+            seed=r"\d+",
+        conda:
+            ENV_PYTORCH
+        threads: 1
+        resources:
+            runtime=24 * 60,
+            mem_mb=8000,
+        params:
+            seed=student_seed,
+        shell:
+            train_shell("student")
+
+    rule student_ensemble:
+        input:
+            dataset=f"{CG}/dataset.npz",
+            prior=f"{MODELS}/prior.json",
+            labels=f"{LABELS}/ensemble.npz",
+            config=config_file("training"),
+        output:
+            model=f"{MODELS}/student-{{variant}}/model.pt",
+            metrics=f"{MODELS}/student-{{variant}}/metrics.json",
+            mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
+        log:
+            f"{LOGS}/student-{{variant}}.log",
+        benchmark:
+            f"{BENCH}/student-{{variant}}.tsv"
+        wildcard_constraints:
+            variant="|".join(ensemble_variants(student_variants())),
+        conda:
+            ENV_PYTORCH
+        threads: 1
+        resources:
+            runtime=24 * 60,
+            mem_mb=8000,
+        params:
+            seed=student_seed,
+        shell:
+            train_shell("ensemble_student")
+
+else:
+    # training.models_per_job > 1: the models of one label group in jobs of that many
+    for _batch in training_batches():
+
+        rule:
+            name:
+                _batch.name
+            input:
+                dataset=f"{CG}/dataset.npz",
+                prior=f"{MODELS}/prior.json",
+                config=config_file("training"),
+                labels=[f"{LABELS}/{_batch.labels}.npz"] if _batch.labels else [],
+            output:
+                *batch_model_files(_batch, "model.pt"),
+                *batch_model_files(_batch, "metrics.json"),
+                *batch_model_files(_batch, "mliap.pt"),
+            log:
+                f"{LOGS}/{_batch.name}.log",
+            benchmark:
+                f"{BENCH}/{_batch.name}.tsv"
+            conda:
+                ENV_PYTORCH
+            threads: 1
+            resources:
+                runtime=24 * 60,
+                mem_mb=8000,
+            shell:
+                train_batch_shell(_batch)
 
 
 rule teacher_labels:
@@ -83,63 +173,6 @@ rule ensemble_labels:
         kdcg_shell(
             "ensemble-labels --dataset {input.dataset} --out {output} {input.labels}"
         )
-
-
-rule student_single_teacher:
-    input:
-        dataset=f"{CG}/dataset.npz",
-        prior=f"{MODELS}/prior.json",
-        labels=f"{LABELS}/teacher-{{seed}}.npz",
-        config=config_file("training"),
-    output:
-        model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
-        metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
-        mliap=f"{MODELS}/student-{{variant}}-{{seed}}/mliap.pt",
-    log:
-        f"{LOGS}/student-{{variant}}-{{seed}}.log",
-    benchmark:
-        f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
-    wildcard_constraints:
-        variant="|".join(single_teacher_variants(student_variants())),
-        seed=r"\d+",
-    conda:
-        ENV_PYTORCH
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
-    params:
-        seed=student_seed,
-    shell:
-        train_shell("student")
-
-
-rule student_ensemble:
-    input:
-        dataset=f"{CG}/dataset.npz",
-        prior=f"{MODELS}/prior.json",
-        labels=f"{LABELS}/ensemble.npz",
-        config=config_file("training"),
-    output:
-        model=f"{MODELS}/student-{{variant}}/model.pt",
-        metrics=f"{MODELS}/student-{{variant}}/metrics.json",
-        mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
-    log:
-        f"{LOGS}/student-{{variant}}.log",
-    benchmark:
-        f"{BENCH}/student-{{variant}}.tsv"
-    wildcard_constraints:
-        variant="|".join(ensemble_variants(student_variants())),
-    conda:
-        ENV_PYTORCH
-    threads: 1
-    resources:
-        runtime=24 * 60,
-        mem_mb=8000,
-    params:
-        seed=student_seed,
-    shell:
-        train_shell("ensemble_student")
 
 
 rule ensemble_model:

@@ -101,17 +101,34 @@ def cmd_prior(args) -> None:
     prior.write_prior(Path(args.dataset), config.load(args.config, partial=True), Path(args.out))
 
 
+def training_jobs(args) -> list[tuple[str, int, Path, Path | None]]:
+    """(variant, seed, out_dir, mliap) of each model a `kdcg train` call trains: its lists
+    pair up in order, a single variant standing for all."""
+    n = len(args.seed)
+    variants = args.variant * n if len(args.variant) == 1 else args.variant
+    mliaps = args.mliap or [None] * n
+    for flag, values in (("variant", variants), ("--out-dir", args.out_dir), ("--mliap", mliaps)):
+        if len(values) != n:
+            raise InputError(None, f"kdcg train: {len(values)} {flag} for {n} --seed; give one per model"
+                             + (" (or one variant for all)" if flag == "variant" else ""))
+    return [(v, s, Path(o), Path(m) if m else None) for v, s, o, m in zip(variants, args.seed, args.out_dir, mliaps)]
+
+
 def cmd_train(args) -> None:
     from . import config, training
 
     cfg = config.load(args.config, partial=True)
-    metrics = training.train(args.variant, args.seed, Path(args.dataset), Path(args.prior), Path(args.out_dir), cfg,
-                             labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
-    print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
-    if args.mliap:
-        from . import mliap_export
+    jobs = training_jobs(args)
+    for i, (variant, seed, out_dir, mliap) in enumerate(jobs, start=1):
+        if len(jobs) > 1:
+            print(f"[kdcg] model {i} of {len(jobs)}: {variant} seed {seed} in {out_dir}", flush=True)
+        metrics = training.train(variant, seed, Path(args.dataset), Path(args.prior), out_dir, cfg,
+                                 labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
+        print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
+        if mliap:
+            from . import mliap_export
 
-        mliap_export.export_mliap(Path(args.out_dir) / "model.pt", Path(args.mliap))
+            mliap_export.export_mliap(out_dir / "model.pt", mliap)
 
 
 def cmd_label(args) -> None:
@@ -277,19 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="prior .json")
     s.set_defaults(func=cmd_prior)
 
-    s = _sub(sub, "train", "train a teacher or a student variant (resumes from its last checkpoint)",
+    s = _sub(sub, "train", "train teachers or student variants (each resumes from its last checkpoint)",
              "A teacher learns the mapped AA forces; a student the loss of its variant (kdcg.variants). A rerun "
-             "of a killed or finished training gives the uninterrupted run's weights.",
+             "of a killed or finished training gives the uninterrupted run's weights. Several models (one "
+             "--seed, --out-dir and --mliap each) train one after another in this process, sharing its "
+             "imports and set-up: each gets the weights it gets alone.",
              "kdcg train se_ei_ft_faa --seed 1 --labels labels/ensemble.npz --config my.yaml --dataset dataset.npz "
-             "--prior prior.json --out-dir models/student-se_ei_ft_faa")
-    s.add_argument("variant", help="teacher, or a student variant (st_*, se_*)")
-    s.add_argument("--seed", type=int, required=True, help="model seed (weights and batch order)")
+             "--prior prior.json --out-dir models/student-se_ei_ft_faa\n"
+             "  kdcg train teacher --seed 1 2 --config my.yaml --dataset dataset.npz --prior prior.json "
+             "--out-dir models/teacher-1 models/teacher-2")
+    s.add_argument("variant", nargs="+", help="teacher, or a student variant (st_*, se_*); one for all models or one each")
+    s.add_argument("--seed", type=int, nargs="+", required=True, help="model seed (weights and batch order), one per model")
     s.add_argument("--config", required=True, help=config_help + "; needs the model, prior and training sections")
     s.add_argument("--dataset", required=True, help="CG dataset .npz (kdcg map)")
     s.add_argument("--prior", required=True, help="prior .json (kdcg prior)")
-    s.add_argument("--labels", help="teacher or ensemble labels .npz (students)")
-    s.add_argument("--out-dir", required=True, help="model folder: model.pt, metrics.json, checkpoints, plots")
-    s.add_argument("--mliap", help="also write the trained model as a LAMMPS ML-IAP unified file here")
+    s.add_argument("--labels", help="teacher or ensemble labels .npz (students; one file for all models of the call)")
+    s.add_argument("--out-dir", nargs="+", required=True,
+                   help="model folder (model.pt, metrics.json, checkpoints, plots), one per model")
+    s.add_argument("--mliap", nargs="+", help="also write each trained model as a LAMMPS ML-IAP unified file here")
     s.add_argument("--threads", type=int, default=None, help="CPU threads of PyTorch, numba and BLAS (default: all)")
     s.set_defaults(func=cmd_train)
 

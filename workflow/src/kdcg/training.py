@@ -100,6 +100,12 @@ class EpochCheckpoint:
               f"elapsed {_duration(elapsed)}, at most {_duration(per_epoch * max(0, bound - done))} left", flush=True)
 
 
+def weights_config(tcfg: dict) -> dict:
+    """The training section without the keys that only schedule jobs (a model gets the same
+    weights whatever they say), so that changing them resumes finished trainings."""
+    return {k: v for k, v in tcfg.items() if k != "models_per_job"}
+
+
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
@@ -157,7 +163,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     database.inputs = db_info["inputs"]
 
     # where files live is not an input: a moved checkout resumes
-    fingerprint = _fingerprint(TRAINING_GRAPH, variant.name, seed, cfg["model"], without_path(prior), tcfg, comparable(dataset_fingerprint(data)),
+    fingerprint = _fingerprint(TRAINING_GRAPH, variant.name, seed, cfg["model"], without_path(prior), weights_config(tcfg),
+                               comparable(dataset_fingerprint(data)),
                                None if labels is None else hashlib.sha256(labels["forces"].tobytes()).hexdigest())
     stamp = out_dir / "inputs.sha256"
     resumable = (stamp.is_file() and stamp.read_text() == fingerprint and (out_dir / "last_checkpoint.pt").is_file()

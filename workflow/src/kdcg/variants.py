@@ -102,3 +102,35 @@ def model_names(teacher_seeds: list[int], chosen: list[str] | None = None) -> li
     names += [f"student-{v}-{s}" for v in single_teacher_variants(chosen) for s in teacher_seeds]
     names += [f"student-{v}" for v in ensemble_variants(chosen)]
     return names
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    """Models one `kdcg train` job trains one after another, sharing the job's imports and
+    set-up (training.models_per_job); all of them read the same labels."""
+
+    name: str  # the job's (Snakemake rule's) name
+    labels: str | None  # "teacher-<seed>" or "ensemble" (labels/<labels>.npz); None for teachers
+    models: tuple[tuple[str, str, int], ...]  # (model name, variant, seed) in training order
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m[0] for m in self.models]
+
+
+def training_batches(teacher_seeds: list[int], chosen: list[str] | None, models_per_job: int) -> list[TrainingBatch]:
+    """Every trained model of model_names(), in jobs of at most ``models_per_job`` models that
+    share their labels: the teachers; the single-teacher students of one teacher; the ensemble
+    students."""
+    def chunks(items: list) -> list[list]:
+        return [items[i: i + models_per_job] for i in range(0, len(items), models_per_job)]
+
+    batches = [TrainingBatch(f"teachers_{i}", None, tuple((f"teacher-{s}", TEACHER.name, s) for s in seeds))
+               for i, seeds in enumerate(chunks(list(teacher_seeds)), start=1)]
+    for s in teacher_seeds:
+        batches += [TrainingBatch(f"students_of_teacher_{s}_{i}", f"teacher-{s}",
+                                  tuple((f"student-{v}-{s}", v, student_seed(v, s)) for v in variants))
+                    for i, variants in enumerate(chunks(single_teacher_variants(chosen)), start=1)]
+    batches += [TrainingBatch(f"ensemble_students_{i}", "ensemble", tuple((f"student-{v}", v, student_seed(v)) for v in variants))
+                for i, variants in enumerate(chunks(ensemble_variants(chosen)), start=1)]
+    return batches
