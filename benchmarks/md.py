@@ -8,7 +8,11 @@ On one 1,000-bead reline-density frame (44.84 A box), with the paper's model siz
     hippynn's own pair memory and the same skin (its rebuild test sums displacements over all
     beads: the path before kdcg.pairs), and with no skin (a pair search every step);
 for one model and for the 8-teacher ensemble (one shared pair list). Goals on a 2-core
-machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step.
+machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also
+the part of one bare evaluation the members could share (pair search and prior, timed by
+forward hooks) and the ensemble cost that sharing all of it would leave: the networks' forward
+and backward, each member's own, set a floor that sharing cannot lower (batching the members
+saves dispatch and launches, which matter on a GPU, not their arithmetic).
 
     .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40]
 """
@@ -63,6 +67,36 @@ def bare_ms(model, species, R, cell, repeats: int) -> float:
         model(species, R, cell)
         times.append(time.perf_counter() - t0)
     return 1000.0 * statistics.median(times)
+
+
+def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float]:
+    """(one bare evaluation, the part of it the members of an ensemble share) in ms, medians:
+    the shared part is the pair search and the repulsive prior (timed by forward hooks); the
+    rest, the network's forward and backward, each member pays for itself."""
+    from kdcg.model import PairRepulsion
+    from kdcg.pairs import VerletPairs
+
+    spans: list[float] = []
+
+    def start(module, inputs):
+        spans.append(-time.perf_counter())
+
+    def stop(module, inputs, output):
+        spans[-1] += time.perf_counter()
+
+    for module in model.graph.modules():
+        if isinstance(module, (VerletPairs, PairRepulsion)):
+            module.register_forward_pre_hook(start)
+            module.register_forward_hook(stop)
+    model(species, R, cell)  # warm-up
+    totals, shared = [], []
+    for _ in range(repeats):
+        spans.clear()
+        t0 = time.perf_counter()
+        model(species, R, cell)
+        totals.append(time.perf_counter() - t0)
+        shared.append(sum(spans))
+    return 1000.0 * statistics.median(totals), 1000.0 * statistics.median(shared)
 
 
 def hippynn_pair_memory(model, skin_A: float):
@@ -128,6 +162,7 @@ def main() -> None:
             step_hippynn = md_ms(hippynn_pair_memory(model_forces.ModelForces(path), skin), species, R, cell, args.steps, dt)
             step0 = md_ms(model_forces.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
             rows[name] = (bare, step, step_hippynn, step0)
+        one_ms, shared_ms = shared_part_ms(model_forces.ModelForces(paths[0]), species, R, cell, args.repeats)
     from network_cost import device_description
 
     print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
@@ -141,6 +176,12 @@ def main() -> None:
     print(f"MD step / bare evaluation, one model: {s1 / b1:.3f} (goal <= 0.9; hippynn's pair memory: {h1 / b1:.3f})")
     print(f"MD step / bare evaluation, ensemble:  {sn / bn:.3f} (hippynn's pair memory: {hn / bn:.3f})")
     print(f"ensemble MD step / one-model MD step: {sn / s1:.2f} for {args.members} members (goal <= 5)")
+    # what sharing can reach: the pair search and the prior once, each member's network in full
+    bound = (shared_ms + args.members * (one_ms - shared_ms)) / one_ms
+    print(f"one bare evaluation {one_ms:.1f} ms, of which pair search + prior {shared_ms:.1f} ms "
+          f"({100 * shared_ms / one_ms:.0f} %, what the members can share); the networks' forward and backward "
+          f"{one_ms - shared_ms:.1f} ms per member: an ensemble that shares all the rest still costs "
+          f"{bound:.2f} x one model for {args.members} members")
 
 
 if __name__ == "__main__":

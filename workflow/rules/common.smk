@@ -177,16 +177,26 @@ def batch_model_files(batch, name):
     return [f"{MODELS}/{model}/{name}" for model in batch.model_names]
 
 
-def train_batch_shell(batch):
-    """Shell command of `kdcg train` for the models of one training job, in order."""
-    variants = " ".join(variant for _, variant, _ in batch.models)
-    seeds = " ".join(str(seed) for _, _, seed in batch.models)
-    labels = " --labels {input.labels}" if batch.labels else ""
-    return kdcg_shell(
-        f"train {variants} --seed {seeds} --config {{input.config}} --dataset {{input.dataset}}"
-        f" --prior {{input.prior}}{labels} --out-dir {' '.join(f'{MODELS}/{m}' for m in batch.model_names)}"
-        f" --mliap {' '.join(batch_model_files(batch, 'mliap.pt'))} --threads {{threads}}"
-    )
+def train_batch_params(batch):
+    """The models of one training job, in order, as `kdcg train` arguments."""
+    return {
+        "variants": " ".join(variant for _, variant, _ in batch.models),
+        "seeds": " ".join(str(seed) for _, _, seed in batch.models),
+        "labels_option": "--labels " if batch.labels else "",
+    }
+
+
+def model_folders(wildcards, output):
+    """The model folders of a training job's outputs, in order."""
+    return " ".join(os.path.dirname(path) for path in output.model)
+
+
+# `kdcg train` for the models of one training job (train_batch_params)
+TRAIN_BATCH_SHELL = kdcg_shell(
+    "train {params.variants} --seed {params.seeds} --config {input.config} --dataset {input.dataset}"
+    " --prior {input.prior} {params.labels_option}{input.labels} --out-dir {params.out_dirs}"
+    " --mliap {output.mliap} --threads {threads}"
+)
 
 
 def md_models():

@@ -111,32 +111,41 @@ if models_per_job() == 1:
 
 else:
     # training.models_per_job > 1: the models of one label group in jobs of that many
-    for _batch in training_batches():
+    for _job_models in training_batches():
 
         rule:
             name:
-                _batch.name
+                _job_models.name
             input:
                 dataset=f"{CG}/dataset.npz",
                 prior=f"{MODELS}/prior.json",
                 config=config_file("training"),
-                labels=[f"{LABELS}/{_batch.labels}.npz"] if _batch.labels else [],
+                labels=(
+                    [f"{LABELS}/{_job_models.labels}.npz"]
+                    if _job_models.labels
+                    else []
+                ),
             output:
-                *batch_model_files(_batch, "model.pt"),
-                *batch_model_files(_batch, "metrics.json"),
-                *batch_model_files(_batch, "mliap.pt"),
+                model=batch_model_files(_job_models, "model.pt"),
+                metrics=batch_model_files(_job_models, "metrics.json"),
+                mliap=batch_model_files(_job_models, "mliap.pt"),
             log:
-                f"{LOGS}/{_batch.name}.log",
+                f"{LOGS}/{_job_models.name}.log",
             benchmark:
-                f"{BENCH}/{_batch.name}.tsv"
+                f"{BENCH}/{_job_models.name}.tsv"
             conda:
                 ENV_PYTORCH
             threads: 1
             resources:
                 runtime=24 * 60,
                 mem_mb=8000,
+            params:
+                # bound now: a shell directive is evaluated again when the job runs, when the
+                # loop variable holds the last batch
+                **train_batch_params(_job_models),
+                out_dirs=model_folders,
             shell:
-                train_batch_shell(_batch)
+                TRAIN_BATCH_SHELL
 
 
 rule teacher_labels:
