@@ -43,6 +43,13 @@ def weights(folder: Path, seeds: list[int]) -> list[str]:
     return [json.loads((folder / f"teacher-{s}" / "metrics.json").read_text())["weights_sha256"] for s in seeds]
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
@@ -70,7 +77,7 @@ def main() -> None:
             same &= weights(Path(tmp) / "apart", seeds) == weights(Path(tmp) / "together", seeds)
 
     apart, together = statistics.median(apart_s), statistics.median(together_s)
-    print(f"machine: {platform.processor() or platform.machine()}, 1 thread per process; config {args.config}; "
+    print(f"machine: {cpu_name()}, 1 thread per process (KDCG_DEVICE as set); config {args.config}; "
           f"dataset {args.dataset}; {args.models} teachers, {args.rounds} round(s), medians")
     print("| way | processes | wall s | s per model |")
     print("|---|---|---|---|")
