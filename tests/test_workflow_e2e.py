@@ -129,7 +129,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
         assert (models / name / "model.pt").is_file()
     # one log per training job: 2 teachers; 3 single-teacher students per teacher in jobs of 2 and
     # 1; 6 ensemble students in 3 jobs
-    assert sorted(p.name for p in (wf / "results-tiny/logs").glob("*student*.log")) + \
+    assert sorted(p.name for p in (wf / "results-tiny/logs").glob("*students_*.log")) + \
         sorted(p.name for p in (wf / "results-tiny/logs").glob("teachers_*.log")) == \
         ["ensemble_students_1.log", "ensemble_students_2.log", "ensemble_students_3.log", "students_of_teacher_1_1.log",
          "students_of_teacher_1_2.log", "students_of_teacher_2_1.log", "students_of_teacher_2_2.log", "teachers_1.log"]
