@@ -311,6 +311,18 @@ def test_models_trained_in_one_job_get_the_weights_they_get_alone(teacher, workd
     assert not (tmp_path / "c").exists()
 
 
+def test_keys_that_choose_models_or_jobs_resume_a_finished_training_and_others_restart_it(workdir, tmp_path):
+    first = training.train("teacher", 3, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", SMALL_TRAINING_CONFIG)
+    assert first["resumed"] is False
+    more = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    more["training"].update(teacher_seeds=[1, 2, 3], student_variants=list(variants.STUDENTS), models_per_job=4)
+    again = training.train("teacher", 3, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", more)
+    assert again["resumed"] is True and again["weights_sha256"] == first["weights_sha256"]
+    other = copy.deepcopy(more)
+    other["training"]["learning_rate"] *= 2
+    assert training.train("teacher", 3, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", other)["resumed"] is False
+
+
 def test_training_batches_hold_each_model_once_with_its_labels():
     from kdcg.variants import training_batches
 

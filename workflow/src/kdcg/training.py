@@ -100,10 +100,14 @@ class EpochCheckpoint:
               f"elapsed {_duration(elapsed)}, at most {_duration(per_epoch * max(0, bound - done))} left", flush=True)
 
 
+#: training keys that decide which models a run trains and how its jobs are cut, not any model's weights
+NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job")
+
+
 def weights_config(tcfg: dict) -> dict:
-    """The training section without the keys that only schedule jobs (a model gets the same
-    weights whatever they say), so that changing them resumes finished trainings."""
-    return {k: v for k, v in tcfg.items() if k != "models_per_job"}
+    """The training section without NOT_WEIGHT_KEYS: adding a teacher or a variant, or cutting
+    the jobs otherwise, resumes the finished trainings instead of starting them over."""
+    return {k: v for k, v in tcfg.items() if k not in NOT_WEIGHT_KEYS}
 
 
 def _duration(seconds: float) -> str:
