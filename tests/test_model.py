@@ -164,3 +164,37 @@ def test_stacked_ensemble_members_give_the_member_by_member_outputs(network, mem
         np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-10, err_msg=name)
     # the members differ, so the test compares something
     assert (got[3] - got[4]).abs().max() > 1e-3
+
+
+def test_stacked_members_go_in_cache_sized_passes_on_a_cpu_and_all_at_once_elsewhere():
+    """On a CPU a pass holds as many members as keep its sensitivity and environment arrays
+    (4 bytes x components x sensitivities x (pairs + beads x input features), summed over the
+    interaction blocks) within CPU_BYTES_PER_PASS, in passes of equal size; elsewhere (a GPU)
+    all members go in one pass."""
+    from kdcg.model import graph_node
+    from kdcg.stacked_members import CPU_BYTES_PER_PASS, StackedMembers
+
+    def stack(network, n_features, n_sensitivities):
+        cfg = {"network": network, "n_features": n_features, "n_sensitivities": n_sensitivities,
+               "n_interaction_layers": 1, "n_atom_layers": 3, "dist_soft_min_A": 3.0, "dist_soft_max_A": 7.0,
+               "dist_hard_max_A": 8.0}
+        graphs = []
+        for _ in range(8):
+            m = build_model(cfg, 3, {**PRIOR, "taper_A": [[3.0] * 3] * 3})  # reline's 3 species
+            graphs.append(GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy]))
+        return StackedMembers([graph_node(g, "hipnn_ts").torch_module for g in graphs],
+                              [graph_node(g, "hipnn_energy").torch_module for g in graphs])
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    default, paper = stack("Hipnn", 16, 10), stack("HipnnQuad", 32, 20)
+    n_beads = 1000
+    # the default's network: 4 * 10 * (24,000 pairs + 1,000 beads x 3 species) bytes per member,
+    # 7 fit in 8 MiB: 2 passes of 4
+    assert default.automatic_members_per_pass(n_beads, 24000, cpu) == 4
+    # the paper's: 4 * 9 components * 20 * (46,000 + 3,000) bytes, 35 MB: one member per pass
+    assert paper.automatic_members_per_pass(n_beads, 46000, cpu) == 1
+    assert default.automatic_members_per_pass(10, 100, cpu) == 8  # a small frame: one pass
+    # 3 fit: 3 passes of 3 (the last one of 2), not 3 + 3 + 2 of 4-member passes
+    n_pairs = int(CPU_BYTES_PER_PASS / 3.5 / (4 * 10)) - n_beads * 3
+    assert default.automatic_members_per_pass(n_beads, n_pairs, cpu) == 3
+    assert default.automatic_members_per_pass(n_beads, 24000, gpu) == paper.automatic_members_per_pass(n_beads, 46000, gpu) == 8

@@ -29,9 +29,10 @@ from hippynn.layers.transform import ResNetWrapper
 
 
 ALL = slice(None)  # every member of a stack
-# on a CPU, members evaluated in one pass keep their largest arrays within this many bytes: with
-# 8 members on a 1,000-bead frame (2 threads, 2026-11-27) passes of 2-4 members (3-6 MB) were
-# fastest for the default's network, 1 member (57 MB) for the paper's (StackedMembers)
+# on a CPU, members evaluated in one pass keep their largest arrays within this many bytes.
+# 8 members on a 1,000-bead frame (2 threads, 2026-11-27; bare ms, 3 alternating rounds): the
+# default's network (1.1 MB per member: 7 fit, 2 passes of 4) 111 / 88 / 88 / 118 in passes of
+# 1 / 2 / 4 / 8 members; the paper's (35 MB) 1,456 / 1,636 / 1,866 in passes of 1 / 2 / 8
 CPU_BYTES_PER_PASS = 8 * 2 ** 20
 
 
