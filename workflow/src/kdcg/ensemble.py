@@ -1,5 +1,6 @@
-"""The ensemble of teachers as one model file: every member evaluated on one shared pair list,
-the mean force applied and the members' forces kept for their spread (kdcg.model.ensemble_graph)."""
+"""The ensemble of teachers as one model file: the members evaluated on one shared pair list as
+one batched computation (kdcg.stacked_members), the mean force applied and the members' forces
+kept for their spread (kdcg.model.ensemble_graph)."""
 
 from __future__ import annotations
 
