@@ -12,9 +12,9 @@ builds it (kdcg.stacked_members: the members as one batched computation) and mem
 (the path before). Goals on a 2-core machine: MD step <= 0.9 x bare evaluation; ensemble MD
 step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
 (pair search and prior, timed by forward hooks) and the ensemble cost that sharing all of it
-would leave: the networks' forward and backward, each member's own, set a floor that sharing
-cannot lower (batching the members saves dispatch and launches, which matter on a GPU, not
-their arithmetic).
+would leave if each member's network cost what it costs alone (stacking the members saves
+dispatch and launches, which matter on a GPU, and can use a CPU's cache better, not their
+arithmetic).
 
     .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40]
 """
