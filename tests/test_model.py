@@ -129,6 +129,16 @@ def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
     assert not unguarded, f"hippynn imported before kdcg.hippynn_import: {unguarded}"
 
 
+def random_members(cfg: dict, prior: dict, n: int) -> list:
+    """n saved-model graphs of random weights (seeds 1..n), as kdcg.ensemble reads them."""
+    members = []
+    for seed in range(1, n + 1):
+        torch.manual_seed(seed)
+        m = build_model(cfg, len(prior["taper_A"]), prior)
+        members.append(GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy]))
+    return members
+
+
 @pytest.mark.parametrize("members_per_pass", [None, 2])
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_stacked_ensemble_members_give_the_member_by_member_outputs(network, members_per_pass):
@@ -141,11 +151,7 @@ def test_stacked_ensemble_members_give_the_member_by_member_outputs(network, mem
 
     cfg = {"network": network, "n_features": 6, "n_sensitivities": 5, "n_interaction_layers": 2, "n_atom_layers": 2,
            "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
-    members = []
-    for seed in (1, 2, 3):
-        torch.manual_seed(seed)
-        m = build_model(cfg, 2, PRIOR)
-        members.append(GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy]))
+    members = random_members(cfg, PRIOR, 3)
     stacked = ensemble_graph(members, PRIOR, cfg, stacked=True).double()
     one_by_one = ensemble_graph(members, PRIOR, cfg, stacked=False).double()
     (stack,) = [m for m in stacked.modules() if isinstance(m, StackedMembers)]
@@ -178,10 +184,7 @@ def test_stacked_members_go_in_cache_sized_passes_on_a_cpu_and_all_at_once_elsew
         cfg = {"network": network, "n_features": n_features, "n_sensitivities": n_sensitivities,
                "n_interaction_layers": 1, "n_atom_layers": 3, "dist_soft_min_A": 3.0, "dist_soft_max_A": 7.0,
                "dist_hard_max_A": 8.0}
-        graphs = []
-        for _ in range(8):
-            m = build_model(cfg, 3, {**PRIOR, "taper_A": [[3.0] * 3] * 3})  # reline's 3 species
-            graphs.append(GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy]))
+        graphs = random_members(cfg, {**PRIOR, "taper_A": [[3.0] * 3] * 3}, 8)  # reline's 3 species
         return StackedMembers([graph_node(g, "hipnn_ts").torch_module for g in graphs],
                               [graph_node(g, "hipnn_energy").torch_module for g in graphs])
 

@@ -89,6 +89,11 @@ class StackedInteraction(torch.nn.Module):
             self.register_buffer("quadscales", _stacked([lay.quadscales.unsqueeze(0) for lay in layers]))
             self.register_buffer("upper_ind", torch.as_tensor([0, 1, 2, 4, 5], dtype=torch.int64), persistent=False)
 
+    @property
+    def n_components(self) -> int:
+        """Sensitivity components per pair: scalar, + 3 vector, + 5 quadrupole."""
+        return (1, 4, 9)[self.order]
+
     def sensitivities(self, dist: torch.Tensor, members: slice = ALL) -> torch.Tensor:
         """(M, P) distances (A) -> (M, P, S), as InverseSensitivityModule and CosCutoff."""
         nondim = (dist.unsqueeze(-1) ** -1 - self.mu[members] ** -1) ** 2 / (self.sigma[members] ** -2)
@@ -117,9 +122,8 @@ class StackedInteraction(torch.nn.Module):
             quad = quad.reshape(n_members, n_pairs, 9)[..., self.upper_ind]
             parts.append((sense.unsqueeze(2) * quad.unsqueeze(3)).reshape(n_members, n_pairs, 5 * self.n_dist))
         stacked = torch.cat(parts, dim=2).reshape(n_members * n_pairs, -1)
-        n_comp = (1, 4, 9)[self.order]  # scalar, + 3 vector, + 5 quadrupole components
         env = custom_kernels.envsum(stacked, features.reshape(n_members * n_beads, self.nf_in), first_rep, second_rep)
-        env = env.reshape(n_members, n_beads, n_comp, self.n_dist * self.nf_in)
+        env = env.reshape(n_members, n_beads, self.n_components, self.n_dist * self.nf_in)
 
         out = torch.bmm(env[:, :, 0].contiguous(), int_weights)
         if self.order >= 1:
@@ -199,8 +203,8 @@ class StackedMembers(torch.nn.Module):
         members of the paper's network at once were slower than one after another."""
         if device.type != "cpu":
             return self.n_members
-        per_member = 4 * sum(n_comp * lay.n_dist * (n_pairs + n_beads * lay.nf_in)
-                             for lay in self.interactions() for n_comp in [(1, 4, 9)[lay.order]])
+        per_member = 4 * sum(lay.n_components * lay.n_dist * (n_pairs + n_beads * lay.nf_in)
+                             for lay in self.interactions())
         fit = max(1, min(self.n_members, CPU_BYTES_PER_PASS // max(per_member, 1)))
         n_passes = math.ceil(self.n_members / fit)
         return math.ceil(self.n_members / n_passes)
