@@ -30,9 +30,10 @@ from hippynn.layers.transform import ResNetWrapper
 
 ALL = slice(None)  # every member of a stack
 # on a CPU, members evaluated in one pass keep their largest arrays within this many bytes.
-# 8 members on a 1,000-bead frame (2 threads, 2026-11-27; bare ms, 3 alternating rounds): the
-# default's network (1.1 MB per member: 7 fit, 2 passes of 4) 111 / 88 / 88 / 118 in passes of
-# 1 / 2 / 4 / 8 members; the paper's (35 MB) 1,456 / 1,636 / 1,866 in passes of 1 / 2 / 8
+# benchmarks/ensemble_passes.py (8 members, 1,000 beads, 2 threads, Intel Xeon @ 2.50 GHz,
+# 2026-11-27; bare ms): the default's network (1.1 MB per member: 7 fit, 2 passes of 4) 90.5 /
+# 84.1 / 66.9 / 71.3 in passes of 1 / 2 / 4 / 8 members, 107.4 member by member; the paper's
+# (35 MB per member) 1,018 / 1,079 / 1,360 in passes of 1 / 2 / 8, 1,126 member by member
 CPU_BYTES_PER_PASS = 8 * 2 ** 20
 
 
