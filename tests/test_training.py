@@ -212,11 +212,15 @@ def test_labels_and_their_ensemble_mean(teacher, workdir, tmp_path):
 
 
 def test_same_seed_same_weights_other_seed_other_weights(workdir, tmp_path):
-    def weights(seed, name):
-        training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, SMALL_TRAINING_CONFIG)
+    """... and hippynn's plots (training.hippynn_plots) change no weight."""
+    def weights(seed, name, plots=False):
+        cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+        cfg["training"]["hippynn_plots"] = plots
+        training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, cfg)
         state = model_io.load_model(tmp_path / name / "model.pt")[0].state_dict()
         return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    a, b, c = weights(3, "a"), weights(3, "b"), weights(4, "c")
+    a, b, c = weights(3, "a"), weights(3, "b", plots=True), weights(4, "c")
+    assert (tmp_path / "b" / "plots" / "over_time" / "TotalLoss.pdf").is_file() and not (tmp_path / "a" / "plots").exists()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
@@ -224,14 +228,17 @@ def test_same_seed_same_weights_other_seed_other_weights(workdir, tmp_path):
 
 def test_a_short_training_lowers_the_loss(workdir, tmp_path):
     cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
-    cfg["training"]["max_epochs"] = 12
+    cfg["training"].update(max_epochs=12, hippynn_plots=True)
     metrics = training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", cfg)
     hist = metrics["loss_history"]
     assert len(hist) == 12
     assert hist[-1]["train"] < 0.8 * hist[0]["train"]
     assert min(h["valid"] for h in hist) < hist[0]["valid"]
     assert set(metrics["test_forces_vs_aa"]) == {"mae", "rmse", "r2"}
-    assert (tmp_path / "t" / "plots").is_dir() and (tmp_path / "t" / "last_checkpoint.pt").is_file()
+    assert (tmp_path / "t" / "last_checkpoint.pt").is_file()
+    for plot in ("over_time/TotalLoss.pdf", "over_time/ForceRMSE.pdf", "epochs/epoch0/valid/forces.png",
+                 "FinalTraining/test/forces.png"):
+        assert (tmp_path / "t" / "plots" / plot).is_file(), plot
 
 
 def test_student_metrics_include_energies(teacher, workdir, tmp_path):

@@ -86,7 +86,10 @@ class PairRepulsion(torch.nn.Module):
 
     def forward(self, pair_dist, pair_first, pair_second, atom_onehot, mol_index, n_molecules):
         species = atom_onehot.to(torch.int64).argmax(dim=1)  # the encoder drops blank species 0
-        t = self.taper[species[pair_first], species[pair_second]]
+        n_species = self.taper.shape[0]
+        # index_select: advanced indexing gathers a few times slower on a CPU
+        t = self.taper.reshape(-1).index_select(0, species.index_select(0, pair_first) * n_species
+                                                + species.index_select(0, pair_second))
         # hippynn pair lists hold each pair once in each direction: each listing gives its
         # first bead half of the pair energy
         half = 0.5 * self.pair_energy(pair_dist.squeeze(-1) if pair_dist.ndim > 1 else pair_dist, t)

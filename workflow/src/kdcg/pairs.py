@@ -85,11 +85,12 @@ class VerletPairs(KDTreePairsMemory):
         else:
             self.reuses += 1
         flat = coordinates.reshape(n_molecules * n_atoms_max, 3)[real_atoms]
-        pair_coord = flat[self.pair_first] - flat[self.pair_second] + self.pair_offsets
+        # index_select: advanced indexing gathers a few times slower on a CPU
+        pair_coord = flat.index_select(0, self.pair_first) - flat.index_select(0, self.pair_second) + self.pair_offsets
         dist = pair_coord.norm(dim=1)
         keep = torch.nonzero(dist < self.hard_dist_cutoff).squeeze(1)
-        return (dist[keep], self.pair_first[keep], self.pair_second[keep], pair_coord[keep], self.offsets[keep],
-                self.offset_index[keep])
+        return tuple(x.index_select(0, keep) for x in (dist, self.pair_first, self.pair_second, pair_coord,
+                                                        self.offsets, self.offset_index))
 
     def recalculation_needed(self, coordinates: torch.Tensor, cells: torch.Tensor) -> bool:
         """Also for a batch of frames (the replicas of one model, kdcg.replica_batch): the list
@@ -180,14 +181,19 @@ class PaddedPairUncacher(PairUncacher):
     def forward(self, table, coordinates, cell, real_atoms, inv_real_atoms, n_atoms_max, n_molecules):
         if table.is_sparse:
             return super().forward(table, coordinates, cell, real_atoms, inv_real_atoms, n_atoms_max, n_molecules)
-        used = table[..., 0] != PAD
-        frame = torch.arange(table.shape[0], device=table.device).unsqueeze(1).expand(table.shape[:2])[used]
-        rows = table[used].to(torch.int64)
+        # a frame's used rows come first in its table: slices, not a boolean mask; and
+        # index_select, not advanced indexing (either is a few times slower on a CPU)
+        counts = (table[..., 0] != PAD).sum(1).tolist()
+        rows = torch.cat([table[f, :n] for f, n in enumerate(counts)]).to(torch.int64)
+        frame = torch.repeat_interleave(torch.arange(table.shape[0], device=table.device),
+                                        torch.tensor(counts, device=table.device))
         first_in_frame, second_in_frame, image = rows[:, 0], rows[:, 1], rows[:, 2]
         cell_offsets = rows[:, 3:6].to(torch.int32)
-        pair_first = inv_real_atoms[first_in_frame + frame * n_atoms_max]
-        pair_second = inv_real_atoms[second_in_frame + frame * n_atoms_max]
+        pair_first = inv_real_atoms.index_select(0, first_in_frame + frame * n_atoms_max)
+        pair_second = inv_real_atoms.index_select(0, second_in_frame + frame * n_atoms_max)
         atom_coordinates = coordinates.reshape(n_molecules * n_atoms_max, 3)[real_atoms]
-        offsets = torch.bmm(cell_offsets.to(cell.dtype).unsqueeze(1), cell[frame]).squeeze(1)
-        pair_coord = atom_coordinates[pair_first] - atom_coordinates[pair_second] + offsets
+        offsets = torch.cat([frame_offsets.to(cell.dtype) @ cell[f]
+                             for f, frame_offsets in enumerate(torch.split(cell_offsets, counts))])
+        pair_coord = (atom_coordinates.index_select(0, pair_first) - atom_coordinates.index_select(0, pair_second)
+                      + offsets)
         return pair_coord.norm(dim=1), pair_first, pair_second, pair_coord, cell_offsets, image

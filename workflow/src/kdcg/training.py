@@ -5,9 +5,10 @@ forces, per-bead energies and system energy on every frame -- supervise students
 ensemble labels are the mean over all teachers. Students share the teacher's architecture,
 prior and every hyperparameter and differ only by the loss (kdcg.variants, kdcg.losses).
 
-Each model trains in its own folder: hippynn's experiment files and plots, a checkpoint after
-every epoch (``last_checkpoint.pt``; a rerun continues from it), ``model.pt`` (the best
-model) and ``metrics.json`` (held-out test split, loss per epoch).
+Each model trains in its own folder: hippynn's experiment files (and, with
+training.hippynn_plots, its plots), a checkpoint after every epoch (``last_checkpoint.pt``; a
+rerun continues from it), ``model.pt`` (the best model) and ``metrics.json`` (held-out test
+split, loss per epoch).
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ class EpochCheckpoint:
               f"elapsed {_duration(elapsed)}, at most {_duration(per_epoch * max(0, bound - done))} left", flush=True)
 
 
-#: training keys that decide which models a run trains and how its jobs are cut, not any model's weights
-NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job")
+#: training keys that decide which models a run trains, how its jobs are cut and what they
+#: draw, not any model's weights
+NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots")
 
 
 def weights_config(tcfg: dict) -> dict:
@@ -125,6 +127,45 @@ def _nan_batch_guard(folder: Path):
     return guard
 
 
+def force_parity_plots(model: CGModel, max_epochs: int):
+    """hippynn's predicted-vs-target force histograms (PDF) of every split, at epoch 0, every
+    quarter of max_epochs (at least 25 epochs apart) and of the final model."""
+    from hippynn.plotting import Hist2D, PlotMaker
+
+    return PlotMaker(Hist2D.compare(model.forces, saved="forces", shown=False), plot_every=max(25, max_epochs // 4))
+
+
+def run_epochs(training_modules, database, controller, tracker, callbacks, batch_callbacks,
+               store_structure_file: bool, plots_over_time: bool) -> None:
+    """hippynn's training loop, then the best weights back in the model and the final test of
+    every split (printed, kept in the tracker), as hippynn's ``train_model`` does; the plot of
+    every metric over the epochs (PDFs, about 5 s a model on a laptop core: the report's loss
+    figure is drawn from metrics.json either way) only with ``plots_over_time``."""
+    import pickle
+    from hippynn.experiment import serialization
+    from hippynn.experiment.routines import test_model, training_loop
+    from hippynn.tools import param_print
+
+    model, _, evaluator = training_modules
+    print("Model:")
+    model.print_structure()
+    param_print(model)
+    database.inputs, database.targets = evaluator.db_info["inputs"], evaluator.db_info["targets"]
+    if store_structure_file:
+        serialization.create_structure_file(training_modules, database, controller)
+    training_loop(training_modules=training_modules, database=database, controller=controller,
+                  metric_tracker=tracker, callbacks=callbacks, batch_callbacks=batch_callbacks,
+                  store_best=True, store_all_better=False, store_every=0, quiet=False)
+    torch.save(tracker, "training_metrics.pt")
+    if tracker.best_model:
+        model.load_state_dict(tracker.best_model)
+    if plots_over_time:
+        tracker.plot_over_time()
+    test_model(database, evaluator, when="FinalTraining", batch_size=controller.eval_batch_size, metric_tracker=tracker)
+    with open("training_metrics.pkl", "wb") as f:
+        pickle.dump(tracker, f)
+
+
 def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, out_dir: Path, cfg: dict,
           labels_path: Path | None = None, threads: int | None = None) -> dict:
     """Train one model (teacher or student) in out_dir; resume from its last checkpoint."""
@@ -132,10 +173,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     from hippynn.experiment import SetupParams
     from hippynn.experiment.assembly import assemble_for_training
     from .early_stopping import MarginPatienceController
-    from hippynn.experiment.routines import setup_training, train_model
+    from hippynn.experiment.routines import setup_training
     from hippynn.experiment.serialization import load_checkpoint
     from hippynn.databases import Database
-    from hippynn.plotting import Hist2D, PlotMaker
 
     hippynn.settings.PROGRESS = None  # per-batch progress bars do not belong in a log file
     variant = get_variant(variant_name)
@@ -156,7 +196,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     np.random.seed(seed)
     m = build_model(mcfg, len(data["species_names"]), prior)
     total, terms = student_loss(m, variant, n_beads)
-    plots = PlotMaker(Hist2D.compare(m.forces, saved="forces", shown=False), plot_every=max(25, tcfg["max_epochs"] // 4))
+    plots = force_parity_plots(m, tcfg["max_epochs"]) if tcfg["hippynn_plots"] else None
     validation = validation_losses(m, total, variant.is_student)
     training_modules, db_info = assemble_for_training(total, validation, plot_maker=plots)
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], quiet=True, pin_memory=False, **db_info)
@@ -185,11 +225,13 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False,
                                     model_device=device, weights_only=False)
             training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
+            training_modules.evaluator.plot_maker = plots  # this run's setting, not the first job's
             print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
         else:
             for stale in ("last_checkpoint.pt", "best_checkpoint.pt", "experiment_structure.pt", TRAIN_SECONDS_FILE):
                 Path(stale).unlink(missing_ok=True)
-            optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=tcfg["learning_rate"])
+            # foreach: the same updates to the bit as the CPU's default loop, in fewer operations
+            optimizer = torch.optim.Adam(training_modules.model.parameters(), lr=tcfg["learning_rate"], foreach=True)
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=tcfg["plateau_factor"],
                                                                    patience=tcfg["plateau_patience"])
             controller = MarginPatienceController(optimizer=optimizer, scheduler=scheduler, batch_size=tcfg["batch_size"],
@@ -202,8 +244,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started, earlier_s)
         # controller.max_epochs includes early stopping (PatienceController)
         if controller.current_epoch < controller.max_epochs:
-            train_model(training_modules, database, controller, tracker, callbacks=[epoch_cb],
-                        batch_callbacks=[_nan_batch_guard(out_dir)], store_structure_file=not resumable)
+            run_epochs(training_modules, database, controller, tracker, callbacks=[epoch_cb],
+                       batch_callbacks=[_nan_batch_guard(out_dir)], store_structure_file=not resumable,
+                       plots_over_time=tcfg["hippynn_plots"])
         else:
             print("[kdcg] training already finished", flush=True)
 
