@@ -5,9 +5,11 @@ With a finished run's CG dataset and prior (the default's: `make run` first) and
 model and training sections: --models teachers (seeds 1, 2, ...) trained
   - apart: one `kdcg train` process per model, one after another (training.models_per_job 1);
   - together: one `kdcg train` process for all of them (training.models_per_job >= --models);
-each process on one thread, as the workflow's training jobs run; the order of the two
-alternates over --rounds. Prints the wall seconds of each path, per model, their ratio, and
-whether every model got the same weights both ways (weights_sha256).
+  - together with hippynn's plots (training.hippynn_plots true; before that option, every
+    training drew them);
+each process on one thread, as the workflow's training jobs run; the order of the ways rotates
+over --rounds. Prints the wall seconds of each way, per model, their ratios, and whether every
+model got the same weights every way (weights_sha256).
 
     .venv/bin/python benchmarks/training_jobs.py [--config config/config.yaml] [--models 4]
         [--dataset results/cg/dataset.npz] [--prior results/models/prior.json] [--rounds 1]
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -29,14 +32,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train(seeds: list[int], folder: Path, args) -> float:
+def train(seeds: list[int], folder: Path, args, config: str) -> float:
     """Wall seconds of one `kdcg train` process training the teachers of ``seeds``."""
-    cmd = [sys.executable, "-m", "kdcg", "train", "teacher", "--seed", *map(str, seeds), "--config", args.config,
+    cmd = [sys.executable, "-m", "kdcg", "train", "teacher", "--seed", *map(str, seeds), "--config", config,
            "--dataset", args.dataset, "--prior", args.prior, "--threads", "1",
            "--out-dir", *[str(folder / f"teacher-{s}") for s in seeds]]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # this checkout's kdcg, whichever one the environment installed
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow" / "src")}
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t0
+
+
+def with_plots(config: str, folder: Path) -> str:
+    """A copy of ``config`` with training.hippynn_plots true."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    cfg["training"]["hippynn_plots"] = True
+    path = folder / "with_plots.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
 
 
 def weights(folder: Path, seeds: list[int]) -> list[str]:
@@ -63,29 +79,35 @@ def main() -> None:
             sys.exit(f"{path} not found: run the workflow first (make run), or name a dataset and prior")
 
     seeds = list(range(1, args.models + 1))
-    apart_s, together_s, same = [], [], True
+    ways = ("apart", "together", "together, hippynn's plots")
+    wall = {way: [] for way in ways}
+    trained = []  # every model's weights_sha256, each way and round
     with tempfile.TemporaryDirectory() as tmp:
+        plots_config = with_plots(args.config, Path(tmp))
         for r in range(args.rounds):
-            order = ("apart", "together") if r % 2 == 0 else ("together", "apart")
-            for way in order:
-                folder = Path(tmp) / way
+            for way in ways[r % 3:] + ways[:r % 3]:
+                folder = Path(tmp) / way.replace(", ", "_").replace("'", "")
                 shutil.rmtree(folder, ignore_errors=True)
                 if way == "apart":
-                    apart_s.append(sum(train([s], folder, args) for s in seeds))
+                    wall[way].append(sum(train([s], folder, args, args.config) for s in seeds))
                 else:
-                    together_s.append(train(seeds, folder, args))
-            same &= weights(Path(tmp) / "apart", seeds) == weights(Path(tmp) / "together", seeds)
+                    wall[way].append(train(seeds, folder, args, args.config if way == "together" else plots_config))
+                trained.append(weights(folder, seeds))
 
-    apart, together = statistics.median(apart_s), statistics.median(together_s)
+    med = {way: statistics.median(wall[way]) for way in ways}
     print(f"machine: {cpu_name()}, 1 thread per process (KDCG_DEVICE as set); config {args.config}; "
           f"dataset {args.dataset}; {args.models} teachers, {args.rounds} round(s), medians")
     print("| way | processes | wall s | s per model |")
     print("|---|---|---|---|")
-    print(f"| one job per model (models_per_job 1) | {args.models} | {apart:.1f} | {apart / args.models:.1f} |")
-    print(f"| one job for all (models_per_job >= {args.models}) | 1 | {together:.1f} | {together / args.models:.1f} |")
+    for way in ways:
+        n_proc = args.models if way == "apart" else 1
+        print(f"| {way} | {n_proc} | {med[way]:.1f} | {med[way] / args.models:.1f} |")
+    apart, together, plots = (med[w] for w in ways)
     print(f"together / apart: {together / apart:.2f}; set-up a job pays once, estimated as "
           f"(apart - together) / {args.models - 1}: {(apart - together) / max(1, args.models - 1):.1f} s")
-    print(f"same weights both ways: {'yes' if same else 'NO'}")
+    print(f"together without / with hippynn's plots: {together / plots:.2f}; the plots cost "
+          f"{(plots - together) / args.models:.1f} s per model")
+    print(f"same weights every way: {'yes' if all(w == trained[0] for w in trained) else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -212,14 +212,18 @@ def test_labels_and_their_ensemble_mean(teacher, workdir, tmp_path):
 
 
 def test_same_seed_same_weights_other_seed_other_weights(workdir, tmp_path):
-    """... and hippynn's plots (training.hippynn_plots) change no weight."""
-    def weights(seed, name, plots=False):
+    """... and neither hippynn's plots nor the part of the training split evaluated each epoch
+    (training.hippynn_plots, training.train_eval_fraction) changes a weight."""
+    def weights(seed, name, **diagnostics):
         cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
-        cfg["training"]["hippynn_plots"] = plots
-        training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, cfg)
+        cfg["training"].update(diagnostics)
+        metrics = training.train("teacher", seed, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, cfg)
         state = model_io.load_model(tmp_path / name / "model.pt")[0].state_dict()
-        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    a, b, c = weights(3, "a"), weights(3, "b", plots=True), weights(4, "c")
+        return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, metrics["loss_history"]
+    (a, hist_a), (b, hist_b), (c, _) = (weights(3, "a"), weights(3, "b", hippynn_plots=True, train_eval_fraction=1.0),
+                                        weights(4, "c"))
+    assert [h["valid"] for h in hist_a] == [h["valid"] for h in hist_b]
+    assert [h["train"] for h in hist_a] != [h["train"] for h in hist_b]  # other training frames evaluated
     assert (tmp_path / "b" / "plots" / "over_time" / "TotalLoss.pdf").is_file() and not (tmp_path / "a" / "plots").exists()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -550,3 +554,11 @@ def test_early_stopping_counts_only_improvements_beyond_the_margin():
     assert _stopping_epochs(valid_losses, 1e-3, state_after=2) == (5, 4)
     with pytest.raises(ValueError):
         _stopping_epochs(valid_losses, 1.0)
+
+
+def test_a_train_eval_fraction_that_evaluates_no_frame_is_refused(workdir, tmp_path):
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["training"]["train_eval_fraction"] = 0.01
+    with pytest.raises(InputError, match=r"train_eval_fraction 0\.01 of \d+ training frames evaluates no frame"):
+        training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", cfg)
+    assert not (tmp_path / "t" / "last_checkpoint.pt").exists()

@@ -103,7 +103,7 @@ class EpochCheckpoint:
 
 #: training keys that decide which models a run trains, how its jobs are cut and what they
 #: draw, not any model's weights
-NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots")
+NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots", "train_eval_fraction")
 
 
 def weights_config(tcfg: dict) -> dict:
@@ -201,6 +201,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
     training_modules, db_info = assemble_for_training(total, validation, plot_maker=plots)
     database = Database(database_arrays(data, labels), seed=tcfg["split_seed"], quiet=True, pin_memory=False, **db_info)
     splits = split_frames(n_frames, tcfg)
+    if int(len(splits["train"]) * tcfg["train_eval_fraction"]) < 1:
+        raise InputError(None, f"training.train_eval_fraction {tcfg['train_eval_fraction']:g} of {len(splits['train'])}"
+                               f" training frames evaluates no frame; it needs at least {1 / len(splits['train']):.3g}")
     apply_to_database(database, splits)
     cache_training_pairs(training_modules.model, database, device, mcfg["dist_hard_max_A"])
     training_modules, db_info = assemble_for_training(total, validation, plot_maker=plots)
@@ -238,7 +241,8 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                                                   eval_batch_size=tcfg["eval_batch_size"], max_epochs=tcfg["max_epochs"],
                                                   termination_patience=tcfg["termination_patience"],
                                                   min_improvement=tcfg["min_improvement"],
-                                                  fraction_train_eval=0.25, stopping_key="TotalLoss")
+                                                  fraction_train_eval=tcfg["train_eval_fraction"],
+                                                  stopping_key="TotalLoss")
             training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started, earlier_s)
