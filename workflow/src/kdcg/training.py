@@ -128,7 +128,7 @@ def _nan_batch_guard(folder: Path):
 
 
 def force_parity_plots(model: CGModel, max_epochs: int):
-    """hippynn's predicted-vs-target force histograms (PDF) of every split, at epoch 0, every
+    """hippynn's predicted-vs-target force histograms (PNG) of every split, at epoch 0, every
     quarter of max_epochs (at least 25 epochs apart) and of the final model."""
     from hippynn.plotting import Hist2D, PlotMaker
 
@@ -139,8 +139,10 @@ def run_epochs(training_modules, database, controller, tracker, callbacks, batch
                store_structure_file: bool, plots_over_time: bool) -> None:
     """hippynn's training loop, then the best weights back in the model and the final test of
     every split (printed, kept in the tracker), as hippynn's ``train_model`` does; the plot of
-    every metric over the epochs (PDFs, about 5 s a model on a laptop core: the report's loss
-    figure is drawn from metrics.json either way) only with ``plots_over_time``."""
+    every metric over the epochs (PDFs, most of the plots' 2.2 s a default teacher on a laptop
+    core, benchmarks/training_jobs.py: the report's loss figure is drawn from metrics.json either
+    way) only with ``plots_over_time``. A KeyboardInterrupt ends the job, not the training (hippynn's
+    ``train_model`` went on to test and save the model): the next run resumes."""
     import pickle
     from hippynn.experiment import serialization
     from hippynn.experiment.routines import test_model, training_loop
@@ -228,7 +230,9 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
             check = load_checkpoint("experiment_structure.pt", "last_checkpoint.pt", restart_db=False,
                                     model_device=device, weights_only=False)
             training_modules, controller, tracker = check["training_modules"], check["controller"], check["metric_tracker"]
-            training_modules.evaluator.plot_maker = plots  # this run's setting, not the first job's
+            # this run's diagnostics (NOT_WEIGHT_KEYS), not the first job's
+            training_modules.evaluator.plot_maker = plots
+            controller.fraction_train_eval = tcfg["train_eval_fraction"]
             print(f"[kdcg] resuming from last_checkpoint.pt at epoch {tracker.current_epoch}", flush=True)
         else:
             for stale in ("last_checkpoint.pt", "best_checkpoint.pt", "experiment_structure.pt", TRAIN_SECONDS_FILE):
