@@ -9,7 +9,8 @@ On one 1,000-bead reline-density frame (44.84 A box), with the paper's model siz
     beads: the path before kdcg.pairs), and with no skin (a pair search every step);
 for one model and for the 8-teacher ensemble (one shared pair list), the ensemble both as kdcg
 builds it (kdcg.stacked_members: the members as one batched computation) and member by member
-(the path before). Goals on a 2-core machine: MD step <= 0.9 x bare evaluation; ensemble MD
+(the path before); and one model with hippynn's own inverse sensitivity and pair reordering
+(the path before kdcg.sensitivity, whose denormal-free tail gives the same forces). Goals on a 2-core machine: MD step <= 0.9 x bare evaluation; ensemble MD
 step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
 (pair search and prior, timed by forward hooks) and the ensemble cost that sharing all of it
 would leave if each member's network cost what it costs alone (stacking the members saves
@@ -123,6 +124,19 @@ def hippynn_pair_memory(model, skin_A: float):
     return model
 
 
+def hippynn_sensitivity(model):
+    """The same model with hippynn's InverseSensitivityModule (kdcg.sensitivity turns it into
+    kdcg's on loading)."""
+    from hippynn.layers.hiplayers.sensitivity import InverseSensitivityModule
+
+    from kdcg.sensitivity import InverseSensitivity
+
+    for module in model.graph.modules():
+        if type(module) is InverseSensitivity:
+            module.__class__ = InverseSensitivityModule
+    return model
+
+
 def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
     import numpy as np
 
@@ -155,7 +169,7 @@ def main() -> None:
     import yaml
     from training import reline_frame
 
-    from kdcg import ensemble, model_forces
+    from kdcg import ensemble, hippynn_import, model_forces
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -167,28 +181,37 @@ def main() -> None:
         member_by_member_ensemble(paths, Path(tmp) / "ensemble-member-by-member" / "model.pt")
         rows = {}
         for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt"),
-                           ("  member by member", Path(tmp) / "ensemble-member-by-member" / "model.pt")):
+                           ("  member by member", Path(tmp) / "ensemble-member-by-member" / "model.pt"),
+                           ("one, hippynn sens.", paths[0])):
             skin = cfg["md"]["pair_skin_A"]
-            bare = bare_ms(model_forces.ModelForces(path), species, R, cell, args.repeats)
-            step = md_ms(model_forces.ModelForces(path, pair_skin_A=skin), species, R, cell, args.steps, dt)
-            step_hippynn = md_ms(hippynn_pair_memory(model_forces.ModelForces(path), skin), species, R, cell, args.steps, dt)
-            step0 = md_ms(model_forces.ModelForces(path, pair_skin_A=0.0), species, R, cell, args.steps, dt)
+            before = name.startswith("one, hippynn")
+            # the path before kdcg.sensitivity: hippynn's module and its pair reordering
+            hippynn_import.reorder_pairs_by_index_select(not before)
+            like = hippynn_sensitivity if before else (lambda model: model)
+            bare = bare_ms(like(model_forces.ModelForces(path)), species, R, cell, args.repeats)
+            step = md_ms(like(model_forces.ModelForces(path, pair_skin_A=skin)), species, R, cell, args.steps, dt)
+            step_hippynn = md_ms(hippynn_pair_memory(like(model_forces.ModelForces(path)), skin), species, R, cell,
+                                 args.steps, dt)
+            step0 = md_ms(like(model_forces.ModelForces(path, pair_skin_A=0.0)), species, R, cell, args.steps, dt)
             rows[name] = (bare, step, step_hippynn, step0)
+            hippynn_import.reorder_pairs_by_index_select(True)
         one_ms, shared_ms = shared_part_ms(model_forces.ModelForces(paths[0]), species, R, cell, args.repeats)
     from network_cost import device_description
 
     print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
           f"{device_description(args.threads)}, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A")
-    print(f"{'model':<16} {'bare eval ms':>13} {'MD ms/step':>11} {'(hippynn skin)':>15} {'(skin 0)':>9} {'MD/bare':>8} "
+    print(f"{'model':<18} {'bare eval ms':>13} {'MD ms/step':>11} {'(hippynn skin)':>15} {'(skin 0)':>9} {'MD/bare':>8} "
           f"{'ns/day':>8}")
     for name, (bare, step, step_h, step0) in rows.items():
-        print(f"{name:<16} {bare:13.1f} {step:11.1f} {step_h:15.1f} {step0:9.1f} {step / bare:8.3f} "
+        print(f"{name:<18} {bare:13.1f} {step:11.1f} {step_h:15.1f} {step0:9.1f} {step / bare:8.3f} "
               f"{dt * 1e-6 * 86400e3 / step:8.3f}")
-    (b1, s1, h1, _), (bn, sn, hn, _), (bo, so, _, _) = rows.values()
+    (b1, s1, h1, _), (bn, sn, hn, _), (bo, so, _, _), (bh, sh, _, _) = rows.values()
     print(f"MD step / bare evaluation, one model: {s1 / b1:.3f} (goal <= 0.9; hippynn's pair memory: {h1 / b1:.3f})")
     print(f"MD step / bare evaluation, ensemble:  {sn / bn:.3f} (hippynn's pair memory: {hn / bn:.3f})")
     print(f"ensemble MD step / one-model MD step: {sn / s1:.2f} for {args.members} members, stacked (goal <= 5); "
           f"{so / s1:.2f} member by member (the path before)")
+    print(f"one model with kdcg's sensitivity / with hippynn's: bare evaluation {b1 / bh:.3f}, MD step {s1 / sh:.3f} "
+          f"(MD / bare with hippynn's: {sh / bh:.3f})")
     # what sharing can reach: the pair search and the prior once, each member's network in full
     bound = (shared_ms + args.members * (one_ms - shared_ms)) / one_ms
     print(f"one bare evaluation {one_ms:.1f} ms, of which pair search + prior {shared_ms:.1f} ms "

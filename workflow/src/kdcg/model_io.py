@@ -13,6 +13,7 @@ from .errors import InputError
 from .files import read_torch, write_torch
 from .model import OUTPUT_NAMES, build_model
 from .provenance import check_same_dataset, weights_sha256
+from .sensitivity import use_inverse_sensitivity
 
 
 MODEL_RECORD_KEYS = {"graph", "prior", "model_cfg", "outputs"}
@@ -93,4 +94,5 @@ def load_model(path: Path, data: dict | None = None):
         raise InputError(path, "not a kdcg model file (kdcg train or kdcg ensemble write them)")
     if data is not None:
         check_same_dataset(record.get("dataset"), data, path, "model")
+    use_inverse_sensitivity(record["graph"])  # models saved before kdcg.sensitivity
     return record["graph"], record

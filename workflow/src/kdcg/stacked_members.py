@@ -27,6 +27,8 @@ from hippynn.layers.hiplayers.interactions import InteractLayer, InteractLayerQu
 from hippynn.layers.hiplayers.sensitivity import CosCutoff, InverseSensitivityModule
 from hippynn.layers.transform import ResNetWrapper
 
+from .sensitivity import InverseSensitivity, inverse_gaussians
+
 
 ALL = slice(None)  # every member of a stack
 # on a CPU, members evaluated in one pass keep their largest arrays within this many bytes.
@@ -73,7 +75,7 @@ class StackedInteraction(torch.nn.Module):
         first = layers[0]
         for lay in layers:
             sens = lay.sensitivity
-            if type(sens) is not InverseSensitivityModule or type(sens.cutoff) is not CosCutoff:
+            if type(sens) not in (InverseSensitivityModule, InverseSensitivity) or type(sens.cutoff) is not CosCutoff:
                 raise TypeError("stacked members need hippynn's inverse sensitivities and cosine cutoff")
         self.n_dist, self.nf_in, self.nf_out = first.n_dist, first.nf_in, first.nf_out
         self.hard_max_dist_A = float(first.sensitivity.hard_max_dist)
@@ -96,9 +98,8 @@ class StackedInteraction(torch.nn.Module):
         return (1, 4, 9)[self.order]
 
     def sensitivities(self, dist: torch.Tensor, members: slice = ALL) -> torch.Tensor:
-        """(M, P) distances (A) -> (M, P, S), as InverseSensitivityModule and CosCutoff."""
-        nondim = (dist.unsqueeze(-1) ** -1 - self.mu[members] ** -1) ** 2 / (self.sigma[members] ** -2)
-        base = torch.exp(-0.5 * nondim)
+        """(M, P) distances (A) -> (M, P, S), as kdcg.sensitivity.InverseSensitivity and CosCutoff."""
+        base = inverse_gaussians(dist.unsqueeze(-1), self.mu[members], self.sigma[members])
         cutoff = torch.cos(math.pi / 2 * dist / self.hard_max_dist_A) ** 2
         cutoff = cutoff * (dist <= self.hard_max_dist_A).to(cutoff.dtype)
         return base * cutoff.unsqueeze(-1)

@@ -1,0 +1,71 @@
+"""HIP-NN's inverse sensitivities without denormal numbers: the same values, to the last bit of
+the forces, faster on a CPU.
+
+hippynn's ``InverseSensitivityModule`` is a Gaussian in 1/r, exp(-(1/r - 1/mu)^2 sigma^2 / 2),
+times the cosine cutoff. With the paper's widths (sigma = 2 x 20 sensitivities x 3 A = 120 A)
+most pairs within a 10 A cutoff are far out in the tails of most Gaussians: the exponent goes
+down to about -400, where float32 results are denormal (below 1.2e-38) or zero. On an x86 CPU
+PyTorch's exp of such arguments takes a slow path (~40x the normal cost), and every product
+formed with a denormal (the vector and quadrupole sensitivities, the backward pass) is slow as
+well: for the paper's network about a fifth of one evaluation on 1,000 beads
+(benchmarks/md.py prints both).
+
+Here a sensitivity whose exponent is below ``LOG_SMALLEST_SENSITIVITY`` is exactly zero; the
+others are computed as hippynn computes them. e^-70 (4e-31) is 21 decades below the 1e-10
+under which hippynn's own CPU envsum kernel already skips a sensitivity, and 7 decades above
+float32's smallest normal number, so the sensitivities' products with unit-vector and
+quadrupole components stay normal. Every sum such a value entered also holds terms more than 20
+decades larger, so energies and forces are hippynn's to the last bit (tests/test_sensitivity.py
+checks frames of every network kind at the paper's sizes).
+
+Saved models get it when they are loaded (kdcg.model_io.load_model: labels, CG MD, ensembles,
+the ML-IAP export); training keeps hippynn's module. There the extra operations change the
+order in which autograd adds up a parameter's gradient, which moves the gradients of mu and
+sigma by a rounding step and so every trained weight: trainings stay those of earlier
+versions to the bit. On a GPU denormals cost nothing extra; the same code runs there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import hippynn_import  # noqa: F401  (before the first hippynn import)
+from hippynn import settings
+from hippynn.layers.hiplayers.sensitivity import InverseSensitivityModule, warn_if_under
+
+LOG_SMALLEST_SENSITIVITY = -70.0  # natural log; below it a sensitivity is 0 (see the module doc)
+
+
+def inverse_gaussians(dist_A: torch.Tensor, mu_A: torch.Tensor, sigma_A: torch.Tensor) -> torch.Tensor:
+    """exp(-(1/r - 1/mu)^2 sigma^2 / 2) with ``dist_A`` broadcast against ``mu_A`` and
+    ``sigma_A`` (A), in hippynn's order of operations, zero where the exponent is below
+    ``LOG_SMALLEST_SENSITIVITY``."""
+    exponent = -0.5 * ((dist_A ** -1 - mu_A ** -1) ** 2 / (sigma_A ** -2))
+    kept = exponent >= LOG_SMALLEST_SENSITIVITY
+    # clamped first so that neither exp nor its gradient meets the slow range
+    return torch.where(kept, torch.exp(exponent.clamp(min=LOG_SMALLEST_SENSITIVITY)), 0.0)
+
+
+class InverseSensitivity(InverseSensitivityModule):
+    """hippynn's inverse sensitivity (same parameters, state and low-distance warning) through
+    ``inverse_gaussians``."""
+
+    def forward(self, distflat, warn_low_distances=None):
+        if settings.WARN_LOW_DISTANCES if warn_low_distances is None else warn_low_distances:
+            with torch.no_grad():
+                mu, argmin = self.mu.min(dim=1)
+                sigma = self.sigma[:, argmin]
+                warn_if_under(distflat, (mu ** -1 - sigma ** -1) ** -1)  # the shortest Gaussian's inner edge
+        return inverse_gaussians(distflat.unsqueeze(1), self.mu, self.sigma) * self.cutoff(distflat).unsqueeze(1)
+
+
+def use_inverse_sensitivity(module: torch.nn.Module) -> int:
+    """Turn every hippynn ``InverseSensitivityModule`` under ``module`` (a built or loaded
+    graph) into an ``InverseSensitivity``: same state, only the forward differs. Returns how
+    many were changed."""
+    n = 0
+    for sub in module.modules():
+        if type(sub) is InverseSensitivityModule:
+            sub.__class__ = InverseSensitivity
+            n += 1
+    return n
