@@ -30,6 +30,8 @@ from hippynn.graphs.nodes.physics import GradientNode
 from hippynn.graphs.nodes.tags import AtomIndexer, PairIndexer
 from hippynn.graphs.nodes.targets import HEnergyNode
 
+from .sensitivity import InverseSensitivity
+
 
 
 def cache_numba_kernels() -> int:
@@ -155,7 +157,7 @@ def network_params(model_cfg: dict, n_species: int) -> dict:
         "dist_hard_max": model_cfg["dist_hard_max_A"],
         "n_interaction_layers": model_cfg["n_interaction_layers"],
         "n_atom_layers": model_cfg["n_atom_layers"],
-        "sensitivity_type": "inverse",
+        "sensitivity_type": InverseSensitivity,  # hippynn's "inverse" without its denormal tail
         "resnet": True,
     }
 

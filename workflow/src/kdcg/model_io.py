@@ -94,5 +94,5 @@ def load_model(path: Path, data: dict | None = None):
         raise InputError(path, "not a kdcg model file (kdcg train or kdcg ensemble write them)")
     if data is not None:
         check_same_dataset(record.get("dataset"), data, path, "model")
-    use_inverse_sensitivity(record["graph"])  # models saved before kdcg.sensitivity
+    use_inverse_sensitivity(record["graph"])  # models saved before kdcg.sensitivity (same state)
     return record["graph"], record

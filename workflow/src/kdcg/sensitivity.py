@@ -18,11 +18,13 @@ quadrupole components stay normal. Every sum such a value entered also holds ter
 decades larger, so energies and forces are hippynn's to the last bit (tests/test_sensitivity.py
 checks frames of every network kind at the paper's sizes).
 
-Saved models get it when they are loaded (kdcg.model_io.load_model: labels, CG MD, ensembles,
-the ML-IAP export); training keeps hippynn's module. There the extra operations change the
-order in which autograd adds up a parameter's gradient, which moves the gradients of mu and
-sigma by a rounding step and so every trained weight: trainings stay those of earlier
-versions to the bit. On a GPU denormals cost nothing extra; the same code runs there.
+The cut is one autograd function in place of ``torch.exp`` (its derivative is its value, as
+exp's): the autograd graph keeps hippynn's shape, so gradients add up in hippynn's order and
+the parameters' gradients of a force loss are hippynn's to the bit as well (with ``torch.where``
+and ``clamp`` in the graph instead, mu's and sigma's moved by a rounding step), and a training
+gives the weights it gave before. Models built by kdcg (kdcg.model) use it, and saved models
+get it when loaded (kdcg.model_io.load_model). On a GPU denormals cost nothing extra; the same
+code runs there.
 """
 
 from __future__ import annotations
@@ -36,14 +38,27 @@ from hippynn.layers.hiplayers.sensitivity import InverseSensitivityModule, warn_
 LOG_SMALLEST_SENSITIVITY = -70.0  # natural log; below it a sensitivity is 0 (see the module doc)
 
 
+class TailFreeExp(torch.autograd.Function):
+    """exp(x), exactly 0 where x < ``LOG_SMALLEST_SENSITIVITY``; derivative: its own value."""
+
+    @staticmethod
+    def forward(ctx, x):
+        # clamped first so that exp never meets its slow range
+        y = torch.where(x >= LOG_SMALLEST_SENSITIVITY, torch.exp(x.clamp(min=LOG_SMALLEST_SENSITIVITY)), 0.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y  # differentiable again: training differentiates the forces
+
+
 def inverse_gaussians(dist_A: torch.Tensor, mu_A: torch.Tensor, sigma_A: torch.Tensor) -> torch.Tensor:
     """exp(-(1/r - 1/mu)^2 sigma^2 / 2) with ``dist_A`` broadcast against ``mu_A`` and
     ``sigma_A`` (A), in hippynn's order of operations, zero where the exponent is below
     ``LOG_SMALLEST_SENSITIVITY``."""
-    exponent = -0.5 * ((dist_A ** -1 - mu_A ** -1) ** 2 / (sigma_A ** -2))
-    kept = exponent >= LOG_SMALLEST_SENSITIVITY
-    # clamped first so that neither exp nor its gradient meets the slow range
-    return torch.where(kept, torch.exp(exponent.clamp(min=LOG_SMALLEST_SENSITIVITY)), 0.0)
+    return TailFreeExp.apply(-0.5 * ((dist_A ** -1 - mu_A ** -1) ** 2 / (sigma_A ** -2)))
 
 
 class InverseSensitivity(InverseSensitivityModule):
