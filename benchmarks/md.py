@@ -10,14 +10,15 @@ On one 1,000-bead reline-density frame (44.84 A box), with the paper's model siz
 for one model and for the 8-teacher ensemble (one shared pair list), the ensemble both as kdcg
 builds it (kdcg.stacked_members: the members as one batched computation) and member by member
 (the path before); and one model with hippynn's own inverse sensitivity and pair reordering
-(the path before kdcg.sensitivity, whose denormal-free tail gives the same forces). Goals on a 2-core machine: MD step <= 0.9 x bare evaluation; ensemble MD
-step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
+(the path before kdcg.sensitivity, whose denormal-free tail gives the same forces). Every row
+is measured in each of --rounds alternating rounds; the figures are medians. Goals on a 2-core
+machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
 (pair search and prior, timed by forward hooks) and the ensemble cost that sharing all of it
 would leave if each member's network cost what it costs alone (stacking the members saves
 dispatch and launches, which matter on a GPU, and can use a CPU's cache better, not their
 arithmetic).
 
-    .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40]
+    .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=8)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds over every row; medians")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -179,27 +181,32 @@ def main() -> None:
         paths = save_random_models(cfg, args.members, Path(tmp))
         ensemble.build_ensemble(paths, Path(tmp) / "ensemble" / "model.pt")
         member_by_member_ensemble(paths, Path(tmp) / "ensemble-member-by-member" / "model.pt")
-        rows = {}
-        for name, path in (("one model", paths[0]), (f"ensemble of {args.members}", Path(tmp) / "ensemble" / "model.pt"),
-                           ("  member by member", Path(tmp) / "ensemble-member-by-member" / "model.pt"),
-                           ("one, hippynn sens.", paths[0])):
-            skin = cfg["md"]["pair_skin_A"]
-            before = name.startswith("one, hippynn")
-            # the path before kdcg.sensitivity: hippynn's module and its pair reordering
-            hippynn_import.reorder_pairs_by_index_select(not before)
-            like = hippynn_sensitivity if before else (lambda model: model)
-            bare = bare_ms(like(model_forces.ModelForces(path)), species, R, cell, args.repeats)
-            step = md_ms(like(model_forces.ModelForces(path, pair_skin_A=skin)), species, R, cell, args.steps, dt)
-            step_hippynn = md_ms(hippynn_pair_memory(like(model_forces.ModelForces(path)), skin), species, R, cell,
-                                 args.steps, dt)
-            step0 = md_ms(like(model_forces.ModelForces(path, pair_skin_A=0.0)), species, R, cell, args.steps, dt)
-            rows[name] = (bare, step, step_hippynn, step0)
-            hippynn_import.reorder_pairs_by_index_select(True)
+        kinds = {"one model": paths[0], f"ensemble of {args.members}": Path(tmp) / "ensemble" / "model.pt",
+                 "  member by member": Path(tmp) / "ensemble-member-by-member" / "model.pt",
+                 "one, hippynn sens.": paths[0]}
+        runs = {name: [] for name in kinds}
+        skin = cfg["md"]["pair_skin_A"]
+        for round_ in range(1, args.rounds + 1):  # alternating rounds: this machine's speed drifts
+            print(f"round {round_} of {args.rounds}", file=sys.stderr, flush=True)
+            for name, path in kinds.items():
+                before = name.startswith("one, hippynn")
+                # the path before kdcg.sensitivity: hippynn's module and its pair reordering
+                hippynn_import.reorder_pairs_by_index_select(not before)
+                like = hippynn_sensitivity if before else (lambda model: model)
+                bare = bare_ms(like(model_forces.ModelForces(path)), species, R, cell, args.repeats)
+                step = md_ms(like(model_forces.ModelForces(path, pair_skin_A=skin)), species, R, cell, args.steps, dt)
+                step_hippynn = md_ms(hippynn_pair_memory(like(model_forces.ModelForces(path)), skin), species, R, cell,
+                                     args.steps, dt)
+                step0 = md_ms(like(model_forces.ModelForces(path, pair_skin_A=0.0)), species, R, cell, args.steps, dt)
+                runs[name].append((bare, step, step_hippynn, step0))
+                hippynn_import.reorder_pairs_by_index_select(True)
+        rows = {name: tuple(statistics.median(column) for column in zip(*values)) for name, values in runs.items()}
         one_ms, shared_ms = shared_part_ms(model_forces.ModelForces(paths[0]), species, R, cell, args.repeats)
     from network_cost import device_description
 
     print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
-          f"{device_description(args.threads)}, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A")
+          f"{device_description(args.threads)}, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A; "
+          f"medians of {args.rounds} alternating rounds")
     print(f"{'model':<18} {'bare eval ms':>13} {'MD ms/step':>11} {'(hippynn skin)':>15} {'(skin 0)':>9} {'MD/bare':>8} "
           f"{'ns/day':>8}")
     for name, (bare, step, step_h, step0) in rows.items():

@@ -271,3 +271,37 @@ def test_a_stage_config_snapshot_follows_the_config_without_snakemake_records(tm
     assert "cdf_windows: 5" in after["analysis.yaml"][0] and after["analysis.yaml"][1] > before["analysis.yaml"][1]
     for name in ("aa.yaml", "md.yaml", "training.yaml"):
         assert after[name] == before[name], name
+
+
+def test_a_snapshot_keeps_its_time_stamp_when_only_keys_that_decide_nothing_change(tmp_path):
+    """kdcg.config.write_snapshot: the training snapshot's stamp moves for a weight key, not for
+    a diagnostic or a teacher added; the MD snapshot's only for the split's keys."""
+    import os
+
+    from kdcg.config import load, snapshot, write_snapshot
+
+    cfg = load(REPO / "tests/config/tiny.yaml", partial=True)
+    paths = {stage: tmp_path / f"{stage}.yaml" for stage in ("training", "md")}
+    sections = {"training": ["model", "prior", "training"], "md": ["system", "md", "training"]}
+
+    def write(training_changes: dict) -> dict:
+        """Write both snapshots with these training keys changed; which stamps moved."""
+        changed = {**cfg, "training": {**cfg["training"], **training_changes}}
+        for path in paths.values():
+            if path.is_file():
+                os.utime(path, ns=(0, 10 ** 9))  # an old stamp, so that a new one shows
+        moved = {stage: write_snapshot(path, stage, snapshot(changed, sections[stage])) for stage, path in paths.items()}
+        for stage, path in paths.items():
+            assert path.read_text() == yaml.safe_dump(snapshot(changed, sections[stage]), sort_keys=False), stage
+            assert (path.stat().st_mtime_ns != 10 ** 9) == moved[stage], stage
+        return moved
+
+    assert write({}) == {"training": True, "md": True}  # new files
+    assert write({}) == {"training": False, "md": False}
+    seeds = cfg["training"]["teacher_seeds"]
+    assert write({"hippynn_plots": True, "train_eval_fraction": 0.5, "teacher_seeds": seeds + [99]}) == \
+        {"training": False, "md": False}
+    assert write({"learning_rate": 0.002}) == {"training": True, "md": False}
+    assert write({"learning_rate": 0.002, "split_seed": 7}) == {"training": True, "md": True}
+    paths["md"].write_text("not: [yaml")  # a damaged snapshot is rewritten
+    assert write({"learning_rate": 0.002, "split_seed": 7})["md"] is True

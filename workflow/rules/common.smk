@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
-from kdcg.config import coerce_overrides, snapshot, validate as _validate_config
+from kdcg.config import coerce_overrides, snapshot, validate as _validate_config, write_snapshot
 from kdcg.errors import InputError
 from kdcg.variants import (
     ensemble_variants,
@@ -95,16 +95,12 @@ def config_file(stage="aa"):
 def write_config_snapshots():
     """Each stage's sections of the merged config, rewritten when (and only when) their content
     differs from the file's: the file's content decides, not Snakemake's records of earlier
-    params, which a copied or moved results folder (or a deleted .snakemake/) lacks. A rewritten
-    snapshot is newer than that stage's outputs, so exactly that stage reruns."""
-    import yaml
-
+    params, which a copied or moved results folder (or a deleted .snakemake/) lacks. A snapshot
+    whose keys that decide the stage's outputs changed is newer than those outputs, so exactly
+    that stage reruns; one where only others changed (kdcg.config.KEYS_THAT_DECIDE_NOTHING)
+    keeps its time stamp."""
     for stage, sections in CONFIG_SECTIONS.items():
-        path = Path(config_file(stage))
-        text = yaml.safe_dump(snapshot(config, sections), sort_keys=False)
-        if not path.is_file() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+        write_snapshot(config_file(stage), stage, snapshot(config, sections))
 
 
 write_config_snapshots()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,49 @@ def snapshot(config: dict[str, Any], sections: list[str]) -> dict[str, Any]:
     """The sections of the config one stage reads (written per stage, so that a change to
     another stage's keys does not rerun this one)."""
     return {k: config[k] for k in sections if k in config}
+
+
+#: training keys that decide which models a run trains, how its jobs are cut and what they
+#: draw, not any model's weights
+NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots", "train_eval_fraction")
+#: training keys that decide the train / validation / test split (kdcg.splits)
+SPLIT_KEYS = ("split_seed", "split_mode", "split_blocks", "valid_fraction", "test_fraction")
+#: per stage, the keys of a section that decide nothing the stage writes (all others do): the
+#: training jobs' weights do not depend on NOT_WEIGHT_KEYS; CG MD reads the training section
+#: only for the split its replicas start from
+KEYS_THAT_DECIDE_NOTHING = {
+    "training": {"training": lambda key: key in NOT_WEIGHT_KEYS},
+    "md": {"training": lambda key: key not in SPLIT_KEYS},
+}
+
+
+def decisive_part(stage: str, stage_config: dict[str, Any]) -> dict[str, Any]:
+    """A stage's snapshot without the keys that decide nothing it writes."""
+    ignored = KEYS_THAT_DECIDE_NOTHING.get(stage, {})
+    return {section: ({k: v for k, v in keys.items() if not ignored[section](k)} if section in ignored else keys)
+            for section, keys in stage_config.items()}
+
+
+def write_snapshot(path: Path, stage: str, stage_config: dict[str, Any]) -> bool:
+    """Write a stage's snapshot where its content differs from the file's. The file's time
+    stamp (what Snakemake compares with the stage's outputs) moves only when a key that decides
+    the stage's outputs changed: a changed diagnostic, or a teacher added, is written for the
+    jobs that run next without rerunning the finished ones. Returns whether the stamp moved."""
+    path = Path(path)
+    text = yaml.safe_dump(stage_config, sort_keys=False)
+    if path.is_file():
+        old_text = path.read_text()
+        if old_text == text:
+            return False
+        try:
+            old = yaml.safe_load(old_text)
+        except yaml.YAMLError:
+            old = None
+        if isinstance(old, dict) and decisive_part(stage, old) == decisive_part(stage, stage_config):
+            stamp = path.stat()
+            path.write_text(text)
+            os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True

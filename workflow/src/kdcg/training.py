@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import NOT_WEIGHT_KEYS
 from .errors import InputError, TrainingDiverged
 from .files import write_torch
 from .labels import load_labels
@@ -99,11 +100,6 @@ class EpochCheckpoint:
         print(f"[kdcg] epoch {epoch} done ({done} of at most {bound}): train {latest.get('train'):.4f} "
               f"valid {latest.get('valid'):.4f} lr {self.controller.optimizer.param_groups[0]['lr']:.2e}; "
               f"elapsed {_duration(elapsed)}, at most {_duration(per_epoch * max(0, bound - done))} left", flush=True)
-
-
-#: training keys that decide which models a run trains, how its jobs are cut and what they
-#: draw, not any model's weights
-NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots", "train_eval_fraction")
 
 
 def weights_config(tcfg: dict) -> dict:
