@@ -5,7 +5,8 @@ Measured in this process, one after another:
   - GROMACS: the paper's box (250 choline, 250 chloride, 500 urea; 44.84 A) packed by Packmol,
     50 steps of minimisation, then 2 ps of NVT with the paper's .mdp (1.6 nm, LJ-PME): ns/day;
   - training: one optimiser step on a batch of the paper's size (4 frames of 1,000 beads, the
-    paper's HIP-NN-TS), ms per frame;
+    paper's HIP-NN-TS), ms per frame; an epoch also evaluates the validation split and
+    training.train_eval_fraction of the training split (at the labels' cost per frame);
   - labels: one evaluation per frame, ms;
   - CG MD: ms per LAMMPS step of one model and of the 8-teacher ensemble (benchmarks/md.py).
 Then the counts of config/paper.yaml turn them into wall hours per job (at the threads used here)
@@ -117,6 +118,10 @@ def main() -> None:
     n_students = 3 * n_teachers + 6
     n_frames = round(aa["production_ps"] / aa["output_interval_ps"])
     n_train = round(n_frames * (1 - tr["valid_fraction"] - tr["test_fraction"]))
+    # an epoch: an optimiser step per training frame, then the validation split and the
+    # train_eval_fraction of the training split evaluated for the loss curves
+    n_evaluated = round(n_frames * tr["valid_fraction"]) + max(1, int(n_train * tr["train_eval_fraction"]))
+    epoch_ms = n_train * train_ms + n_evaluated * eval_ms
     md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
     from network_cost import device_description
 
@@ -128,16 +133,17 @@ def main() -> None:
     rows = [
         ("AA NVT equilibration", 1, aa["equilibration_ps"] / 1000 / ns_day * 24, "core-h", t),
         ("AA NVT production", 1, aa["production_ps"] / 1000 / ns_day * 24, "core-h", t),
-        ("teacher training (cap)", n_teachers, tr["max_epochs"] * n_train * train_ms / 3.6e6, model_unit, model_per_job),
+        ("teacher training (cap)", n_teachers, tr["max_epochs"] * epoch_ms / 3.6e6, model_unit, model_per_job),
         ("teacher labels", n_teachers, n_frames * eval_ms / 3.6e6, model_unit, model_per_job),
-        ("student training (cap)", n_students, tr["max_epochs"] * n_train * train_ms / 3.6e6, model_unit, model_per_job),
+        ("student training (cap)", n_students, tr["max_epochs"] * epoch_ms / 3.6e6, model_unit, model_per_job),
         ("CG MD, one model", (n_teachers + n_students) * mdc["replicas"], md_steps * step_one / 3.6e6, model_unit,
          model_per_job),
         ("CG MD, ensemble", mdc["replicas"], md_steps * step_ens / 3.6e6, model_unit, model_per_job),
     ]
 
     print(f"config/paper.yaml on this machine ({device_description(t)}; GROMACS on {t} CPU threads), measured: GROMACS {ns_day:.2f} ns/day; "
-          f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame; MD {step_one:.0f} ms/step one model, "
+          f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame (an epoch {epoch_ms / 1000:.0f} s: "
+          f"{n_train} frames trained, {n_evaluated} evaluated); MD {step_one:.0f} ms/step one model, "
           f"{step_ens:.0f} ms/step ensemble")
     print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'total':>10} {'unit':>7} {'48 h resumes':>13}")
     totals: dict[str, float] = {}
