@@ -6,7 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
-from kdcg.config import coerce_overrides, snapshot, validate as _validate_config, write_snapshot
+from kdcg.config import (
+    coerce_overrides,
+    snapshot,
+    validate as _validate_config,
+    write_snapshot,
+)
 from kdcg.errors import InputError
 from kdcg.variants import (
     ensemble_variants,
