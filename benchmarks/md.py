@@ -12,11 +12,12 @@ builds it (kdcg.stacked_members: the members as one batched computation) and mem
 (the path before); and one model with hippynn's own inverse sensitivity and pair reordering
 (the path before kdcg.sensitivity, whose denormal-free tail gives the same forces). Every row
 is measured in each of --rounds alternating rounds; the figures are medians. Goals on a 2-core
-machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also the part of one bare evaluation the members could share
-(pair search and prior, timed by forward hooks) and the ensemble cost that sharing all of it
-would leave if each member's network cost what it costs alone (stacking the members saves
-dispatch and launches, which matter on a GPU, and can use a CPU's cache better, not their
-arithmetic).
+machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also the
+floor of the first (the pair search's share of a bare evaluation, by forward hooks), the part
+of one bare evaluation the members could share (pair search and prior) and the ensemble cost
+that sharing all of it would leave if each member's network cost what it costs alone
+(stacking the members saves dispatch and launches, which matter on a GPU, and can use a CPU's
+cache better, not their arithmetic).
 
     .venv/bin/python benchmarks/md.py [--config config/paper.yaml] [--members 8] [--steps 40] [--rounds 3]
 """

@@ -33,7 +33,6 @@ from hippynn.graphs.nodes.targets import HEnergyNode
 from .sensitivity import InverseSensitivity
 
 
-
 def cache_numba_kernels() -> int:
     """Let numba keep hippynn's compiled CPU kernels on disk. Compiling them costs ~14 s in
     every new process, more than a small training; cached, later processes load them."""
