@@ -305,3 +305,20 @@ def test_a_snapshot_keeps_its_time_stamp_when_only_keys_that_decide_nothing_chan
     assert write({"learning_rate": 0.002, "split_seed": 7}) == {"training": True, "md": True}
     paths["md"].write_text("not: [yaml")  # a damaged snapshot is rewritten
     assert write({"learning_rate": 0.002, "split_seed": 7})["md"] is True
+
+
+def test_command_line_lists_get_their_items_types():
+    """snakemake --config 'training={teacher_seeds: [1, 2]}' hands kdcg ['1', '2']."""
+    from kdcg.config import coerce_overrides, load, validate
+
+    cfg = load(REPO / "config/config.yaml")
+    overrides = {"training": {"teacher_seeds": ["1", "2"], "learning_rate": "0.002"},
+                 "analysis": {"adf_triplets": [["Cho", "Cl", "urea"]]}}
+    cfg["training"].update(overrides["training"])
+    coerce_overrides(cfg, overrides)
+    assert cfg["training"]["teacher_seeds"] == [1, 2] and cfg["training"]["learning_rate"] == 0.002
+    validate(cfg)
+    cfg["training"]["teacher_seeds"] = ["1", "two"]
+    coerce_overrides(cfg, {"training": {"teacher_seeds": ["1", "two"]}})
+    with pytest.raises(InputError, match="teacher_seeds"):
+        validate(cfg)

@@ -117,23 +117,36 @@ def coerce_overrides(config: dict[str, Any], overrides: dict[str, Any] | None) -
     schema = load_schema()
     wanted = {"integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
+    def typed(value, types) -> bool:
+        return isinstance(value, wanted.get(types, ())) and not (types in ("integer", "number") and isinstance(value, bool))
+
+    def put(keys, value):
+        target = config
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+
     def walk(override, keys):
         if isinstance(override, dict):
             for k, v in override.items():
                 walk(v, keys + [k])
             return
+        sub = _schema_at(schema, keys) or {}
+        if isinstance(override, list):  # 'training={teacher_seeds: [1, 2]}' arrives as ['1', '2']
+            item_types = (sub.get("items") or {}).get("type")
+            if sub.get("type") == "array" and item_types not in (None, "string"):
+                values = [yaml.safe_load(v) if isinstance(v, str) else v for v in override]
+                if all(typed(v, item_types) for v in values):
+                    put(keys, values)
+            return
         if not isinstance(override, str):
             return
-        sub = _schema_at(schema, keys)
-        types = (sub or {}).get("type")
+        types = sub.get("type")
         if types in (None, "string"):
             return
         value = yaml.safe_load(override)
-        if isinstance(value, wanted.get(types, ())) and not (types in ("integer", "number") and isinstance(value, bool)):
-            target = config
-            for k in keys[:-1]:
-                target = target[k]
-            target[keys[-1]] = value
+        if typed(value, types):
+            put(keys, value)
 
     walk(overrides or {}, [])
     return config
