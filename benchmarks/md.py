@@ -130,13 +130,9 @@ def hippynn_pair_memory(model, skin_A: float):
 def hippynn_sensitivity(model):
     """The same model with hippynn's InverseSensitivityModule (kdcg.sensitivity turns it into
     kdcg's on loading)."""
-    from hippynn.layers.hiplayers.sensitivity import InverseSensitivityModule
+    from kdcg.sensitivity import use_inverse_sensitivity
 
-    from kdcg.sensitivity import InverseSensitivity
-
-    for module in model.graph.modules():
-        if type(module) is InverseSensitivity:
-            module.__class__ = InverseSensitivityModule
+    use_inverse_sensitivity(model.graph, hippynns=True)
     return model
 
 

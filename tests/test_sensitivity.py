@@ -47,9 +47,7 @@ def liquid_frame(n_side: int = 5, edge_A: float = 22.4, seed: int = 0):
 
 def with_hippynns_sensitivity(graph: torch.nn.Module) -> torch.nn.Module:
     other = copy.deepcopy(graph)
-    for module in other.modules():
-        if type(module) is InverseSensitivity:
-            module.__class__ = InverseSensitivityModule
+    use_inverse_sensitivity(other, hippynns=True)
     return other
 
 

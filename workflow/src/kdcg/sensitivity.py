@@ -74,13 +74,14 @@ class InverseSensitivity(InverseSensitivityModule):
         return inverse_gaussians(distflat.unsqueeze(1), self.mu, self.sigma) * self.cutoff(distflat).unsqueeze(1)
 
 
-def use_inverse_sensitivity(module: torch.nn.Module) -> int:
+def use_inverse_sensitivity(module: torch.nn.Module, hippynns: bool = False) -> int:
     """Turn every hippynn ``InverseSensitivityModule`` under ``module`` (a built or loaded
-    graph) into an ``InverseSensitivity``: same state, only the forward differs. Returns how
-    many were changed."""
+    graph) into an ``InverseSensitivity``: same state, only the forward differs; with
+    ``hippynns``, the other way round (side-by-side checks). Returns how many were changed."""
+    old, new = (InverseSensitivity, InverseSensitivityModule) if hippynns else (InverseSensitivityModule, InverseSensitivity)
     n = 0
     for sub in module.modules():
-        if type(sub) is InverseSensitivityModule:
-            sub.__class__ = InverseSensitivity
+        if type(sub) is old:
+            sub.__class__ = new
             n += 1
     return n
