@@ -5,10 +5,9 @@ hippynn's ``InverseSensitivityModule`` is a Gaussian in 1/r, exp(-(1/r - 1/mu)^2
 times the cosine cutoff. With the paper's widths (sigma = 2 x 20 sensitivities x 3 A = 120 A)
 most pairs within a 10 A cutoff are far out in the tails of most Gaussians: the exponent goes
 down to about -400, where float32 results are denormal (below 1.2e-38) or zero. On an x86 CPU
-PyTorch's exp of such arguments takes a slow path (~40x the normal cost), and every product
-formed with a denormal (the vector and quadrupole sensitivities, the backward pass) is slow as
-well: for the paper's network about a fifth of one evaluation on 1,000 beads
-(benchmarks/md.py prints both).
+PyTorch's exp of such arguments takes a slow path, and every product formed with a denormal
+(the vector and quadrupole sensitivities, the backward pass) is slow as well
+(benchmarks/md.py prints the paper network's evaluation with this module and with hippynn's).
 
 Here a sensitivity whose exponent is below ``LOG_SMALLEST_SENSITIVITY`` is exactly zero; the
 others are computed as hippynn computes them. e^-70 (4e-31) is 21 decades below the 1e-10
