@@ -18,8 +18,8 @@ do).
 
 Also: hippynn's CPU kernels (envsum and its gradients) sort the pairs by bead and reorder every
 pair array by advanced indexing (``_CacheEntry.retrieve``); ``index_select`` gathers the same
-elements about twice as fast on a CPU (12 against 6 ms for the paper network's stacked
-sensitivities, 43,600 pairs x 180, 2 threads), so the reordering uses it.
+elements faster on a CPU, so the reordering uses it (benchmarks/md.py's "hippynn's sensitivity"
+row runs without it and without kdcg.sensitivity).
 """
 
 from __future__ import annotations
