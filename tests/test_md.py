@@ -268,6 +268,51 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
             res["resumed_from_step"]
 
 
+class _Killed(Exception):
+    pass
+
+
+def test_a_replica_resumed_where_a_bead_sits_outside_the_box_writes_the_uninterrupted_bytes(workdir, tmp_path,
+                                                                                              monkeypatch):
+    """LAMMPS keeps a bead that crossed the box's face outside it until its next list rebuild; a
+    resumed run's set-up wraps it at the restart frame. The run is killed right after a restart
+    file written while a bead sat outside the box: the resumed trajectory and thermo are the
+    uninterrupted run's bytes, every frame inside the box."""
+    c = cfg(equilibration_ps=2.0, n_samples=5, sample_interval_ps=0.04, restart_interval_steps=20)
+    sched = md.Schedule.from_config(c["md"])
+    box = np.diag(np.asarray(load_dataset(workdir / "dataset.npz")["cell"]).reshape(-1, 3, 3)[0])
+    original = md._write_restart
+    outside = {}  # restart step -> beads outside the box in LAMMPS's own coordinates
+
+    def recording(lmp, run, step):
+        x = lmp.numpy.extract_atom("x")[: int(lmp.get_natoms())]
+        outside[step] = int(((x < 0) | (x >= box)).any(axis=1).sum())
+        original(lmp, run, step)
+
+    monkeypatch.setattr(md, "_write_restart", recording)
+    model = workdir / "teacher-1" / "model.pt"
+    straight = md.run_replicas(model, workdir / "dataset.npz", c, [1], tmp_path / "straight", threads=1)[0]
+    kill_at = min((s for s, n in outside.items() if n and s < sched.total_steps), default=None)
+    assert kill_at is not None, f"no restart frame with a bead outside the box: {outside}"
+
+    def killing(lmp, run, step):
+        original(lmp, run, step)
+        if step == kill_at:
+            raise _Killed(step)
+
+    monkeypatch.setattr(md, "_write_restart", killing)
+    with pytest.raises(_Killed):
+        md.run_replicas(model, workdir / "dataset.npz", c, [1], tmp_path / "killed", threads=1)
+    monkeypatch.setattr(md, "_write_restart", original)
+    resumed = md.run_replicas(model, workdir / "dataset.npz", c, [1], tmp_path / "killed", threads=1)[0]
+    assert resumed["resumed_from_step"] == kill_at and straight["status"] == resumed["status"] == "stable"
+    for name in ("trajectory.lammpstrj", "thermo.csv"):
+        assert (tmp_path / "killed" / "replica-1" / name).read_bytes() == \
+            (tmp_path / "straight" / "replica-1" / name).read_bytes(), name
+    steps, x = _positions(tmp_path / "straight" / "replica-1" / "trajectory.lammpstrj")
+    assert kill_at in steps and ((x >= 0) & (x < box)).all()
+
+
 def test_replicas_of_a_batch_resume_from_the_latest_restart_they_all_have(tmp_path):
     def replica(name, steps, finished=False):
         run = tmp_path / name / "run"

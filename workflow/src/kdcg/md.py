@@ -237,7 +237,10 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
             "thermo_style custom step temp pe ke etotal",
             f"thermo {sched.thermo_steps}",
             f"dump traj all custom {sched.sample_steps} {dump_path} id type x y z",
-            "dump_modify traj sort id append yes format float %.5f",
+            # pbc yes: every frame wrapped into the box. LAMMPS wraps its own coordinates only when it
+            # rebuilds its lists, and a resumed run's set-up wraps them at the restart frame: an
+            # unwrapped frame there would differ from the uninterrupted run's
+            "dump_modify traj sort id append yes format float %.5f pbc yes",
         ])
         return _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start, name, replica,
                           {"frame": frame, "velocity_seed": velocity_seed, "species_names": model.species_names,
