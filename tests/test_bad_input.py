@@ -173,14 +173,42 @@ def test_a_replica_of_another_dataset_is_refused_by_the_reference(made, referenc
     for fingerprint, problem in ((comparable(dataset_fingerprint(load_dataset(tmp_path / "other.npz"))),
                                   "replica made from another dataset (content sha256"),
                                  (None, "replica carries no dataset fingerprint (made by an older kdcg?)")):
-        (replica / "result.json").write_text(json.dumps({"model": "teacher-1", "replica": 1, "status": "stable",
-                                                         "dataset": fingerprint}))
+        (replica / "result.json").write_text(json.dumps(_result(dataset=fingerprint)))
         with pytest.raises(InputError) as err:
             analysis.analyze_replica(replica, reference / "reference.json", {"analysis": {}})
         msg = str(err.value)
         assert msg.startswith(f"{replica / 'result.json'}: {problem}") and str(reference / "reference.json") in msg, msg
     # the replica of the reference's own dataset passes the check (and fails later, for want of a trajectory)
-    (replica / "result.json").write_text(json.dumps({"model": "teacher-1", "replica": 1, "status": "stable",
-                                                     "dataset": comparable(dataset_fingerprint(load_dataset(made / "dataset.npz")))}))
+    (replica / "result.json").write_text(json.dumps(_result(dataset=comparable(dataset_fingerprint(load_dataset(made / "dataset.npz"))))))
     with pytest.raises(InputError, match="thermo file not found"):
         analysis.analyze_replica(replica, reference / "reference.json", yaml.safe_load((reference / "a.yaml").read_text()))
+
+
+def _result(**fields) -> dict:
+    """A replica's result.json as kdcg.md writes it (the fields the analyses read)."""
+    return {"model": "teacher-1", "replica": 1, "status": "stable", "reason": None, "step": 100,
+            "species_names": ["A", "B", "C"], "timestep_fs": 1.0, "total_steps": 100, "equilibration_ps": 0.05,
+            "sample_interval_ps": 0.01, **fields}
+
+
+@pytest.mark.parametrize("lacking", ["total_steps", "species_names"])
+def test_a_replica_result_lacking_a_field_is_one_line_naming_it(made, reference, tmp_path, lacking):
+    from kdcg.provenance import comparable, dataset_fingerprint
+
+    replica = tmp_path / "replica-1"
+    replica.mkdir()
+    record = _result(dataset=comparable(dataset_fingerprint(load_dataset(made / "dataset.npz"))))
+    del record[lacking]
+    (replica / "result.json").write_text(json.dumps(record))
+    line = _last_line(kdcg("analyze", "--config", reference / "a.yaml", "--replica-dirs", replica,
+                           "--reference", reference / "reference.json", check=False))
+    assert line == f"kdcg error: {replica / 'result.json'}: replica result lacks '{lacking}' (written by another kdcg," \
+                   " or edited by hand? rerun the job that writes it)", line
+
+
+@pytest.mark.parametrize("content, problem", [(b"\x80\x81\x00\xff binary", "not a text file (byte 0 is not UTF-8)"),
+                                              (b"md: {replicas: 2}\n# caf\xe9\n", "not a text file (byte 23 is not UTF-8)")])
+def test_a_config_that_is_not_utf8_text_is_one_line_naming_it(tmp_path, content, problem):
+    (tmp_path / "some.yaml").write_bytes(content)
+    line = _last_line(kdcg("check-config", tmp_path / "some.yaml", check=False))
+    assert line.startswith(f"kdcg error: {tmp_path / 'some.yaml'}: {problem}"), line

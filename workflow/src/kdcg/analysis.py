@@ -332,10 +332,20 @@ def _write_json(path: Path, obj) -> None:
     write_json(path, obj, allow_nan=False)
 
 
-def load_json(path: Path, what: str) -> dict:
+#: what the analyses and the report read of a replica's result.json (kdcg.md writes them all)
+REPLICA_RESULT_KEYS = ("model", "replica", "status", "reason", "step", "species_names", "timestep_fs", "total_steps",
+                       "equilibration_ps", "sample_interval_ps")
+
+
+def load_json(path: Path, what: str, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object; one line naming the file and the keys it lacks, if it lacks any of ``required``."""
     record = read_json(path, what)
     if not isinstance(record, dict):
         raise InputError(path, f"{what} is not a JSON object")
+    missing = [k for k in required if k not in record]
+    if missing:
+        raise InputError(path, f"{what} lacks {', '.join(repr(k) for k in missing)} (written by another kdcg,"
+                               " or edited by hand? rerun the job that writes it)")
     return record
 
 
@@ -372,7 +382,7 @@ def analyze_replica(replica_dir: Path, reference_path: Path, cfg: dict, out: Pat
     """Analysis of one kdcg MD replica: equilibration, distributions, TAE against the reference."""
     replica_dir = Path(replica_dir)
     acfg = cfg["analysis"]
-    result = load_json(replica_dir / "result.json", "replica result")
+    result = load_json(replica_dir / "result.json", "replica result", REPLICA_RESULT_KEYS)
     reference = load_json(reference_path, "AA reference")
     # the replica's frames and the reference must come from one dataset
     ref_dataset = reference.get("dataset") or {}

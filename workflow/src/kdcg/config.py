@@ -167,6 +167,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         config = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise InputError(path, "config file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "a config file is expected, this is a folder") from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not a text file (byte {err.start} is not UTF-8): a config is YAML text") from None
     except yaml.YAMLError as err:
         raise InputError(path, f"not valid YAML: {err}") from None
     if not isinstance(config, dict):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figures, findings as _findings
-from .analysis import QUANTITIES, load_json
+from .analysis import QUANTITIES, REPLICA_RESULT_KEYS, load_json
 from .errors import InputError
 from .figures import FAMILIES, groups as _groups
 
@@ -71,7 +71,7 @@ def collect(results: Path, models: list[str]) -> dict:
         if not folders:
             raise InputError(results / "md" / model, "no MD replicas")
         for folder in folders:
-            res = load_json(folder / "result.json", "replica result")
+            res = load_json(folder / "result.json", "replica result", REPLICA_RESULT_KEYS)
             ana = load_json(folder / "analysis.json", "replica analysis")
             thermo = folder / "thermo.csv"
             replicas.append({"model": model, "family": family, "variant": variant, "seed": seed,
