@@ -322,3 +322,39 @@ def test_command_line_lists_get_their_items_types():
     coerce_overrides(cfg, {"training": {"teacher_seeds": ["1", "two"]}})
     with pytest.raises(InputError, match="teacher_seeds"):
         validate(cfg)
+
+
+def test_molecules_that_cannot_fit_the_box_are_refused_before_any_job_touches_the_results(tmp_path):
+    """100,000 urea in the tiny 19.27 A box: check-config, a dry run and a real run refuse it in
+    one line with the numbers; the finished box and topology of that results folder stay."""
+    from conftest import venv_env
+
+    wf = workflow_copy(tmp_path)
+    cfg = yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())
+    cfg["system"]["molecules"][2]["count"] = 100000
+    (wf / "crowded.yaml").write_text(yaml.safe_dump(cfg))
+    aa = wf / "results-tiny" / "aa"
+    aa.mkdir(parents=True)
+    finished = {aa / "box.gro": b"a finished box\n", aa / "topol.top": b"a finished topology\n"}
+    for path, content in finished.items():
+        path.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "kdcg", "check-config", "crowded.yaml"], cwd=wf, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("kdcg error: crowded.yaml: config key 'system.molecules': the molecules cannot fit the box:"
+                           " their van der Waals volumes (20 Cho x 118 A^3, 20 Cl x 22 A^3, 100000 urea x 53 A^3)"
+                           " add up to 5.31e+06 A^3, 742 of the 7156 A^3 box (system.box_edge_A = 19.27 A;"), line
+    assert line.endswith("mass density 1.39e+03 g/cm^3"), line
+    for args in (["-n"], ["--cores", "1"]):
+        proc = snakemake(wf, *args, "--configfile", "crowded.yaml", check=False, env=venv_env())
+        lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg config error" in l]
+        assert proc.returncode != 0 and len(lines) == 1 and "the molecules cannot fit the box" in lines[0], args
+    assert all(path.read_bytes() == content for path, content in finished.items())
+    # the shipped configs fit: reline at its measured density fills 0.68 of its box
+    from kdcg.system import read_molecules, vdw_volume_A3
+
+    for name in ("config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"):
+        c = yaml.safe_load((REPO / name).read_text())
+        filled = sum(m.count * vdw_volume_A3(m) for m in read_molecules(c, REPO)) / c["system"]["box_edge_A"] ** 3
+        assert 0.66 < filled < 0.70, (name, filled)

@@ -88,17 +88,19 @@ def check_physics(config: dict[str, Any], source: str | Path) -> None:
 
 
 def check_files(config: dict[str, Any], source: str | Path, root: Path = Path(".")) -> None:
-    """The files the system names exist and agree (each structure has its .itp's atoms), so
-    that a bad molecule stops the run before any job, not in the box job."""
-    from .system import read_molecules
+    """The files the system names exist and agree (each structure has its .itp's atoms), and
+    the molecules fit the box, so that a bad molecule stops the run before any job (and before
+    Snakemake removes the outputs of the job that would replace them), not in the box job."""
+    from .system import check_box_fits, read_molecules
 
     ff = root / config["system"]["forcefield"]
     if not ff.is_file():
         raise InputError(source, f"config key 'system.forcefield': {ff} not found")
     try:
-        read_molecules(config, root)
+        molecules = read_molecules(config, root)
     except InputError as err:
         raise InputError(source, f"config key 'system.molecules': {err}") from None
+    check_box_fits(config, molecules, source)
 
 
 def _schema_at(schema: dict, keys: list[str]) -> dict | None:

@@ -6,6 +6,7 @@ molecule whose atoms match it one to one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -81,6 +82,71 @@ def read_molecule(entry: dict, root: Path = Path(".")) -> Molecule:
 
 def read_molecules(config: dict, root: Path = Path(".")) -> list[Molecule]:
     return [read_molecule(entry, root) for entry in config["system"]["molecules"]]
+
+
+# van der Waals radii (A) of Bondi, J. Phys. Chem. 1964, 68, 441, by element; the element of an
+# atom from its .itp mass (amu, standard atomic weights)
+BONDI_RADII_A = {"H": 1.20, "C": 1.70, "N": 1.55, "O": 1.52, "F": 1.47, "P": 1.80, "S": 1.80, "Cl": 1.75,
+                 "Br": 1.85, "I": 1.98, "Na": 2.27, "K": 2.75}
+ELEMENT_MASSES_AMU = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "F": 18.998, "Na": 22.990, "P": 30.974,
+                      "S": 32.06, "Cl": 35.45, "K": 39.098, "Br": 79.904, "I": 126.904}
+AVOGADRO = 6.02214076e23
+#: the largest fraction of a box the molecules' van der Waals volumes may fill; liquids at room
+#: temperature fill about 0.5-0.7 of it (reline 0.68: hydrogen bonds pull atoms inside each other's radii),
+#: and 0.85 is a liquid compressed by a quarter: a box fuller than this is a typing error
+MAX_PACKING_FRACTION = 0.85
+
+
+def _element(mass_amu: float) -> str | None:
+    name, ref = min(ELEMENT_MASSES_AMU.items(), key=lambda item: abs(item[1] - mass_amu))
+    return name if abs(ref - mass_amu) < 0.1 else None
+
+
+def _pdb_coordinates(path: Path) -> list[tuple[float, float, float]]:
+    return [(float(line[30:38]), float(line[38:46]), float(line[46:54]))
+            for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+
+
+@functools.lru_cache(maxsize=None)
+def vdw_volume_A3(molecule: Molecule, spacing_A: float = 0.2) -> float | None:
+    """The molecule's van der Waals volume (A^3): the union of its atoms' Bondi spheres, counted
+    on a grid of ``spacing_A``; None when an atom's mass names no element with a known radius."""
+    import numpy as np
+
+    radii = []
+    for mass in molecule.masses_amu:
+        element = _element(mass)
+        if element is None:
+            return None
+        radii.append(BONDI_RADII_A[element])
+    xyz, radii = np.asarray(_pdb_coordinates(molecule.structure)), np.asarray(radii)
+    lo, hi = (xyz - radii[:, None]).min(axis=0), (xyz + radii[:, None]).max(axis=0)
+    axes = [np.arange(a + spacing_A / 2, b, spacing_A) for a, b in zip(lo, hi)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    inside = np.zeros(len(grid), dtype=bool)
+    for centre, r in zip(xyz, radii):
+        inside |= ((grid - centre) ** 2).sum(axis=1) <= r * r
+    return float(inside.sum()) * spacing_A ** 3
+
+
+def check_box_fits(config: dict, molecules: list[Molecule], source) -> None:
+    """Refuse a composition whose molecules cannot fit the box: the sum of their van der Waals
+    volumes against the box's volume (MAX_PACKING_FRACTION), with the numbers; before Packmol
+    would search for hours."""
+    edge = config["system"]["box_edge_A"]
+    box_A3 = edge ** 3
+    volumes = [vdw_volume_A3(m) for m in molecules]
+    mass_g = sum(m.count * sum(m.masses_amu) for m in molecules) / AVOGADRO
+    density = mass_g / (box_A3 * 1e-24)
+    if any(v is None for v in volumes):
+        return  # an element without a radius: Packmol's own failure will name the box
+    filled = sum(m.count * v for m, v in zip(molecules, volumes))
+    if filled > MAX_PACKING_FRACTION * box_A3:
+        parts = ", ".join(f"{m.count} {m.species} x {v:.0f} A^3" for m, v in zip(molecules, volumes))
+        raise InputError(source, f"config key 'system.molecules': the molecules cannot fit the box: their van der Waals"
+                                 f" volumes ({parts}) add up to {filled:.3g} A^3, {filled / box_A3:.3g} of the"
+                                 f" {box_A3:.4g} A^3 box (system.box_edge_A = {edge} A; liquids fill about 0.5-0.7,"
+                                 f" at most {MAX_PACKING_FRACTION} is accepted); mass density {density:.3g} g/cm^3")
 
 
 def write_topology(config: dict, out_top: Path, root: Path = Path(".")) -> Path:
@@ -160,7 +226,10 @@ def pack_box(config: dict, out_gro: Path, root: Path = Path("."), packmol: str =
         proc = subprocess.run([packmol], stdin=stdin, capture_output=True, text=True)
     log.info("packmol output:\n%s", proc.stdout[-4000:])
     if proc.returncode != 0 or "Success!" not in proc.stdout or not raw_pdb.is_file():
-        raise RuntimeError(f"packmol failed (exit {proc.returncode}); see {inp_path} and the log:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        # a composition too dense for packmol.tolerance_A, mostly: the config's to change
+        raise InputError(inp_path, f"packmol found no packing (exit {proc.returncode}; its last lines in the log):"
+                                   f" a larger system.box_edge_A or a smaller packmol.tolerance_A may fit;"
+                                   f" {' '.join(proc.stdout.split()[-40:])}")
     molecules = read_molecules(config, root)
     pdb_to_gro(raw_pdb, out_gro, config["system"]["box_edge_A"], molecules)
     return out_gro
