@@ -313,6 +313,87 @@ def test_a_replica_resumed_where_a_bead_sits_outside_the_box_writes_the_uninterr
     assert kill_at in steps and ((x >= 0) & (x < box)).all()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only: skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_fails_the_job_naming_the_file_and_a_rerun_gives_the_uninterrupted_run(workdir, tmp_path,
+                                                                                           small_disk):
+    """Two replicas advancing together on a disk that fills up mid-run: the job fails with one
+    line naming the file and the disk's own words, neither replica is recorded (no instability,
+    no replica finished alone), and a rerun once space returns writes the uninterrupted bytes."""
+    from kdcg.errors import StorageError
+
+    c = cfg(equilibration_ps=1.0, n_samples=10, sample_interval_ps=0.02, restart_interval_steps=20)
+    model = workdir / "teacher-1" / "model.pt"
+    straight = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], tmp_path / "straight", threads=1)
+    written = sum(f.stat().st_size for f in (tmp_path / "straight").rglob("run/*") if f.is_file())
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - written // 2))  # room for about half of the run
+    with pytest.raises(StorageError) as err:
+        md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], small_disk / "out", threads=1)
+    msg = str(err.value)  # whichever file filled it: the trajectory, thermo.csv, a restart
+    assert msg.startswith(str(small_disk / "out" / "replica-")), msg
+    # LAMMPS's or Python's word for it, or a restart file read back not whole
+    assert "No space left on device" in msg or "bytes free on its file system): LAMMPS: " in msg, msg
+    assert "\n" not in msg and "unstable" not in msg
+    assert not list((small_disk / "out").rglob("result.json")), "a replica was recorded on a full disk"
+    assert max(md.restart_files(small_disk / "out" / "replica-1" / "run"), default=0) > 0  # it had got going
+    filler.unlink()
+    resumed = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], small_disk / "out", threads=1)
+    for r, res, ref in zip((1, 2), resumed, straight):
+        assert res["status"] == ref["status"] == "stable" and res["resumed_from_step"] > 0
+        for name in ("trajectory.lammpstrj", "thermo.csv"):
+            assert (small_disk / "out" / f"replica-{r}" / name).read_bytes() == \
+                (tmp_path / "straight" / f"replica-{r}" / name).read_bytes(), (r, name)
+
+
+def test_a_trajectory_that_cannot_grow_is_a_storage_error_naming_it_not_an_instability(workdir, tmp_path):
+    """The kernel's file-size limit stops LAMMPS's dump (the largest file of a replica) at a known
+    size: the job fails naming the trajectory and LAMMPS's words, records nothing, and the rerun
+    with the limit lifted writes the uninterrupted bytes."""
+    import resource
+
+    from kdcg.errors import StorageError
+
+    c = cfg(equilibration_ps=2.0, n_samples=10, sample_interval_ps=0.02, restart_interval_steps=100)
+    model = workdir / "teacher-1" / "model.pt"
+    straight = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], tmp_path / "straight", threads=1)
+    trajectory = (tmp_path / "straight" / "replica-1" / "trajectory.lammpstrj").stat().st_size
+    limit = trajectory // 2
+    assert max(f.stat().st_size for f in (tmp_path / "straight").rglob("*") if f.is_file()
+               and f.name != "trajectory.lammpstrj") < limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(StorageError) as err:
+            md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], tmp_path / "out", threads=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    msg = str(err.value)
+    assert msg.startswith(f"{tmp_path / 'out'}/replica-") and "/run/trajectory.lammpstrj: LAMMPS: " in msg, msg
+    assert "Error writing dump traj: File too large" in msg and "\n" not in msg
+    assert not list((tmp_path / "out").rglob("result.json")), "a replica was recorded"
+    resumed = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], tmp_path / "out", threads=1)
+    for r, res, ref in zip((1, 2), resumed, straight):
+        assert res["status"] == ref["status"] == "stable" and res["resumed_from_step"] > 0
+        for name in ("trajectory.lammpstrj", "thermo.csv"):
+            assert (tmp_path / "out" / f"replica-{r}" / name).read_bytes() == \
+                (tmp_path / "straight" / f"replica-{r}" / name).read_bytes(), (r, name)
+
+
 def test_replicas_of_a_batch_resume_from_the_latest_restart_they_all_have(tmp_path):
     def replica(name, steps, finished=False):
         run = tmp_path / name / "run"

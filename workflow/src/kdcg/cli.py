@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import InputError, TrainingDiverged
+from .errors import InputError, StorageError, TrainingDiverged
 
 
 def _species_map(pairs: list[str]) -> dict[str, str]:
@@ -431,9 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     quiet_known_noise()
     try:
         args.func(args)
-    except (InputError, TrainingDiverged) as err:
+    except (InputError, TrainingDiverged, StorageError) as err:
         # one line, last in the log, so that the workflow can show it
         print(f"kdcg error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system's no (full, quota, permissions) anywhere: the file, not a bug
+        print(f"kdcg error: {StorageError(err.filename, err.strerror or str(err))}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - a bug, not bad input: still one line unless asked
         if os.environ.get("KDCG_DEBUG"):

@@ -18,3 +18,30 @@ class InputError(Exception):
 
 class TrainingDiverged(RuntimeError):
     """Training produced a non-finite loss; the message names the epoch and the last good checkpoint."""
+
+
+class StorageError(Exception):
+    """A file could not be written or read back (disk full, quota, permissions, I/O error):
+    never a model's instability. ``str(err)`` is one line naming the file; the job records
+    nothing, and a rerun once the storage is back resumes where the last checkpoint left it."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        problem = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
+        super().__init__(f"{path or 'a file'}: {problem} (the file system refused it; nothing was recorded: rerun"
+                         " once it takes writes again, the job resumes from its last checkpoint)")
+
+
+#: what LAMMPS and the C library say when a file system refuses a write or an open
+_STORAGE_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system", "Input/output error",
+                  "Permission denied", "Error writing", "Cannot open", "Could not open", "File too large")
+
+
+def is_storage_failure(message: str) -> bool:
+    """Whether an error message (LAMMPS's, for one) is about a file, not about the physics."""
+    return any(word.lower() in str(message).lower() for word in _STORAGE_WORDS)
+
+
+class BatchAborted(Exception):
+    """Another replica of a batch (kdcg.replica_batch) failed -- a full disk, a bug: this one
+    stops too, recording nothing, so that a rerun resumes them all from their shared restart."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import BatchAborted, InputError
 from .model_forces import ModelForces
 
 
@@ -58,10 +58,11 @@ class ForceCallback:
         self.model, self.lmp, self.species, self.cell = evaluate, lmp, species, cell
         self.positions = np.zeros((len(species), 3))
         self.failure: str | None = None
+        self.aborted: BatchAborted | None = None  # the replica's batch stopped: no failure of its own
         self.spread_sum, self.spread_n = 0.0, 0
 
     def __call__(self, _caller, step, nlocal, tag, x, f):
-        if self.failure:
+        if self.failure or self.aborted:
             f[:] = 0.0
             return
         try:
@@ -77,9 +78,17 @@ class ForceCallback:
             if math.isfinite(ev.force_spread_kcal_mol_A):
                 self.spread_sum += ev.force_spread_kcal_mol_A
                 self.spread_n += 1
+        except BatchAborted as err:  # raised by raise_if_aborted once LAMMPS returns
+            self.aborted = err
+            f[:] = 0.0
         except Exception as err:  # noqa: BLE001 - recorded as the replica's failure
             self.failure = f"{type(err).__name__}: {err}".splitlines()[0]
             f[:] = 0.0
+
+    def raise_if_aborted(self) -> None:
+        """After each LAMMPS run command: a replica whose batch stopped ends without a record."""
+        if self.aborted:
+            raise self.aborted
 
     def restart_point(self) -> None:
         """A restart file was written: build the pair list anew from here, as a run resumed

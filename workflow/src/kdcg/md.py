@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import BatchAborted, InputError, StorageError, is_storage_failure
 from .files import read_json, write_json
 from .gromacs import link_or_copy
 from .lammps_engine import attach_model, create_system, lammps_instance, type_masses
@@ -63,10 +63,26 @@ def _write_restart(lmp, run: Path, step: int) -> None:
     final = run / RESTART_PATTERN.format(step=step)
     tmp = final.with_name(final.name + ".new")
     lmp.command(f"write_restart {tmp}")
+    _check_restart(tmp)
     os.replace(tmp, final)
     earlier = restart_files(run)
     for old in sorted(s for s in earlier if s < step)[:-1]:
         earlier[old].unlink(missing_ok=True)
+
+
+def _check_restart(path: Path) -> None:
+    """Read a new restart file back (a few ms): LAMMPS's write_restart does not notice a write the
+    file system refused, and a truncated restart would end the replica at its resume."""
+    scratch = lammps_instance("none")
+    try:
+        scratch.command(f"read_restart {path}")
+    except Exception as err:  # noqa: BLE001 - whatever LAMMPS says of it, the file is not whole
+        stat = os.statvfs(path.parent)
+        path.unlink(missing_ok=True)
+        raise StorageError(path, f"not whole after write_restart ({stat.f_bavail * stat.f_frsize} bytes free on its file"
+                                 f" system): LAMMPS: {str(err).strip().splitlines()[0]}") from None
+    finally:
+        scratch.close()
 
 
 def shared_restart_step(replica_dirs) -> int:
@@ -246,8 +262,21 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
                           {"frame": frame, "velocity_seed": velocity_seed, "species_names": model.species_names,
                            "n_beads": len(species), "box_A": box.tolist(), "model": name, "replica": replica,
                            "n_members": model.n_members, "dataset": comparable(dataset_fingerprint(data))})
+    except OSError as err:  # thermo.csv, result.json, a restart's rename: the file system said no
+        raise StorageError(err.filename or run, err.strerror or str(err)) from None
+    except Exception as err:
+        if isinstance(err, (InputError, StorageError, BatchAborted)) or not is_storage_failure(str(err)):
+            raise
+        raise _lammps_storage_error(err, run) from None  # write_restart, read_restart
     finally:
         lmp.close()
+
+
+def _lammps_storage_error(err: Exception, run: Path) -> StorageError:
+    """LAMMPS's words for a file it could not write, naming the file where they say which."""
+    message = str(err).strip()
+    path = run / "trajectory.lammpstrj" if "dump" in message.lower() else run
+    return StorageError(path, f"LAMMPS: {message}")
 
 
 def _first_potential(thermo_path: Path) -> float | None:
@@ -290,8 +319,11 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
                 lmp.command(f"run {n_next}{setup} post no" if n_next else "run 0")
                 full_setup = False
             except Exception as err:  # noqa: BLE001 - LAMMPS errors (lost atoms ...) end the replica
+                if is_storage_failure(str(err)):  # a full disk is no instability: the job fails, nothing recorded
+                    raise _lammps_storage_error(err, run) from None
                 status, reason = UNSTABLE, "LAMMPS: " + str(err).strip().splitlines()[0]
                 break
+            callback.raise_if_aborted()
             if n_next:
                 timed_s += time.perf_counter() - t0
                 timed_steps += n_next

@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from .errors import BatchAborted
 from .pairs import forget_pairs
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class ReplicaRendezvous:
         self._last_batch: tuple[int, ...] | None = None
         self._rebuild_pairs = False
         self.batch_sizes: list[int] = []  # one entry per evaluation (benchmarks, tests)
+        self._aborted: BaseException | None = None
 
     def join(self, replica: int) -> None:
         with self._cv:
@@ -50,6 +52,12 @@ class ReplicaRendezvous:
             self._active.discard(replica)
             self._pending.pop(replica, None)
             self._evaluate_if_complete()
+            self._cv.notify_all()
+
+    def abort(self, cause: BaseException) -> None:
+        """A replica failed: every other one gets BatchAborted at its next request."""
+        with self._cv:
+            self._aborted = self._aborted or cause
             self._cv.notify_all()
 
     def forces_for(self, replica: int):
@@ -70,8 +78,10 @@ class ReplicaRendezvous:
                 raise RuntimeError(f"replica {replica} asked for forces without joining the batch")
             self._pending[replica] = np.array(positions, dtype=np.float64)
             self._evaluate_if_complete()
-            while replica not in self._results:
+            while replica not in self._results and self._aborted is None:
                 self._cv.wait()
+            if self._aborted is not None:
+                raise BatchAborted(f"replica {replica} stopped: another replica of its batch failed ({self._aborted})")
             out = self._results.pop(replica)
         if isinstance(out, BaseException):
             raise out
@@ -126,6 +136,9 @@ def run_together(replica_runs: list, rendezvous: ReplicaRendezvous) -> list:
             results[replica] = run(rendezvous.forces_for(replica))
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(err)
+            # the others stop as well: had they finished alone (a batch of another size), their
+            # last bits would differ from the run that a rerun gives
+            rendezvous.abort(err)
         finally:
             rendezvous.leave(replica)
 
@@ -139,6 +152,6 @@ def run_together(replica_runs: list, rendezvous: ReplicaRendezvous) -> list:
         t.start()
     for t in threads:
         t.join()
-    if errors:
-        raise errors[0]
+    if errors:  # the failure itself, not the stops it caused
+        raise next((e for e in errors if not isinstance(e, BatchAborted)), errors[0])
     return [results[r] for r, _ in replica_runs]
