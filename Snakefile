@@ -12,6 +12,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
 include: "workflow/rules/aa.smk"
 include: "workflow/rules/mapping.smk"
 include: "workflow/rules/training.smk"

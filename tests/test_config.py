@@ -255,22 +255,45 @@ def test_every_subcommand_has_a_description_an_example_and_help_for_each_option(
     assert proc.stdout.strip() == f"kdcg {__version__}"
 
 
-def test_a_stage_config_snapshot_follows_the_config_without_snakemake_records(tmp_path):
-    """The per-stage snapshots follow the config's content even where .snakemake/ is gone (a
-    copied or moved results folder): only the changed stage's snapshot is rewritten."""
+def test_reading_the_rules_writes_nothing_and_a_run_follows_the_config_without_snakemake_records(tmp_path):
+    """A dry run and --lint leave results_dir untouched. A run writes the stage's snapshot, and
+    where .snakemake/ is gone (a copied or moved results folder) the snapshot's content decides:
+    dry runs with a changed key and back write nothing and rerun nothing; a run with a changed
+    key reruns that stage only, and going back reruns it again."""
     wf = workflow_copy(tmp_path)
-    snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml")
+    tiny = ("--configfile", "tests/config/tiny.yaml")
+    snakemake(wf, "-n", *tiny)
+    snakemake(wf, "--lint")
+    assert not (wf / "results-tiny").exists() and not (wf / "results").exists()
+    target = "results-tiny/aa/topol.top"
+    snakemake(wf, target, "--cores", "1", *tiny)
     folder = wf / "results-tiny/config"
-    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in folder.glob("*.yaml")}
-    assert sorted(before) == ["aa.yaml", "analysis.yaml", "md.yaml", "training.yaml"]
-    assert "cdf_windows: 3" in before["analysis.yaml"][0]
+    assert sorted(p.name for p in folder.iterdir()) == ["aa.yaml"]  # only the stage this target reads
+    snap = folder / "aa.yaml"
+
+    def state():
+        return snap.read_bytes(), snap.stat().st_mtime_ns, (wf / target).stat().st_mtime_ns
+
+    first = state()
     shutil.rmtree(wf / ".snakemake")
+    seed = ("--config", "packmol={seed: 12345}")
+    out = snakemake(wf, "-n", target, *tiny, *seed)
+    assert "kdcg: results-tiny/config/aa.yaml holds other values of keys that decide the aa stage" in out.stderr
+    assert "Nothing to be done" in snakemake(wf, "-n", target, *tiny).stdout + out.stderr
+    assert "Nothing to be done" in (lambda o: o.stdout + o.stderr)(snakemake(wf, "-n", target, *tiny,
+                                                                            "--config", "analysis={cdf_windows: 5}"))
+    assert state() == first
     time.sleep(0.05)
-    snakemake(wf, "-n", "--configfile", "tests/config/tiny.yaml", "--config", "analysis={cdf_windows: 5}")
-    after = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in folder.glob("*.yaml")}
-    assert "cdf_windows: 5" in after["analysis.yaml"][0] and after["analysis.yaml"][1] > before["analysis.yaml"][1]
-    for name in ("aa.yaml", "md.yaml", "training.yaml"):
-        assert after[name] == before[name], name
+    out = snakemake(wf, target, "--cores", "1", *tiny, *seed)
+    assert "localrule topology" in out.stdout + out.stderr and "seed: 12345" in snap.read_text()
+    second = state()
+    assert second[1] > first[1] and second[2] > first[2]
+    # with Snakemake's records a dry run lists what going back reruns; without them a run does it
+    out = snakemake(wf, "-n", target, *tiny)
+    assert "rule topology" in out.stdout and "Params have changed since last execution" in out.stdout
+    shutil.rmtree(wf / ".snakemake")
+    out = snakemake(wf, target, "--cores", "1", *tiny)
+    assert "localrule topology" in out.stdout + out.stderr and snap.read_bytes() == first[0]
 
 
 def test_a_snapshot_keeps_its_time_stamp_when_only_keys_that_decide_nothing_change(tmp_path):

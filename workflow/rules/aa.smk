@@ -12,6 +12,8 @@ rule topology:
         f"{LOGS}/topology.log",
     conda:
         ENV_GROMACS
+    params:
+        config_keys=config_keys("aa"),
     shell:
         kdcg_shell("topology --config {input.config} --out {output.top}")
 
@@ -28,6 +30,8 @@ rule packmol_box:
         f"{BENCH}/packmol_box.tsv"
     conda:
         ENV_GROMACS
+    params:
+        config_keys=config_keys("aa"),
     shell:
         kdcg_shell("box --config {input.config} --out {output.gro}")
 
@@ -50,6 +54,8 @@ rule energy_minimization:
     resources:
         runtime=60,
         mem_mb=4000,
+    params:
+        config_keys=config_keys("aa"),
     shell:
         gmx_shell("em")
 
@@ -74,6 +80,8 @@ rule nvt_equilibration:
     resources:
         runtime=24 * 60,
         mem_mb=4000,
+    params:
+        config_keys=config_keys("aa"),
     shell:
         gmx_shell("nvt_equil")
 
@@ -100,6 +108,8 @@ rule nvt_production:
     resources:
         runtime=24 * 60,
         mem_mb=4000,
+    params:
+        config_keys=config_keys("aa"),
     shell:
         gmx_shell("nvt_prod", checkpoint=True)
 

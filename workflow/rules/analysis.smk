@@ -17,6 +17,8 @@ rule aa_reference:
         f"{BENCH}/aa_reference.tsv"
     conda:
         ENV_ANALYSIS
+    params:
+        config_keys=config_keys("analysis"),
     shell:
         kdcg_shell(
             "analyze --config {input.config} --dataset {input.dataset} --out {output}"
@@ -49,6 +51,7 @@ for _batch in replica_batches():
         conda:
             ENV_ANALYSIS
         params:
+            config_keys=config_keys("analysis"),
             folders=" ".join(f"{MD}/{{model}}/replica-{r}" for r in _batch),
         shell:
             kdcg_shell(

@@ -8,7 +8,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
 from kdcg.config import (
     coerce_overrides,
+    decides_otherwise,
     snapshot,
+    snapshot_digest,
     validate as _validate_config,
     write_snapshot,
 )
@@ -92,23 +94,62 @@ def kdcg_shell(command):
     return f'python "{KDCG_JOB}" {command}{ON_ERROR}'
 
 
-def config_file(stage="aa"):
-    """Snapshot of the merged config (file plus --config) that a stage's jobs read."""
+def stage_config(stage):
+    """The sections of the merged config (file plus --config) that a stage's jobs read."""
+    return snapshot(config, CONFIG_SECTIONS[stage])
+
+
+def snapshot_file(stage):
     return f"{RESULTS}/config/{stage}.yaml"
 
 
-def write_config_snapshots():
-    """Each stage's sections of the merged config, rewritten when (and only when) their content
-    differs from the file's: the file's content decides, not Snakemake's records of earlier
-    params, which a copied or moved results folder (or a deleted .snakemake/) lacks. A snapshot
-    whose keys that decide the stage's outputs changed is newer than those outputs, so exactly
-    that stage reruns; one where only others changed (kdcg.config.KEYS_THAT_DECIDE_NOTHING)
-    keeps its time stamp."""
-    for stage, sections in CONFIG_SECTIONS.items():
-        write_snapshot(config_file(stage), stage, snapshot(config, sections))
+def executing():
+    """Whether Snakemake runs jobs now: not a dry run, --touch, --lint, --report, or any other
+    reading of the rules (none of which may write under results_dir)."""
+    return workflow.executor_plugin is not None and not (
+        workflow.dryrun or workflow.touch
+    )
 
 
-write_config_snapshots()
+_written_snapshots = set()
+
+
+def config_file(stage="aa"):
+    """Input function of a stage's config snapshot (results/config/<stage>.yaml), whose jobs
+    read it. In a run that executes jobs it is written, while Snakemake builds the DAG, where
+    its content differs from the file's: the file's content decides, not Snakemake's records,
+    which a copied or moved results folder (or a deleted .snakemake/) lacks. Its time stamp
+    moves only when a key that decides the stage's outputs changed (kdcg.config.write_snapshot),
+    so exactly that stage reruns. A dry run writes nothing: there the jobs' param config_keys
+    (config_keys) shows the change, where Snakemake has records of the earlier run."""
+
+    def snapshot_path(wildcards):
+        if stage not in _written_snapshots:
+            _written_snapshots.add(stage)
+            if executing():
+                write_snapshot(snapshot_file(stage), stage, stage_config(stage))
+            elif decides_otherwise(snapshot_file(stage), stage, stage_config(stage)):
+                print(
+                    f"kdcg: {snapshot_file(stage)} holds other values of keys that decide the"
+                    f" {stage} stage than this config: a run rewrites it and reruns that stage"
+                    " (this dry run writes nothing; it lists those jobs only where Snakemake"
+                    " has records of the earlier run)",
+                    file=sys.stderr,
+                )
+        return snapshot_file(stage)
+
+    return snapshot_path
+
+
+def write_stage_config(stage, path, log):
+    """Rule stage_config: the stage's snapshot, and a line saying so in its log."""
+    write_snapshot(path, stage, stage_config(stage))
+    Path(log).write_text(f"{path}: the sections {', '.join(CONFIG_SECTIONS[stage])}\n")
+
+
+def config_keys(stage):
+    """Digest of the config keys that decide a stage's outputs (kdcg.config.snapshot_digest)."""
+    return snapshot_digest(stage, stage_config(stage))
 
 
 def molecule_files():

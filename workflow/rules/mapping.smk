@@ -16,6 +16,8 @@ rule cg_dataset:
         ENV_GROMACS
     resources:
         mem_mb=8000,
+    params:
+        config_keys=config_keys("aa"),
     shell:
         kdcg_shell(
             "map --config {input.config} --topology {input.tpr} --trajectory {input.trr} --out {output.npz}"

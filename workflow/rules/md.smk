@@ -34,6 +34,7 @@ for _batch in replica_batches():
             runtime=24 * 60,
             mem_mb=8000,
         params:
+            config_keys=config_keys("md"),
             replicas=" ".join(str(r) for r in _batch),
         shell:
             kdcg_shell(

@@ -21,6 +21,8 @@ rule cg_prior:
         f"{LOGS}/cg_prior.log",
     conda:
         ENV_PYTORCH
+    params:
+        config_keys=config_keys("training"),
     shell:
         kdcg_shell(
             "prior --config {input.config} --dataset {input.dataset} --out {output}"
@@ -51,6 +53,8 @@ if models_per_job() == 1:
         resources:
             runtime=24 * 60,
             mem_mb=8000,
+        params:
+            config_keys=config_keys("training"),
         shell:
             train_shell("teacher")
 
@@ -78,6 +82,7 @@ if models_per_job() == 1:
             runtime=24 * 60,
             mem_mb=8000,
         params:
+            config_keys=config_keys("training"),
             seed=student_seed,
         shell:
             train_shell("student")
@@ -105,6 +110,7 @@ if models_per_job() == 1:
             runtime=24 * 60,
             mem_mb=8000,
         params:
+            config_keys=config_keys("training"),
             seed=student_seed,
         shell:
             train_shell("ensemble_student")
@@ -140,9 +146,10 @@ else:
                 runtime=24 * 60,
                 mem_mb=8000,
             params:
+                **train_batch_params(_job_models),
+                config_keys=config_keys("training"),
                 # bound now: a shell directive is evaluated again when the job runs, when the
                 # loop variable holds the last batch
-                **train_batch_params(_job_models),
                 out_dirs=model_folders,
             shell:
                 TRAIN_BATCH_SHELL

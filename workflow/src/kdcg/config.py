@@ -220,6 +220,30 @@ def decisive_part(stage: str, stage_config: dict[str, Any]) -> dict[str, Any]:
             for section, keys in stage_config.items()}
 
 
+def snapshot_digest(stage: str, stage_config: dict[str, Any]) -> str:
+    """12 hex digits of the keys that decide a stage's outputs: part of its snapshot's file name,
+    so that a changed key names a new file (which Snakemake must make, rerunning exactly that
+    stage) without writing anything while the rules are read, and without Snakemake's records."""
+    import hashlib
+    import json
+
+    text = json.dumps(decisive_part(stage, stage_config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def decides_otherwise(path: Path, stage: str, stage_config: dict[str, Any]) -> bool:
+    """Whether an existing snapshot holds other values of the keys that decide the stage's
+    outputs than ``stage_config`` (a damaged one does)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        old = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return True
+    return not isinstance(old, dict) or decisive_part(stage, old) != decisive_part(stage, stage_config)
+
+
 def write_snapshot(path: Path, stage: str, stage_config: dict[str, Any]) -> bool:
     """Write a stage's snapshot where its content differs from the file's. The file's time
     stamp (what Snakemake compares with the stage's outputs) moves only when a key that decides
@@ -228,14 +252,9 @@ def write_snapshot(path: Path, stage: str, stage_config: dict[str, Any]) -> bool
     path = Path(path)
     text = yaml.safe_dump(stage_config, sort_keys=False)
     if path.is_file():
-        old_text = path.read_text()
-        if old_text == text:
+        if path.read_bytes() == text.encode():
             return False
-        try:
-            old = yaml.safe_load(old_text)
-        except yaml.YAMLError:
-            old = None
-        if isinstance(old, dict) and decisive_part(stage, old) == decisive_part(stage, stage_config):
+        if not decides_otherwise(path, stage, stage_config):
             stamp = path.stat()
             path.write_text(text)
             os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
