@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -57,7 +56,7 @@ def main() -> None:
 
     import yaml
 
-    from kdcg import analysis
+    from kdcg.analysis import distributions as analysis
 
     acfg = yaml.safe_load(Path(args.config).read_text())["analysis"]
     names = ["Cho", "Cl", "urea"]

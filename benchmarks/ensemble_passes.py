@@ -1,4 +1,4 @@
-"""How many ensemble members one pass of kdcg.stacked_members should hold (prints figures;
+"""How many ensemble members one pass of kdcg.models.stacked_members should hold (prints figures;
 asserts nothing). On one 1,000-bead reline-density frame, 8 members of random weights of the
 config's network: ms per bare evaluation (energy + forces, pair search included) of the
 ensemble member by member (the path before), stacked in passes of each given size, and
@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -37,8 +36,9 @@ def main() -> None:
     from network_cost import device_description
     from training import reline_frame
 
-    from kdcg import ensemble, model_forces
-    from kdcg.stacked_members import StackedMembers
+    from kdcg.models import ensemble
+    from kdcg.models import model_forces
+    from kdcg.models.stacked_members import StackedMembers
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())

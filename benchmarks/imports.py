@@ -1,7 +1,7 @@
 """What every kdcg job pays to import PyTorch and hippynn (prints figures; asserts nothing).
 
 Side by side in one run, alternating, each in a fresh interpreter: ``import torch, hippynn``
-as hippynn does it, and through ``kdcg.hippynn_import`` (hippynn's torch.compile wrapper
+as hippynn does it, and through ``kdcg.models.hippynn_import`` (hippynn's torch.compile wrapper
 skipped); wall seconds, medians.
 
     .venv/bin/python benchmarks/imports.py [--repeats 5]
@@ -19,8 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PATHS = {
     "hippynn as it is": "import torch, hippynn",
-    "kdcg.hippynn_import": f"import sys; sys.path.insert(0, {str(REPO / 'workflow' / 'src')!r}); "
-                           "import kdcg.hippynn_import, hippynn",
+    "kdcg.models.hippynn_import": f"import sys; sys.path.insert(0, {str(REPO / 'workflow' / 'src')!r}); "
+                           "import kdcg.models.hippynn_import, hippynn",
 }
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     print(f"import in a fresh interpreter ({sys.executable}), median of {args.repeats}:")
     for name, t in med.items():
         print(f"  {name:<22} {t:6.2f} s")
-    print(f"  kdcg.hippynn_import / as it is: {med['kdcg.hippynn_import'] / med['hippynn as it is']:.2f}")
+    print(f"  kdcg.models.hippynn_import / as it is: {med['kdcg.models.hippynn_import'] / med['hippynn as it is']:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@ On one 1,000-bead reline-density frame (44.84 A box), with the paper's model siz
 (random weights: speed does not depend on them), in one process, side by side:
   - bare: one energy + force evaluation of the saved model, pair finding included (skin 0);
   - MD: ms per LAMMPS NVT step with the model through fix external pf/callback, with kdcg's
-    Verlet pair list (kdcg.pairs: rebuilt when a bead has moved more than half the skin), with
+    Verlet pair list (kdcg.models.pairs: rebuilt when a bead has moved more than half the skin), with
     hippynn's own pair memory and the same skin (its rebuild test sums displacements over all
-    beads: the path before kdcg.pairs), and with no skin (a pair search every step);
+    beads: the path before kdcg.models.pairs), and with no skin (a pair search every step);
 for one model and for the 8-teacher ensemble (one shared pair list), the ensemble both as kdcg
-builds it (kdcg.stacked_members: the members as one batched computation) and member by member
+builds it (kdcg.models.stacked_members: the members as one batched computation) and member by member
 (the path before); and one model with hippynn's own inverse sensitivity and pair reordering
-(the path before kdcg.sensitivity, whose denormal-free tail gives the same forces). Every row
+(the path before kdcg.models.sensitivity, whose denormal-free tail gives the same forces). Every row
 is measured in each of --rounds alternating rounds; the figures are medians. Goals on a 2-core
 machine: MD step <= 0.9 x bare evaluation; ensemble MD step <= 5 x one-model MD step. Also the
 floor of the first (the pair search's share of a bare evaluation, by forward hooks), the part
@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -40,8 +39,8 @@ def save_random_models(cfg: dict, n_models: int, folder: Path, dataset: dict | N
     import torch
     from hippynn.graphs import GraphModule
 
-    from kdcg.model import build_model
-    from kdcg.model_io import save_model
+    from kdcg.models.model import build_model
+    from kdcg.models.model_io import save_model
 
     import numpy as np
 
@@ -78,8 +77,8 @@ def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float,
     """(one bare evaluation, the part of it the members of an ensemble share, the pair search
     alone) in ms, medians: the shared part is the pair search and the repulsive prior (timed by
     forward hooks); the rest, the network's forward and backward, each member pays for itself."""
-    from kdcg.model import PairRepulsion
-    from kdcg.pairs import VerletPairs
+    from kdcg.models.model import PairRepulsion
+    from kdcg.models.pairs import VerletPairs
 
     spans: dict[type, float] = {}
 
@@ -106,10 +105,10 @@ def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float,
 
 
 def member_by_member_ensemble(member_paths: list[Path], out: Path) -> None:
-    """The ensemble as kdcg built it before kdcg.stacked_members: each member's own modules,
+    """The ensemble as kdcg built it before kdcg.models.stacked_members: each member's own modules,
     one after another, a backward pass each."""
-    from kdcg.model import ensemble_graph
-    from kdcg.model_io import load_model, save_model
+    from kdcg.models.model import ensemble_graph
+    from kdcg.models.model_io import load_model, save_model
 
     graphs, records = zip(*(load_model(p) for p in member_paths))
     graph = ensemble_graph(list(graphs), records[0]["prior"], records[0]["model_cfg"], stacked=False)
@@ -117,7 +116,7 @@ def member_by_member_ensemble(member_paths: list[Path], out: Path) -> None:
 
 
 def hippynn_pair_memory(model, skin_A: float):
-    """The same model with hippynn's own pair memory and rebuild test (the path before kdcg.pairs)."""
+    """The same model with hippynn's own pair memory and rebuild test (the path before kdcg.models.pairs)."""
     from hippynn.layers.pairs.dispatch import KDTreePairsMemory
 
     for module in model.graph.modules():
@@ -128,9 +127,9 @@ def hippynn_pair_memory(model, skin_A: float):
 
 
 def hippynn_sensitivity(model):
-    """The same model with hippynn's InverseSensitivityModule (kdcg.sensitivity turns it into
+    """The same model with hippynn's InverseSensitivityModule (kdcg.models.sensitivity turns it into
     kdcg's on loading)."""
-    from kdcg.sensitivity import use_inverse_sensitivity
+    from kdcg.models.sensitivity import use_inverse_sensitivity
 
     use_inverse_sensitivity(model.graph, hippynns=True)
     return model
@@ -139,7 +138,7 @@ def hippynn_sensitivity(model):
 def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
     import numpy as np
 
-    from kdcg import lammps_engine
+    from kdcg.md import lammps_engine
 
     lmp = lammps_engine.lammps_instance(Path("none"))  # keeps torch's thread count (bare's)
     try:
@@ -169,7 +168,9 @@ def main() -> None:
     import yaml
     from training import reline_frame
 
-    from kdcg import ensemble, hippynn_import, model_forces
+    from kdcg.models import ensemble
+    from kdcg.models import hippynn_import
+    from kdcg.models import model_forces
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -188,7 +189,7 @@ def main() -> None:
             print(f"round {round_} of {args.rounds}", file=sys.stderr, flush=True)
             for name, path in kinds.items():
                 before = name.startswith("one, hippynn")
-                # the path before kdcg.sensitivity: hippynn's module and its pair reordering
+                # the path before kdcg.models.sensitivity: hippynn's module and its pair reordering
                 hippynn_import.reorder_pairs_by_index_select(not before)
                 like = hippynn_sensitivity if before else (lambda model: model)
                 bare = bare_ms(like(model_forces.ModelForces(path)), species, R, cell, args.repeats)

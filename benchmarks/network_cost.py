@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 #: (network, features, sensitivities, soft max A, hard max A); the paper's model first
@@ -37,10 +36,10 @@ CANDIDATES = (
 
 
 def device_description(threads: int) -> str:
-    """Where kdcg's models run in this process (kdcg.model_io.compute_device): the GPU's name, or the CPU."""
+    """Where kdcg's models run in this process (kdcg.models.model_io.compute_device): the GPU's name, or the CPU."""
     import torch
 
-    from kdcg.model_io import compute_device
+    from kdcg.models.model_io import compute_device
 
     device = compute_device()
     if device.type == "cuda":
@@ -76,8 +75,8 @@ def measure(cfg: dict, species, R, cell, repeats: int) -> tuple[float, float]:
     import torch
     from hippynn.graphs import GraphModule
 
-    from kdcg.model import build_model
-    from kdcg.model_io import compute_device
+    from kdcg.models.model import build_model
+    from kdcg.models.model_io import compute_device
 
     device = compute_device()
     prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}

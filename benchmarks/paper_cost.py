@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 LIMIT_H = 48.0
@@ -38,7 +37,8 @@ LIMIT_H = 48.0
 def gromacs_ns_per_day(cfg: dict, folder: Path, threads: int) -> float:
     import copy
 
-    from kdcg import gromacs, system
+    from kdcg.aa import gromacs
+    from kdcg.aa import system
 
     cfg = copy.deepcopy(cfg)
     cfg["aa_md"].update(em_max_steps=50, equilibration_ps=2.0)
@@ -56,8 +56,8 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
     from network_cost import median_ms
     from training import reline_frame
 
-    from kdcg.model import build_model
-    from kdcg.model_io import compute_device
+    from kdcg.models.model import build_model
+    from kdcg.models.model_io import compute_device
 
     device = compute_device()
     species, R, cell = reline_frame()
@@ -95,7 +95,8 @@ def main() -> None:
     from md import md_ms, save_random_models
     from training import reline_frame
 
-    from kdcg import ensemble, model_forces
+    from kdcg.models import ensemble
+    from kdcg.models import model_forces
 
     settings.WARN_LOW_DISTANCES = False
     torch.set_num_threads(args.threads)
@@ -125,7 +126,7 @@ def main() -> None:
     md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
     from network_cost import device_description
 
-    from kdcg.model_io import compute_device
+    from kdcg.models.model_io import compute_device
 
     # a model job holds `t` cores, or one GPU where there is one
     model_unit, model_per_job = ("GPU-h", 1) if compute_device().type == "cuda" else ("core-h", t)

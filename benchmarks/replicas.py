@@ -1,5 +1,5 @@
 """Throughput of CG MD replicas run together (one batched model evaluation per step, one LAMMPS
-instance per thread; kdcg.replica_batch) against the same replicas one after another (prints
+instance per thread; kdcg.md.replica_batch) against the same replicas one after another (prints
 figures; asserts nothing).
 
 8 replicas of a reline-density box (default 216 beads, 26.90 A; the default and study systems
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -52,7 +51,7 @@ def hippynn_pair_search():
     """kdcg's Verlet list with hippynn's pair search and filter (kdcg before 2026-11-26)."""
     from hippynn.layers.pairs.dispatch import KDTreeNeighbors, KDTreePairsMemory
 
-    from kdcg.pairs import VerletPairs
+    from kdcg.models.pairs import VerletPairs
 
     saved = VerletPairs._pair_indexer_class, VerletPairs.forward
     VerletPairs._pair_indexer_class, VerletPairs.forward = KDTreeNeighbors, KDTreePairsMemory.forward
@@ -82,7 +81,7 @@ def main() -> None:
     from hippynn import settings
     from md import save_random_models
 
-    from kdcg import md
+    from kdcg.md import replicas as md
 
     settings.WARN_LOW_DISTANCES = False
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -94,7 +93,7 @@ def main() -> None:
     steps = round(args.ps * 1000 / md_cfg["timestep_fs"]) * len(replicas)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        from kdcg.mapping import load_dataset
+        from kdcg.cg.mapping import load_dataset
         from kdcg.provenance import dataset_fingerprint
 
         if args.model:

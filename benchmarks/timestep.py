@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 
 
 def nve_run(model, data, frame: int, timestep_fs: float, ps: float, seed: int, rows: int = 50) -> dict:
     """Total energy (kcal/mol) every ps/rows of an NVE run; drift and excursion per bead."""
     import numpy as np
 
-    from kdcg import lammps_engine
+    from kdcg.md import lammps_engine
 
     species = np.asarray(data["Z"][0], dtype=np.int64)
     box = np.diag(np.asarray(data["cell"][0], dtype=float))
@@ -77,8 +76,9 @@ def main() -> None:
 
     import torch
 
-    from kdcg import lammps_engine, model_forces
-    from kdcg.mapping import load_dataset
+    from kdcg.md import lammps_engine
+    from kdcg.models import model_forces
+    from kdcg.cg.mapping import load_dataset
 
     torch.set_num_threads(args.threads)
     lammps_engine.preload_wheel_mpi()

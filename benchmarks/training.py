@@ -3,7 +3,7 @@
 For a reline-density frame (1,000 beads in a 44.84 A box unless --beads says otherwise) at the
 config's model size and cutoff:
   - hippynn's CPU kernels side by side: numba (kdcg's on a CPU) against its plain pytorch
-    implementation (uncompiled, as kdcg.hippynn_import leaves it): ms per energy + force
+    implementation (uncompiled, as kdcg.models.hippynn_import leaves it): ms per energy + force
     evaluation (pair finding included) of one frame and of 4 frames, and ms per training step
     (forces loss, Adam) on 4 frames; each kernel in its own process with every thread pool held
     to --threads, the two alternating --rounds times, medians;
@@ -52,8 +52,7 @@ def worker(args) -> dict:
     import torch
     import yaml
 
-    sys.path.insert(0, str(REPO / "workflow" / "src"))
-    from kdcg.model import build_model
+    from kdcg.models.model import build_model
 
     torch.set_num_threads(args.threads)
     import hippynn

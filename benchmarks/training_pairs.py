@@ -1,4 +1,4 @@
-"""Training with the pairs of each frame found once (kdcg.pairs.cache_training_pairs) against a
+"""Training with the pairs of each frame found once (kdcg.models.pairs.cache_training_pairs) against a
 KD-tree pair search per batch, the path before (prints figures; asserts nothing).
 
 On jittered-lattice frames at reline density (default 400 frames of 216 beads: the study's
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
@@ -44,11 +43,11 @@ def main() -> None:
     from network_cost import device_description
     from training import reline_edge_A, reline_frame
 
-    from kdcg.model import build_model
-    from kdcg.pairs import cache_training_pairs
-    from kdcg.losses import student_loss
-    from kdcg.model_io import compute_device
-    from kdcg.training import database_arrays
+    from kdcg.models.model import build_model
+    from kdcg.models.pairs import cache_training_pairs
+    from kdcg.training.losses import student_loss
+    from kdcg.models.model_io import compute_device
+    from kdcg.training.train import database_arrays
     from kdcg.variants import get_variant
 
     settings.WARN_LOW_DISTANCES = False

@@ -31,7 +31,7 @@ def dihedrals(results: Path) -> np.ndarray:
 
 
 def rdf_tae(a: dict, b: dict) -> dict:
-    from kdcg import structure
+    from kdcg.cg import structure
 
     dr = a["grids"]["rdf"]["dr_A"]
     return {k: structure.tae(a["rdf"][k], b["rdf"][k], dr) for k in a["rdf"]}
@@ -41,7 +41,7 @@ def main(without: Path, with_pairs: Path) -> None:
     import yaml
 
     from kdcg.analysis import distributions
-    from kdcg.mapping import load_dataset
+    from kdcg.cg.mapping import load_dataset
 
     acfg = yaml.safe_load((without / "config" / "analysis.yaml").read_text())["analysis"]
     dists = {}

@@ -13,7 +13,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "config" / "tiny.yaml"
-sys.path.insert(0, str(REPO / "workflow" / "src"))
 
 
 @pytest.fixture

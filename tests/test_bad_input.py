@@ -11,10 +11,13 @@ import torch
 import yaml
 
 from conftest import REPO, SMALL_TRAINING_CONFIG, kdcg, write_pair_dataset
-from kdcg import analysis, labels, model_io, training
+from kdcg.analysis import distributions as analysis
+from kdcg.training import labels
+from kdcg.models import model_io
+from kdcg.training import train as training
 from kdcg.errors import InputError
-from kdcg.mapping import load_dataset
-from kdcg.prior import read_prior, write_prior
+from kdcg.cg.mapping import load_dataset
+from kdcg.models.prior import read_prior, write_prior
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +188,7 @@ def test_a_replica_of_another_dataset_is_refused_by_the_reference(made, referenc
 
 
 def _result(**fields) -> dict:
-    """A replica's result.json as kdcg.md writes it (the fields the analyses read)."""
+    """A replica's result.json as kdcg.md.replicas writes it (the fields the analyses read)."""
     return {"model": "teacher-1", "replica": 1, "status": "stable", "reason": None, "step": 100,
             "species_names": ["A", "B", "C"], "timestep_fs": 1.0, "total_steps": 100, "equilibration_ps": 0.05,
             "sample_interval_ps": 0.01, **fields}

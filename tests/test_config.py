@@ -240,7 +240,8 @@ def test_every_schema_key_has_a_description():
 def test_every_subcommand_has_a_description_an_example_and_help_for_each_option():
     import argparse
 
-    from kdcg import __version__, cli
+    from kdcg import __version__
+    from kdcg import cli
 
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -375,9 +376,38 @@ def test_molecules_that_cannot_fit_the_box_are_refused_before_any_job_touches_th
         assert proc.returncode != 0 and len(lines) == 1 and "the molecules cannot fit the box" in lines[0], args
     assert all(path.read_bytes() == content for path, content in finished.items())
     # the shipped configs fit: reline at its measured density fills 0.68 of its box
-    from kdcg.system import read_molecules, vdw_volume_A3
+    from kdcg.aa.system import read_molecules, vdw_volume_A3
 
     for name in ("config/config.yaml", "config/paper.yaml", "tests/config/tiny.yaml"):
         c = yaml.safe_load((REPO / name).read_text())
         filled = sum(m.count * vdw_volume_A3(m) for m in read_molecules(c, REPO)) / c["system"]["box_edge_A"] ** 3
         assert 0.66 < filled < 0.70, (name, filled)
+
+
+@pytest.mark.parametrize("configfile", ["tests/config/tiny.yaml", "config/config.yaml", "config/study.yaml",
+                                        "config/paper.yaml"])
+def test_every_kdcg_command_line_the_rules_build_parses(configfile, tmp_path):
+    """The 78 options the rules spell as shell strings against the CLI's own parser: every job
+    of each shipped config's DAG, as Snakemake would run it."""
+    import argparse
+    import shlex
+
+    from kdcg.cli import build_parser
+
+    out = snakemake(workflow_copy(tmp_path), "-n", "-p", "--configfile", configfile, "--forceall").stdout
+    commands = [line.split("Shell command: ", 1)[1] for line in out.splitlines() if "kdcg_job.py" in line]
+    assert len(commands) >= 20, out[-2000:]
+    parser = build_parser()
+    seen = set()
+    for command in commands:
+        words = shlex.split(command.split(" > ", 1)[0])
+        assert words[:2] == ["python", "workflow/scripts/kdcg_job.py"], command
+        try:
+            args = parser.parse_args(words[2:])
+        except SystemExit:
+            raise AssertionError(f"kdcg refuses the command line a rule builds: {command}") from None
+        assert isinstance(args, argparse.Namespace) and callable(args.func)
+        seen.add(args.command)
+    # every stage's command appears in the DAG
+    assert {"topology", "box", "gromacs", "perf-table", "aa-energy", "map", "prior", "train", "label",
+            "ensemble-labels", "ensemble", "md", "analyze", "summarize"} <= seen, seen

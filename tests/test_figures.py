@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from kdcg import analysis, figures
-from kdcg.metrics import offset_free_energy_agreement, per_species_centred, regression
+from kdcg.analysis import distributions as analysis
+from kdcg.report import figures
+from kdcg.training.metrics import offset_free_energy_agreement, per_species_centred, regression
 
 
 def test_per_species_energy_offsets_do_not_count():
@@ -105,7 +106,7 @@ def test_snapshot_is_the_last_frame_wrapped_into_the_box(tmp_path):
 
 def test_tae_axes_end_above_every_bar_and_its_error_bar():
     """A bar far above the others (a collapsed variant) and its error bar stay inside the axes."""
-    from kdcg.figures import _tae_axes, plt
+    from kdcg.report.figures import _tae_axes, plt
 
     fig, ax = plt().subplots()
     means, stds = np.array([1.0, 4.08, 0.9]), np.array([0.1, 0.06, np.nan])

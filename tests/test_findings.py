@@ -1,4 +1,4 @@
-"""kdcg.findings: the comparisons behind each of the paper's findings, on replicas with known TAEs."""
+"""kdcg.analysis.findings: the comparisons behind each of the paper's findings, on replicas with known TAEs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from kdcg import findings
-from kdcg.report import classify
+from kdcg.analysis import findings
+from kdcg.report.tables import classify
 
 
 def replica(model, r, rdf_values, status="stable", drifting=False):

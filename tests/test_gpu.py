@@ -12,9 +12,13 @@ import pytest
 import torch
 
 from conftest import SMALL_TRAINING_CONFIG, write_md_dataset
-from kdcg import ensemble, labels, md, model_forces, training
-from kdcg.mapping import load_dataset
-from kdcg.prior import write_prior
+from kdcg.models import ensemble
+from kdcg.training import labels
+from kdcg.md import replicas as md
+from kdcg.models import model_forces
+from kdcg.training import train as training
+from kdcg.cg.mapping import load_dataset
+from kdcg.models.prior import write_prior
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from kdcg import config, gromacs
+from kdcg import config
+from kdcg.aa import gromacs
 
 
 def _mdp(stage, cfg):
@@ -86,7 +87,7 @@ def test_an_all_atom_stage_run_twice_on_two_threads_gives_the_same_frames(tmp_pa
     different minimised structures and so different all-atom datasets (README)."""
     import copy
 
-    from kdcg import system
+    from kdcg.aa import system
 
     cfg = copy.deepcopy(tiny_config)
     cfg["aa_md"]["equilibration_ps"] = 2.0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import kdcg
-from kdcg import mapping
+from kdcg.cg import mapping
 from kdcg.errors import InputError
 from kdcg.units import KJ_MOL_NM_TO_KCAL_MOL_A
 
@@ -57,7 +57,7 @@ BOX_NM = 2.0
 @pytest.fixture
 def urea_chloride_tpr(tmp_path, tiny_config):
     """2 urea + 1 chloride in a 2 nm cube; urea 1 straddles the x = 0 face."""
-    from kdcg import system
+    from kdcg.aa import system
 
     cfg = dict(tiny_config)
     cfg["system"] = dict(tiny_config["system"])

@@ -19,10 +19,16 @@ import torch
 import yaml
 
 from conftest import BEAD_MASSES_AMU, REPO, SMALL_TRAINING_CONFIG, venv_env, write_md_dataset
-from kdcg import ensemble, lammps_engine, md, mliap_export, model_forces, model_io, training
-from kdcg.mapping import load_dataset
-from kdcg.prior import read_prior, write_prior
-from kdcg.model import graph_node
+from kdcg.models import ensemble
+from kdcg.md import lammps_engine
+from kdcg.md import replicas as md
+from kdcg.models import mliap_export
+from kdcg.models import model_forces
+from kdcg.models import model_io
+from kdcg.training import train as training
+from kdcg.cg.mapping import load_dataset
+from kdcg.models.prior import read_prior, write_prior
+from kdcg.models.model import graph_node
 
 MASSES_AMU = BEAD_MASSES_AMU
 
@@ -413,7 +419,7 @@ def test_replicas_of_a_batch_resume_from_the_latest_restart_they_all_have(tmp_pa
 
 
 def test_replicas_start_from_frames_of_the_training_split():
-    from kdcg.splits import split_frames
+    from kdcg.training.splits import split_frames
 
     data = {"R": np.zeros((40, 3, 3))}
     tcfg = {**SMALL_TRAINING_CONFIG["training"], "split_blocks": 8, "valid_fraction": 0.2, "test_fraction": 0.2}
@@ -426,13 +432,13 @@ def test_replicas_start_from_frames_of_the_training_split():
 
 
 def test_the_pair_search_returns_hippynns_pairs_in_hippynns_order():
-    """kdcg.pairs.orthorhombic_kdtree_pairs against hippynn's neighbor_list_kdtree: the same
+    """kdcg.models.pairs.orthorhombic_kdtree_pairs against hippynn's neighbor_list_kdtree: the same
     pairs, images and order, bit for bit, for beads inside the box, outside it (LAMMPS wraps
     them only now and then) and on its faces."""
     import torch
     from hippynn.layers.pairs.dispatch import neighbor_list_kdtree
 
-    from kdcg.pairs import orthorhombic_kdtree_pairs
+    from kdcg.models.pairs import orthorhombic_kdtree_pairs
 
     rng = np.random.default_rng(4)
     for k, (edges, cutoff) in enumerate([((16.0, 16.0, 16.0), 7.5), ((26.22, 21.0, 30.5), 9.0)] * 5):
@@ -457,7 +463,7 @@ def test_the_verlet_list_gives_hippynns_pair_outputs_bit_for_bit():
     import torch
     from hippynn.layers.pairs.dispatch import KDTreePairsMemory
 
-    from kdcg.pairs import VerletPairs
+    from kdcg.models.pairs import VerletPairs
 
     class HippynnPairsVerletRule(KDTreePairsMemory):
         recalculation_needed = VerletPairs.recalculation_needed
@@ -482,7 +488,7 @@ def test_verlet_skin_gives_the_forces_of_a_fresh_pair_search_along_a_trajectory(
     0.8 A skin (7 A cutoff, 16 A box) the reused pair list gives each step's forces of a fresh
     search, and is rebuilt only when some bead has moved more than 0.4 A since the last build
     (or jumped across the box)."""
-    from kdcg.pairs import VerletPairs
+    from kdcg.models.pairs import VerletPairs
 
     data = load_dataset(workdir / "dataset.npz")
     species, cell = data["Z"][0], data["cell"][0]
@@ -512,7 +518,7 @@ def test_replicas_evaluated_together_follow_their_own_trajectories(workdir, tmp_
     import logging
 
     model = workdir / "ensemble" / "model.pt"
-    with caplog.at_level(logging.INFO, logger="kdcg.md"):
+    with caplog.at_level(logging.INFO, logger="kdcg.md.replicas"):
         together = md.run_replicas(model, workdir / "dataset.npz", cfg(), [1, 2], tmp_path / "together")
     apart = md.run_replicas(model, workdir / "dataset.npz", cfg(evaluate_replicas_together=False), [1, 2], tmp_path / "apart")
     assert [r["status"] for r in together] == [r["status"] for r in apart] == ["stable", "stable"]
@@ -530,7 +536,7 @@ def test_replicas_evaluated_together_follow_their_own_trajectories(workdir, tmp_
 
 
 def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_path):
-    from kdcg.replica_batch import ReplicaRendezvous, run_together
+    from kdcg.md.replica_batch import ReplicaRendezvous, run_together
 
     data = load_dataset(workdir / "dataset.npz")
     model = model_forces.ModelForces(workdir / "teacher-1" / "model.pt", pair_skin_A=0.5, data=data)
@@ -571,7 +577,7 @@ def test_replicas_all_join_before_the_first_evaluation_and_hold_the_callers_numb
     replica threads, where the evaluation runs, hold the caller's, not NUMBA_NUM_THREADS."""
     import numba
 
-    from kdcg.replica_batch import ReplicaRendezvous, run_together
+    from kdcg.md.replica_batch import ReplicaRendezvous, run_together
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba has one thread on this machine: nothing to hold")
@@ -595,7 +601,7 @@ def test_replicas_all_join_before_the_first_evaluation_and_hold_the_callers_numb
             return [forces(None, np.zeros((2, 3)), None) for _ in range(3)]
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("kdcg.replica_batch.forget_pairs", lambda graph: None)
+            mp.setattr("kdcg.md.replica_batch.forget_pairs", lambda graph: None)
             first, second = run_together([(1, steps), (2, steps)], rendezvous)
     finally:
         numba.set_num_threads(before)

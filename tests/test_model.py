@@ -7,7 +7,7 @@ import pytest
 import torch
 from hippynn.graphs import GraphModule
 
-from kdcg.model import NETWORKS, build_model
+from kdcg.models.model import NETWORKS, build_model
 
 PRIOR = {"taper_A": [[3.0, 2.8], [2.8, 3.2]], "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
 
@@ -38,15 +38,15 @@ def test_each_network_gives_forces_minus_the_energy_gradient(network):
 
 @pytest.mark.parametrize("kernels", ["", "False"])
 def test_hippynn_imported_through_kdcg_uses_its_own_kernels_and_leaves_torch_compile_alone(kernels):
-    """kdcg.hippynn_import skips hippynn's torch.compile wrapper only where that kernel is not used."""
+    """kdcg.models.hippynn_import skips hippynn's torch.compile wrapper only where that kernel is not used."""
     import json
     import subprocess
     import sys
 
     from conftest import REPO, venv_env
 
-    probe = ("import sys, json, torch; sys.path.insert(0, 'workflow/src'); compile_before = torch.compile; "
-             "import kdcg.model; import hippynn.custom_kernels as ck; "
+    probe = ("import sys, json, torch; compile_before = torch.compile; "
+             "import kdcg.models.model; import hippynn.custom_kernels as ck; "
              "print(json.dumps([ck.CUSTOM_KERNELS_ACTIVE, torch.compile is compile_before, 'torch._dynamo' in sys.modules]))")
     env = venv_env()
     env.pop("HIPPYNN_USE_CUSTOM_KERNELS", None)
@@ -90,7 +90,7 @@ def test_numba_and_plain_torch_kernels_give_the_same_energies_and_forces():
 
 
 def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
-    """Whichever kdcg module a job imports first, hippynn is imported through kdcg.hippynn_import:
+    """Whichever kdcg module a job imports first, hippynn is imported through kdcg.models.hippynn_import:
     each hippynn import has one of it (or of a module importing it at its top) before it, in its
     own function or at the module's top level."""
     import ast
@@ -126,11 +126,11 @@ def test_every_hippynn_import_of_kdcg_comes_after_kdcg_hippynn_import():
     for path in sorted(package.glob("*.py")):
         if path.name != "hippynn_import.py":
             visit(ast.parse(path.read_text()).body, [], path.name)
-    assert not unguarded, f"hippynn imported before kdcg.hippynn_import: {unguarded}"
+    assert not unguarded, f"hippynn imported before kdcg.models.hippynn_import: {unguarded}"
 
 
 def random_members(cfg: dict, prior: dict, n: int) -> list:
-    """n saved-model graphs of random weights (seeds 1..n), as kdcg.ensemble reads them."""
+    """n saved-model graphs of random weights (seeds 1..n), as kdcg.models.ensemble reads them."""
     members = []
     for seed in range(1, n + 1):
         torch.manual_seed(seed)
@@ -142,12 +142,12 @@ def random_members(cfg: dict, prior: dict, n: int) -> list:
 @pytest.mark.parametrize("members_per_pass", [None, 2])
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_stacked_ensemble_members_give_the_member_by_member_outputs(network, members_per_pass):
-    """kdcg.stacked_members (weights stacked, one backward for every member's forces) against
+    """kdcg.models.stacked_members (weights stacked, one backward for every member's forces) against
     each member's own modules one after another: mean forces, bead and system energies and
     every member's forces, on a batch of two frames, two interaction blocks (float64); all 3
     members in one pass, or passes of 2 and 1."""
-    from kdcg.model import ensemble_graph, member_output_name
-    from kdcg.stacked_members import StackedMembers
+    from kdcg.models.model import ensemble_graph, member_output_name
+    from kdcg.models.stacked_members import StackedMembers
 
     cfg = {"network": network, "n_features": 6, "n_sensitivities": 5, "n_interaction_layers": 2, "n_atom_layers": 2,
            "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
@@ -177,8 +177,8 @@ def test_stacked_members_go_in_cache_sized_passes_on_a_cpu_and_all_at_once_elsew
     (4 bytes x components x sensitivities x (pairs + beads x input features), summed over the
     interaction blocks) within CPU_BYTES_PER_PASS, in passes of equal size; elsewhere (a GPU)
     all members go in one pass."""
-    from kdcg.model import graph_node
-    from kdcg.stacked_members import CPU_BYTES_PER_PASS, StackedMembers
+    from kdcg.models.model import graph_node
+    from kdcg.models.stacked_members import CPU_BYTES_PER_PASS, StackedMembers
 
     def stack(network, n_features, n_sensitivities):
         cfg = {"network": network, "n_features": n_features, "n_sensitivities": n_sensitivities,

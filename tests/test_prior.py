@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kdcg.errors import InputError
-from kdcg.prior import edge_fit_taper, pair_taper, poisson_log_linear_fit, taper_distances, write_prior
-from kdcg.structure import pair_histogram
+from kdcg.models.prior import edge_fit_taper, pair_taper, poisson_log_linear_fit, taper_distances, write_prior
+from kdcg.cg.structure import pair_histogram
 
 FIRST_ABOVE = {"taper_estimator": "first_above", "rdf_threshold": 0.01, "rdf_bin_A": 0.05,
                "edge_fit_g_top": 0.5, "edge_fit_window_A": 1.5}
@@ -111,7 +111,7 @@ def test_prior_file_records_the_estimator_and_the_tenths_check(tmp_path, caplog)
     from conftest import SMALL_TRAINING_CONFIG, write_pair_dataset
 
     write_pair_dataset(tmp_path / "dataset.npz")
-    with caplog.at_level(logging.INFO, logger="kdcg.prior"):
+    with caplog.at_level(logging.INFO, logger="kdcg.models.prior"):
         write_prior(tmp_path / "dataset.npz", SMALL_TRAINING_CONFIG, tmp_path / "prior.json")
     prior = json.loads((tmp_path / "prior.json").read_text())
     assert prior["taper_estimator"] == "edge_fit"

@@ -10,7 +10,9 @@ import numpy as np
 import yaml
 
 from conftest import REPO
-from kdcg import analysis, figures, report
+from kdcg.analysis import distributions as analysis
+from kdcg.report import figures
+from kdcg.report import tables as report
 
 
 def _frames(rng, n_frames=3, n=12, edge=16.0):
@@ -73,7 +75,7 @@ def test_the_front_page_says_what_each_scale_can_show():
     import yaml
 
     from conftest import REPO
-    from kdcg.report_page import what_it_shows
+    from kdcg.report.front_page import what_it_shows
 
     def load(name):
         return yaml.safe_load((REPO / name).read_text())
@@ -86,3 +88,16 @@ def test_the_front_page_says_what_each_scale_can_show():
     study_40ps = what_it_shows({**study_cfg, "md": {**study_cfg["md"], "n_samples": 30}})
     assert "40 ps of CG MD, the onset" in study_40ps
     assert "long enough for the instabilities" in what_it_shows(load("config/paper.yaml"))
+
+
+def test_table_numbers_carry_the_digits_they_mean():
+    """A spread to two significant digits and its mean to the same decimals; lone values to three
+    significant digits, p-values to two (the ns/day SD once printed as 0.000139945)."""
+    header = ["name", "ns_per_day_mean", "ns_per_day_std", "tae_mean", "tae_std", "a_mean", "a_se", "p_value", "tae",
+              "n", "force_r2_vs_aa"]
+    row = ["x", 30.4432, 0.000139945, 2.43548, 0.355399, 1.43184, None, 0.12743, 1.78698, 8, 0.128487]
+    assert report.format_row(header, row) == ["x", "30.44320", "0.00014", "2.44", "0.36", "1.43", "", "0.13", "1.79", 8,
+                                              "0.128"]
+    assert report.format_row(["tae_mean", "tae_std"], [12.34, 0.0]) == ["12.3", "0"]
+    assert report.format_row(["tae_mean", "tae_std"], [1234.5, 25.0]) == ["1234", "25"]
+    assert report.format_row(["p_value", "value"], [4.123e-6, -0.0123456]) == ["4.1e-06", "-0.0123"]

@@ -1,5 +1,5 @@
-"""kdcg.sensitivity (hippynn's inverse sensitivities, the denormal tail zeroed) and the pair
-reordering by index_select (kdcg.hippynn_import) give hippynn's numbers to the last bit."""
+"""kdcg.models.sensitivity (hippynn's inverse sensitivities, the denormal tail zeroed) and the pair
+reordering by index_select (kdcg.models.hippynn_import) give hippynn's numbers to the last bit."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from hippynn.graphs import GraphModule
 from hippynn.layers.hiplayers.sensitivity import InverseSensitivityModule
 
-from kdcg import hippynn_import
-from kdcg.model import NETWORKS, build_model
-from kdcg.sensitivity import LOG_SMALLEST_SENSITIVITY, InverseSensitivity, use_inverse_sensitivity
+from kdcg.models import hippynn_import
+from kdcg.models.model import NETWORKS, build_model
+from kdcg.models.sensitivity import LOG_SMALLEST_SENSITIVITY, InverseSensitivity, use_inverse_sensitivity
 
 PAPER_MODEL = {"n_features": 32, "n_sensitivities": 20, "n_interaction_layers": 1, "n_atom_layers": 3,
                "dist_soft_min_A": 3.0, "dist_soft_max_A": 8.5, "dist_hard_max_A": 10.0}  # Table 1
@@ -95,7 +95,7 @@ def test_energy_forces_and_parameter_gradients_are_hippynns_to_the_bit(network):
 
 
 def test_the_tail_free_exponential_has_exps_first_and_second_derivatives():
-    from kdcg.sensitivity import TailFreeExp
+    from kdcg.models.sensitivity import TailFreeExp
 
     x = torch.linspace(-69.0, 2.0, 40, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(TailFreeExp.apply, (x,))
@@ -121,15 +121,15 @@ def run(graph, Z, R, C, index_select: bool, detach: bool = True):
 
 
 def test_a_model_saved_with_hippynns_sensitivity_loads_with_kdcgs_and_gives_its_forces(tmp_path):
-    from kdcg.model_forces import ModelForces
-    from kdcg.model_io import save_model
+    from kdcg.models.model_forces import ModelForces
+    from kdcg.models.model_io import save_model
 
     torch.manual_seed(0)
     prior = {**PRIOR, "species_names": ["A", "B", "C"]}
     cfg = {"network": "HipnnQuad", **PAPER_MODEL}
     m = build_model(cfg, 3, prior)
     graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
-    before = with_hippynns_sensitivity(graph)  # as kdcg saved models before kdcg.sensitivity
+    before = with_hippynns_sensitivity(graph)  # as kdcg saved models before kdcg.models.sensitivity
     save_model(before, prior, cfg, tmp_path / "model.pt")
     loaded = ModelForces(tmp_path / "model.pt")
     assert [type(x) for x in loaded.graph.modules() if isinstance(x, InverseSensitivityModule)] == [InverseSensitivity]

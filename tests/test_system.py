@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, kdcg
-from kdcg import system
+from kdcg.aa import system
 from kdcg.errors import InputError
 
 
@@ -63,7 +63,7 @@ def test_packmol_box_has_the_composition_and_grompp_accepts_it(tmp_path, tiny_co
     subprocess.run(["gmx", "grompp", "-f", mdp, "-c", gro, "-p", top, "-o", tmp_path / "em.tpr", "-po", tmp_path / "o.mdp"],
                    check=True, capture_output=True, cwd=tmp_path)
     # the paper's LJ treatment (LJ-PME) on the same box: grompp accepts it
-    from kdcg import gromacs
+    from kdcg.aa import gromacs
 
     lj_pme = {**tiny_config, "aa_md": {**tiny_config["aa_md"], "lj_treatment": "pme"}}
     (tmp_path / "ljpme.mdp").write_text(gromacs.mdp_text("nvt_equil", lj_pme))

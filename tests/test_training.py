@@ -17,11 +17,16 @@ import torch
 import yaml
 
 from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
-from kdcg import labels, losses, model_io, provenance, training, variants
+from kdcg.training import labels
+from kdcg.training import losses
+from kdcg.models import model_io
+from kdcg import provenance
+from kdcg.training import train as training
+from kdcg import variants
 from kdcg.errors import InputError, TrainingDiverged
-from kdcg.mapping import load_dataset
-from kdcg.prior import read_prior, write_prior
-from kdcg.model import DB_CELLS, DB_POSITIONS, DB_SPECIES, build_model
+from kdcg.cg.mapping import load_dataset
+from kdcg.models.prior import read_prior, write_prior
+from kdcg.models.model import DB_CELLS, DB_POSITIONS, DB_SPECIES, build_model
 
 # Table 2/3 of the paper as DESIGN.md states it: (w_E, w_e, w_T, w_AA)
 PAPER_WEIGHTS = {
@@ -93,15 +98,15 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
 
 @pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
 def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_search(name, workdir):
-    """The fast path (pairs found once per frame, kdcg.pairs.cache_training_pairs) against the
+    """The fast path (pairs found once per frame, kdcg.models.pairs.cache_training_pairs) against the
     plain one (a KD-tree search per batch), on the whole training split; and kdcg's padded pair
     table against hippynn's sparse cache, to the last bit, on the whole split and on the data
     loader's shuffled batches."""
     from hippynn.databases import Database
     from hippynn.experiment.assembly import assemble_for_training
 
-    from kdcg.pairs import cache_training_pairs
-    from kdcg.splits import apply_to_database, split_frames
+    from kdcg.models.pairs import cache_training_pairs
+    from kdcg.training.splits import apply_to_database, split_frames
 
     data = load_dataset(workdir / "dataset.npz")
     prior = read_prior(workdir / "prior.json", data)
@@ -482,7 +487,7 @@ def test_every_student_has_its_own_seed_not_its_teachers():
 
 
 def test_block_splits_keep_neighbouring_frames_together():
-    from kdcg.splits import split_frames
+    from kdcg.training.splits import split_frames
 
     tcfg = {"split_seed": 3, "split_mode": "blocks", "split_blocks": 10, "valid_fraction": 0.1, "test_fraction": 0.2}
     s = split_frames(100, tcfg)
@@ -522,7 +527,7 @@ def test_labels_on_one_thread_are_the_same_bit_for_bit_on_every_run(teacher, wor
 def _stopping_epochs(losses, min_improvement, patience=3, state_after=None):
     """Epochs a MarginPatienceController lets run on this validation-loss sequence (a copy of
     the controller is restored from its state_dict after epoch ``state_after``)."""
-    from kdcg.early_stopping import MarginPatienceController
+    from kdcg.training.early_stopping import MarginPatienceController
 
     def controller():
         opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)

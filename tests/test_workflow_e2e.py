@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import snakemake, venv_env, workflow_copy
-from kdcg import mapping
+from kdcg.cg import mapping
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +166,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert (first[0]["frame"], first[0]["velocity_seed"]) != (first[1]["frame"], first[1]["velocity_seed"])
 
     # 7. analysis, tables, figures and the report
-    from kdcg.report import FIGURES, TABLES
+    from kdcg.report.tables import FIGURES, TABLES
 
     for name in expected | {"ensemble"}:
         ana = json.loads((wf / f"results-tiny/md/{name}/replica-1/analysis.json").read_text())
@@ -183,7 +183,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert all(0 < v < 10 for v in noise["rdf"].values())
     with open(wf / "results-tiny/aa/energy.csv") as fh:
         energy = list(csv.DictReader(fh))
-    # energies every 1 ps in equilibration, every output frame in production (kdcg.gromacs.mdp_text)
+    # energies every 1 ps in equilibration, every output frame in production (kdcg.aa.gromacs.mdp_text)
     for stage, length, every in (("nvt_equil", cfg["aa_md"]["equilibration_ps"], 1.0),
                                  ("nvt_prod", cfg["aa_md"]["production_ps"], cfg["aa_md"]["output_interval_ps"])):
         t = [float(r["time_ps"]) for r in energy if r["stage"] == stage]

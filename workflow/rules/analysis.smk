@@ -1,5 +1,5 @@
-# Stage 5: structural validation (kdcg.analysis) and the study's tables, figures and report
-# (kdcg.report). Targets:
+# Stage 5: structural validation (kdcg.analysis.distributions) and the study's tables, figures and report
+# (kdcg.report.tables). Targets:
 #   <results_dir>/analysis/aa_reference.json           every distribution of the mapped AA frames
 #   <results_dir>/md/{model}/replica-{r}/analysis.json equilibration, distributions, TAE vs AA
 #   <results_dir>/tables/*.csv, results/figures/*.png  (also in `snakemake --report`)
@@ -47,7 +47,7 @@ for _batch in replica_batches():
         benchmark:
             f"{BENCH}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
         wildcard_constraints:
-            model=MODEL_PATTERN,
+            model=MODEL_REGEX,
         conda:
             ENV_ANALYSIS
         params:
@@ -65,7 +65,7 @@ rule summary:
     input:
         analysis_targets(),
         md_targets(),
-        metrics=[f"{MODELS}/{m}/metrics.json" for m in md_models() if m != "ensemble"],
+        metrics=[f"{MODELS}/{m}/metrics.json" for m in md_models() if m != ENSEMBLE],
         reference=f"{ANALYSIS}/aa_reference.json",
         aa_performance=f"{AA}/performance.tsv",
         aa_energy=f"{AA}/energy.csv",

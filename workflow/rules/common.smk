@@ -1,10 +1,9 @@
 # Config access and input functions. The config is validated strictly against
-# workflow/schemas/config.schema.yaml before any rule is built.
+# workflow/schemas/config.schema.yaml before any rule is built. kdcg is the installed package
+# (scripts/setup.sh installs this checkout's, editable, into .venv).
 import os
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "src"))
 
 from kdcg.config import (
     coerce_overrides,
@@ -15,6 +14,14 @@ from kdcg.config import (
     write_snapshot,
 )
 from kdcg.errors import InputError
+from kdcg.naming import (
+    ENSEMBLE,
+    ENSEMBLE_STUDENT_PATTERN as SE_STUDENT,
+    MODEL_REGEX,
+    SEED_REGEX,
+    SINGLE_TEACHER_STUDENT_PATTERN as ST_STUDENT,
+    TEACHER_PATTERN as TEACHER,
+)
 from kdcg.variants import (
     ensemble_variants,
     model_names,
@@ -47,7 +54,7 @@ onstart:
 RESULTS = config["results_dir"]
 if "--report" in sys.argv:
     # the report's front page (workflow/report/workflow.rst) reads it; no stage does
-    from kdcg.report_page import front_page
+    from kdcg.report import front_page
 
     config["_report_front_page"] = front_page(
         config, [str(f) for f in workflow.configfiles], Path(workflow.basedir)
@@ -191,13 +198,12 @@ def train_shell(kind):
     ensemble_student; students take their seed from params.seed (student_seed)."""
     variant = "teacher" if kind == "teacher" else "{wildcards.variant}"
     seed_arg = "{wildcards.seed}" if kind == "teacher" else "{params.seed}"
-    name = (
-        "teacher-{wildcards.seed}"
-        if kind == "teacher"
-        else "student-{wildcards.variant}"
-    )
-    if kind == "student":  # a single-teacher student, one per teacher seed
-        name += "-{wildcards.seed}"
+    pattern = {
+        "teacher": TEACHER,
+        "student": ST_STUDENT,
+        "ensemble_student": SE_STUDENT,
+    }[kind]
+    name = pattern.replace("{", "{wildcards.")
     labels = "" if kind == "teacher" else " --labels {input.labels}"
     return kdcg_shell(
         f"train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
@@ -243,7 +249,7 @@ TRAIN_BATCH_SHELL = kdcg_shell(
 
 def md_models():
     """Every model that goes to MD: the trained ones and the teacher ensemble."""
-    return [*model_names(teacher_seeds(), student_variants()), "ensemble"]
+    return [*model_names(teacher_seeds(), student_variants()), ENSEMBLE]
 
 
 def model_targets():
@@ -272,16 +278,13 @@ def md_targets():
     ]
 
 
-MODEL_PATTERN = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
-
-
 # report categories in the paper's order
 
 
 def summary_outputs():
     """Every table and figure, each with its caption in the Snakemake report."""
-    from kdcg.figures import FIGURES as FIGURE_CATEGORIES
-    from kdcg.report import TABLES as TABLE_FILES
+    from kdcg.report.figures import FIGURES as FIGURE_CATEGORIES
+    from kdcg.report.tables import TABLES as TABLE_FILES
 
     out = {}
     for name in TABLE_FILES:
@@ -306,7 +309,7 @@ def analysis_targets():
 
 
 def summary_targets():
-    from kdcg.report import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
+    from kdcg.report.tables import FIGURES as FIGURE_FILES, TABLES as TABLE_FILES
 
     return [f"{TABLES}/{t}" for t in TABLE_FILES] + [
         f"{FIGURES}/{f}" for f in FIGURE_FILES
@@ -317,7 +320,7 @@ def get_final_targets():
     return [
         f"{CG}/dataset.npz",
         f"{AA}/performance.tsv",
-        f"{LABELS}/ensemble.npz",
+        f"{LABELS}/{ENSEMBLE}.npz",
         *model_targets(),
         *md_targets(),
         *analysis_targets(),

@@ -1,4 +1,4 @@
-# Stage 4: CG MD in LAMMPS, md.replicas replicas of every model (kdcg.md). Targets:
+# Stage 4: CG MD in LAMMPS, md.replicas replicas of every model (kdcg.md.replicas). Targets:
 #   <results_dir>/md/{model}/replica-{r}/result.json   status, step, reason, ns/day, ms/step
 #   <results_dir>/md/{model}/replica-{r}/trajectory.lammpstrj, thermo.csv
 # Replicas are grouped md.replicas_per_job to a job (one rule per group).
@@ -26,7 +26,7 @@ for _batch in replica_batches():
         benchmark:
             f"{BENCH}/md-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
         wildcard_constraints:
-            model=MODEL_PATTERN,
+            model=MODEL_REGEX,
         conda:
             ENV_LAMMPS
         threads: 1

@@ -38,15 +38,15 @@ if models_per_job() == 1:
             prior=f"{MODELS}/prior.json",
             config=config_file("training"),
         output:
-            model=f"{MODELS}/teacher-{{seed}}/model.pt",
-            metrics=f"{MODELS}/teacher-{{seed}}/metrics.json",
-            mliap=f"{MODELS}/teacher-{{seed}}/mliap.pt",
+            model=f"{MODELS}/{TEACHER}/model.pt",
+            metrics=f"{MODELS}/{TEACHER}/metrics.json",
+            mliap=f"{MODELS}/{TEACHER}/mliap.pt",
         log:
-            f"{LOGS}/teacher-{{seed}}.log",
+            f"{LOGS}/{TEACHER}.log",
         benchmark:
-            f"{BENCH}/teacher-{{seed}}.tsv"
+            f"{BENCH}/{TEACHER}.tsv"
         wildcard_constraints:
-            seed=r"\d+",
+            seed=SEED_REGEX,
         conda:
             ENV_PYTORCH
         threads: 1
@@ -62,19 +62,19 @@ if models_per_job() == 1:
         input:
             dataset=f"{CG}/dataset.npz",
             prior=f"{MODELS}/prior.json",
-            labels=f"{LABELS}/teacher-{{seed}}.npz",
+            labels=f"{LABELS}/{TEACHER}.npz",
             config=config_file("training"),
         output:
-            model=f"{MODELS}/student-{{variant}}-{{seed}}/model.pt",
-            metrics=f"{MODELS}/student-{{variant}}-{{seed}}/metrics.json",
-            mliap=f"{MODELS}/student-{{variant}}-{{seed}}/mliap.pt",
+            model=f"{MODELS}/{ST_STUDENT}/model.pt",
+            metrics=f"{MODELS}/{ST_STUDENT}/metrics.json",
+            mliap=f"{MODELS}/{ST_STUDENT}/mliap.pt",
         log:
-            f"{LOGS}/student-{{variant}}-{{seed}}.log",
+            f"{LOGS}/{ST_STUDENT}.log",
         benchmark:
-            f"{BENCH}/student-{{variant}}-{{seed}}.tsv"
+            f"{BENCH}/{ST_STUDENT}.tsv"
         wildcard_constraints:
             variant="|".join(single_teacher_variants(student_variants())),
-            seed=r"\d+",
+            seed=SEED_REGEX,
         conda:
             ENV_PYTORCH
         threads: 1
@@ -91,16 +91,16 @@ if models_per_job() == 1:
         input:
             dataset=f"{CG}/dataset.npz",
             prior=f"{MODELS}/prior.json",
-            labels=f"{LABELS}/ensemble.npz",
+            labels=f"{LABELS}/{ENSEMBLE}.npz",
             config=config_file("training"),
         output:
-            model=f"{MODELS}/student-{{variant}}/model.pt",
-            metrics=f"{MODELS}/student-{{variant}}/metrics.json",
-            mliap=f"{MODELS}/student-{{variant}}/mliap.pt",
+            model=f"{MODELS}/{SE_STUDENT}/model.pt",
+            metrics=f"{MODELS}/{SE_STUDENT}/metrics.json",
+            mliap=f"{MODELS}/{SE_STUDENT}/mliap.pt",
         log:
-            f"{LOGS}/student-{{variant}}.log",
+            f"{LOGS}/{SE_STUDENT}.log",
         benchmark:
-            f"{BENCH}/student-{{variant}}.tsv"
+            f"{BENCH}/{SE_STUDENT}.tsv"
         wildcard_constraints:
             variant="|".join(ensemble_variants(student_variants())),
         conda:
@@ -157,14 +157,14 @@ else:
 
 rule teacher_labels:
     input:
-        model=f"{MODELS}/teacher-{{seed}}/model.pt",
+        model=f"{MODELS}/{TEACHER}/model.pt",
         dataset=f"{CG}/dataset.npz",
     output:
-        f"{LABELS}/teacher-{{seed}}.npz",
+        f"{LABELS}/{TEACHER}.npz",
     log:
         f"{LOGS}/teacher_labels-{{seed}}.log",
     wildcard_constraints:
-        seed=r"\d+",
+        seed=SEED_REGEX,
     conda:
         ENV_PYTORCH
     threads: 1  # bit-reproducible labels (kdcg label --threads)
@@ -177,10 +177,10 @@ rule teacher_labels:
 
 rule ensemble_labels:
     input:
-        labels=expand(f"{LABELS}/teacher-{{seed}}.npz", seed=teacher_seeds()),
+        labels=expand(f"{LABELS}/{TEACHER}.npz", seed=teacher_seeds()),
         dataset=f"{CG}/dataset.npz",
     output:
-        f"{LABELS}/ensemble.npz",
+        f"{LABELS}/{ENSEMBLE}.npz",
     log:
         f"{LOGS}/ensemble_labels.log",
     conda:
@@ -194,10 +194,10 @@ rule ensemble_labels:
 rule ensemble_model:
     """The teacher ensemble as one model: every teacher on one shared pair list, mean force."""
     input:
-        expand(f"{MODELS}/teacher-{{seed}}/model.pt", seed=teacher_seeds()),
+        expand(f"{MODELS}/{TEACHER}/model.pt", seed=teacher_seeds()),
     output:
-        model=f"{MODELS}/ensemble/model.pt",
-        mliap=f"{MODELS}/ensemble/mliap.pt",
+        model=f"{MODELS}/{ENSEMBLE}/model.pt",
+        mliap=f"{MODELS}/{ENSEMBLE}/mliap.pt",
     log:
         f"{LOGS}/ensemble_model.log",
     conda:

@@ -9,7 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import InputError, StorageError, TrainingDiverged
+from kdcg.errors import InputError, StorageError, TrainingDiverged
+
+# the Snakefile's configfile, from the workflow folder: --configfile overlays merge onto it
+DEFAULT_BASE = Path("config") / "config.yaml"
 
 
 def _species_map(pairs: list[str]) -> dict[str, str]:
@@ -23,10 +26,10 @@ def _species_map(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_check_config(args) -> None:
-    from . import config
+    from kdcg import config
 
     files = [Path(f) for f in args.config]
-    base = config.DEFAULT_CONFIG
+    base = Path(args.base)
     merged: dict = {}
     for f in files:
         merged = config.merge(merged, config.read_yaml(f))
@@ -40,19 +43,22 @@ def cmd_check_config(args) -> None:
 
 
 def cmd_topology(args) -> None:
-    from . import config, system
+    from kdcg import config
+    from kdcg.aa import system
 
     system.write_topology(config.load(args.config, partial=True), Path(args.out), Path(args.root))
 
 
 def cmd_box(args) -> None:
-    from . import config, system
+    from kdcg import config
+    from kdcg.aa import system
 
     system.pack_box(config.load(args.config, partial=True), Path(args.out), Path(args.root))
 
 
 def cmd_gromacs(args) -> None:
-    from . import config, gromacs
+    from kdcg import config
+    from kdcg.aa import gromacs
 
     cfg = config.load(args.config, partial=True)
     record = gromacs.run_stage(args.stage, cfg, Path(args.structure), Path(args.topology), Path(args.stage_dir),
@@ -61,33 +67,34 @@ def cmd_gromacs(args) -> None:
 
 
 def cmd_mdp(args) -> None:
-    from . import config, gromacs
+    from kdcg import config
+    from kdcg.aa import gromacs
 
     sys.stdout.write(gromacs.mdp_text(args.stage, config.load(args.config, partial=True)))
 
 
 def cmd_perf_table(args) -> None:
-    from . import gromacs
+    from kdcg.aa import gromacs
 
-    from .files import read_json
+    from kdcg.files import read_json
 
     records = [read_json(Path(p), "mdrun performance record") for p in args.records]
     gromacs.performance_table(records, Path(args.out))
 
 
 def cmd_aa_energy(args) -> None:
-    from . import gromacs
+    from kdcg.aa import gromacs
 
     rows = gromacs.energy_series([Path(p) for p in args.edr], Path(args.out))
     print(f"{len(rows)} energy records -> {args.out}")
 
 
 def cmd_map(args) -> None:
-    from . import mapping
+    from kdcg.cg import mapping
 
     species = _species_map(args.species)
     if args.config:
-        from . import config
+        from kdcg import config
 
         cfg = config.load(args.config, partial=True)
         species = {m["resname"]: m["species"] for m in cfg["system"]["molecules"]} | species
@@ -96,7 +103,8 @@ def cmd_map(args) -> None:
 
 
 def cmd_prior(args) -> None:
-    from . import config, prior
+    from kdcg import config
+    from kdcg.models import prior
 
     prior.write_prior(Path(args.dataset), config.load(args.config, partial=True), Path(args.out))
 
@@ -115,7 +123,8 @@ def training_jobs(args) -> list[tuple[str, int, Path, Path | None]]:
 
 
 def cmd_train(args) -> None:
-    from . import config, training
+    from kdcg import config
+    from kdcg.training import train as training
 
     cfg = config.load(args.config, partial=True)
     jobs = training_jobs(args)
@@ -126,25 +135,26 @@ def cmd_train(args) -> None:
                                  labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
         print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
         if mliap:
-            from . import mliap_export
+            from kdcg.models import mliap_export
 
             mliap_export.export_mliap(out_dir / "model.pt", mliap)
 
 
 def cmd_label(args) -> None:
-    from . import labels
+    from kdcg.training import labels
 
     labels.label_frames(Path(args.model), Path(args.dataset), Path(args.out), threads=args.threads)
 
 
 def cmd_ensemble_labels(args) -> None:
-    from . import labels
+    from kdcg.training import labels
 
     labels.ensemble_labels([Path(p) for p in args.labels], Path(args.dataset), Path(args.out))
 
 
 def cmd_ensemble(args) -> None:
-    from . import ensemble, mliap_export
+    from kdcg.models import ensemble
+    from kdcg.models import mliap_export
 
     ensemble.build_ensemble([Path(p) for p in args.teachers], Path(args.out))
     if args.mliap:
@@ -152,13 +162,14 @@ def cmd_ensemble(args) -> None:
 
 
 def cmd_export_mliap(args) -> None:
-    from . import mliap_export
+    from kdcg.models import mliap_export
 
     mliap_export.export_mliap(Path(args.model), Path(args.out))
 
 
 def cmd_md(args) -> None:
-    from . import config, md
+    from kdcg import config
+    from kdcg.md import replicas as md
 
     cfg = config.load(args.config, partial=True)
     replicas = args.replicas or list(range(1, cfg["md"]["replicas"] + 1))
@@ -169,7 +180,8 @@ def cmd_md(args) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from . import analysis, config
+    from kdcg.analysis import distributions as analysis
+    from kdcg import config
 
     cfg = config.load(args.config, partial=True)
     if args.dataset:
@@ -188,7 +200,7 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_summarize(args) -> None:
-    from . import report
+    from kdcg.report import tables as report
 
     report.summarize(Path(args.results), args.models, Path(args.reference), Path(args.aa_performance),
                      Path(args.tables), Path(args.figures), Path(args.aa_energy) if args.aa_energy else None)
@@ -201,7 +213,7 @@ def _sub(sub, name: str, summary: str, description: str, example: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from kdcg import __version__
 
     p = argparse.ArgumentParser(
         prog="kdcg", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -213,15 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"kdcg {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
-    config_help = "kdcg config (YAML; workflow/schemas/config.schema.yaml documents every key)"
+    config_help = "kdcg config (YAML; the configuration reference documents every key)"
 
     s = _sub(sub, "check-config", "validate a config against the schema",
              "Several files are merged in order. An overlay (a config with some sections only) is checked merged "
-             "onto the checkout's config/config.yaml, as Snakemake merges --configfile overlays onto the "
+             "onto --base (config/config.yaml), as Snakemake merges --configfile overlays onto the "
              "Snakefile's config. The files the config names must exist and agree.",
              "kdcg check-config my-overlay.yaml")
     s.add_argument("config", nargs="+", help="config file, or several merged in order (a base, then overlays)")
-    s.add_argument("--no-base", action="store_true", help="validate the files alone, not merged onto config/config.yaml")
+    s.add_argument("--base", default=str(DEFAULT_BASE), help=f"the config an overlay is merged onto (default:"
+                   f" {DEFAULT_BASE}, the Snakefile's, from the workflow folder)")
+    s.add_argument("--no-base", action="store_true", help="validate the files alone, not merged onto --base")
     s.set_defaults(func=cmd_check_config)
 
     s = _sub(sub, "topology", "write topol.top and copies of the .itp files",

@@ -1,4 +1,4 @@
-"""Load and strictly validate a kdcg config (JSON schema in workflow/schemas/)."""
+"""Load and strictly validate a kdcg config (its JSON schema: config.schema.yaml beside this module)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import InputError
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
-# the Snakefile's configfile, onto which --configfile overlays are merged
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "config.yaml"
-
+from kdcg.errors import InputError
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The config's JSON schema (package data; workflow/schemas/config.schema.yaml links to it)."""
+    from importlib.resources import files
+
+    return yaml.safe_load(files("kdcg").joinpath("config.schema.yaml").read_text())
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -91,7 +89,7 @@ def check_files(config: dict[str, Any], source: str | Path, root: Path = Path(".
     """The files the system names exist and agree (each structure has its .itp's atoms), and
     the molecules fit the box, so that a bad molecule stops the run before any job (and before
     Snakemake removes the outputs of the job that would replace them), not in the box job."""
-    from .system import check_box_fits, read_molecules
+    from kdcg.aa.system import check_box_fits, read_molecules
 
     ff = root / config["system"]["forcefield"]
     if not ff.is_file():
@@ -202,7 +200,7 @@ def snapshot(config: dict[str, Any], sections: list[str]) -> dict[str, Any]:
 #: training keys that decide which models a run trains, how its jobs are cut and what they
 #: draw, not any model's weights
 NOT_WEIGHT_KEYS = ("teacher_seeds", "student_variants", "models_per_job", "hippynn_plots", "train_eval_fraction")
-#: training keys that decide the train / validation / test split (kdcg.splits)
+#: training keys that decide the train / validation / test split (kdcg.training.splits)
 SPLIT_KEYS = ("split_seed", "split_mode", "split_blocks", "valid_fraction", "test_fraction")
 #: per stage, the keys of a section that decide nothing the stage writes (all others do): the
 #: training jobs' weights do not depend on NOT_WEIGHT_KEYS; CG MD reads the training section

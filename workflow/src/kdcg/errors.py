@@ -43,5 +43,5 @@ def is_storage_failure(message: str) -> bool:
 
 
 class BatchAborted(Exception):
-    """Another replica of a batch (kdcg.replica_batch) failed -- a full disk, a bug: this one
+    """Another replica of a batch (kdcg.md.replica_batch) failed -- a full disk, a bug: this one
     stops too, recording nothing, so that a rerun resumes them all from their shared restart."""

@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .errors import InputError
+from kdcg.errors import InputError
 
 
 def _existing(path: Path, what: str) -> Path:

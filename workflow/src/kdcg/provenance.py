@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from kdcg.errors import InputError
 
 log = logging.getLogger(__name__)
 

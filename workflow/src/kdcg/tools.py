@@ -45,7 +45,7 @@ def describe_missing(missing: dict[str, list[str]]) -> str:
 
 def require(tool: str, stage: str) -> str:
     """The tool's path, or an InputError naming the stage that needs it."""
-    from .errors import InputError
+    from kdcg.errors import InputError
 
     path = find(tool)
     if path is None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
+from kdcg.errors import InputError
+from kdcg.naming import ENSEMBLE, student_name, teacher_name
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,9 @@ def ensemble_variants(chosen: list[str] | None = None) -> list[str]:
 def model_names(teacher_seeds: list[int], chosen: list[str] | None = None) -> list[str]:
     """Every trained model, as named in results/models/<name>/; ``chosen``: the student variants
     to train (all nine when None)."""
-    names = [f"teacher-{s}" for s in teacher_seeds]
-    names += [f"student-{v}-{s}" for v in single_teacher_variants(chosen) for s in teacher_seeds]
-    names += [f"student-{v}" for v in ensemble_variants(chosen)]
+    names = [teacher_name(s) for s in teacher_seeds]
+    names += [student_name(v, s) for v in single_teacher_variants(chosen) for s in teacher_seeds]
+    names += [student_name(v) for v in ensemble_variants(chosen)]
     return names
 
 
@@ -125,12 +126,12 @@ def training_batches(teacher_seeds: list[int], chosen: list[str] | None, models_
     def chunks(items: list) -> list[list]:
         return [items[i: i + models_per_job] for i in range(0, len(items), models_per_job)]
 
-    batches = [TrainingBatch(f"teachers_{i}", None, tuple((f"teacher-{s}", TEACHER.name, s) for s in seeds))
+    batches = [TrainingBatch(f"teachers_{i}", None, tuple((teacher_name(s), TEACHER.name, s) for s in seeds))
                for i, seeds in enumerate(chunks(list(teacher_seeds)), start=1)]
     for s in teacher_seeds:
-        batches += [TrainingBatch(f"students_of_teacher_{s}_{i}", f"teacher-{s}",
-                                  tuple((f"student-{v}-{s}", v, student_seed(v, s)) for v in variants))
+        batches += [TrainingBatch(f"students_of_teacher_{s}_{i}", teacher_name(s),
+                                  tuple((student_name(v, s), v, student_seed(v, s)) for v in variants))
                     for i, variants in enumerate(chunks(single_teacher_variants(chosen)), start=1)]
-    batches += [TrainingBatch(f"ensemble_students_{i}", "ensemble", tuple((f"student-{v}", v, student_seed(v)) for v in variants))
+    batches += [TrainingBatch(f"ensemble_students_{i}", ENSEMBLE, tuple((student_name(v), v, student_seed(v)) for v in variants))
                 for i, variants in enumerate(chunks(ensemble_variants(chosen)), start=1)]
     return batches

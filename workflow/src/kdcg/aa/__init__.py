@@ -1,0 +1,1 @@
+"""Stage 1: the all-atom reference -- GROMACS topology, Packmol box, GROMACS runs."""

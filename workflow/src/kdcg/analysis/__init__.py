@@ -1,0 +1,2 @@
+"""Stage 5: structural distributions (RDF, ADF, CDF), TAE against the all-atom
+reference, and the statistics of the findings."""

@@ -1,0 +1,1 @@
+"""Stage 4: CG molecular dynamics of trained models in LAMMPS."""
