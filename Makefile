@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study test test-fast dry-run-paper lint clean
+.PHONY: help setup run study test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
@@ -20,6 +20,7 @@ help:
 	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
 	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
 	@echo "  make lint           snakemake --lint"
+	@echo "  make docs           build the documentation site (MkDocs) into site/"
 	@echo "  make setup          only set up: .venv, and GROMACS/Packmol where apt-get may install them"
 	@echo "  make clean          remove $(RESULTS)/ and .snakemake/ (the default run's outputs)"
 
@@ -56,6 +57,10 @@ dry-run-paper: setup
 
 lint: setup
 	snakemake --lint
+
+docs: setup
+	mkdocs build --strict
+	@echo "Documentation: site/index.html"
 
 clean:
 	rm -rf $(RESULTS) .snakemake
