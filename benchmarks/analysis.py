@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def frames(n_frames: int):
     import numpy as np
-    from training import reline_frame
+    from bench_helpers import reline_frame
 
     species, R0, cell = reline_frame()
     rng = np.random.default_rng(1)

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def main() -> None:
@@ -32,9 +31,9 @@ def main() -> None:
 
     import torch
     import yaml
-    from md import bare_ms, member_by_member_ensemble, save_random_models
-    from network_cost import device_description
-    from training import reline_frame
+    from bench_helpers import bare_ms, member_by_member_ensemble, save_random_models
+    from bench_helpers import device_description
+    from bench_helpers import reline_frame
 
     from kdcg.models import ensemble
     from kdcg.models import model_forces

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks and figures of kdcg on a machine whose PyTorch sees CUDA: the GPU tests
-# (tests/test_gpu.py), then the benchmarks that print GPU figures. Each step has its own time
+# (tests/gpu/test_gpu.py), then the benchmarks that print GPU figures. Each step has its own time
 # limit and log, so one that fails does not hide the others.
 #
 #   bash benchmarks/gpu.sh [output folder]      (PYTHON=... to name another interpreter)
@@ -21,7 +21,7 @@ step() { # name, seconds, command...
 }
 
 "$py" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
-step tests 240 "$py" -m pytest -x -q -m gpu tests/test_gpu.py -p no:cacheprovider
+step tests 240 "$py" -m pytest -x -q -m gpu tests/gpu/test_gpu.py -p no:cacheprovider
 step network_cost 90 "$py" benchmarks/network_cost.py --beads 1000 --repeats 10
 step md 150 "$py" benchmarks/md.py --config config/paper.yaml --members 8 --steps 40 --repeats 20 --rounds 1
 step training_pairs 120 "$py" benchmarks/training_pairs.py --config config/paper.yaml --frames 40 --beads 1000

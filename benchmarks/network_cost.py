@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench_helpers import device_description, median_ms  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 #: (network, features, sensitivities, soft max A, hard max A); the paper's model first
 CANDIDATES = (
@@ -35,39 +36,9 @@ CANDIDATES = (
 )
 
 
-def device_description(threads: int) -> str:
-    """Where kdcg's models run in this process (kdcg.models.model_io.compute_device): the GPU's name, or the CPU."""
-    import torch
-
-    from kdcg.models.model_io import compute_device
-
-    device = compute_device()
-    if device.type == "cuda":
-        return f"GPU {torch.cuda.get_device_name(device)}"
-    return f"CPU, {threads} torch thread(s)"
-
-
 def model_cfg(network: str, features: int, sensitivities: int, soft_max: float, hard_max: float) -> dict:
     return {"network": network, "n_features": features, "n_sensitivities": sensitivities, "n_interaction_layers": 1,
             "n_atom_layers": 3, "dist_soft_min_A": 3.0, "dist_soft_max_A": soft_max, "dist_hard_max_A": hard_max}
-
-
-def median_ms(fn, repeats: int) -> float:
-    import torch
-
-    def sync():  # CUDA runs asynchronously: time finished work only
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-
-    fn()  # warm-up: numba kernels, allocator
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
 
 
 def measure(cfg: dict, species, R, cell, repeats: int) -> tuple[float, float]:
@@ -113,7 +84,7 @@ def main() -> None:
 
     import torch
     from hippynn import settings
-    from training import reline_edge_A, reline_frame
+    from bench_helpers import reline_edge_A, reline_frame
 
     settings.WARN_LOW_DISTANCES = False  # a jittered lattice has a few close pairs; hippynn would print each
     torch.set_num_threads(args.threads)

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 LIMIT_H = 48.0
 
@@ -53,8 +52,8 @@ def training_ms_per_frame(cfg: dict, repeats: int = 5) -> tuple[float, float]:
     import numpy as np
     import torch
     from hippynn.graphs import GraphModule
-    from network_cost import median_ms
-    from training import reline_frame
+    from bench_helpers import median_ms
+    from bench_helpers import reline_frame
 
     from kdcg.models.model import build_model
     from kdcg.models.model_io import compute_device
@@ -92,8 +91,8 @@ def main() -> None:
     import torch
     import yaml
     from hippynn import settings
-    from md import md_ms, save_random_models
-    from training import reline_frame
+    from bench_helpers import md_ms, save_random_models
+    from bench_helpers import reline_frame
 
     from kdcg.models import ensemble
     from kdcg.models import model_forces
@@ -124,7 +123,7 @@ def main() -> None:
     n_evaluated = round(n_frames * tr["valid_fraction"]) + max(1, int(n_train * tr["train_eval_fraction"]))
     epoch_ms = n_train * train_ms + n_evaluated * eval_ms
     md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
-    from network_cost import device_description
+    from bench_helpers import device_description
 
     from kdcg.models.model_io import compute_device
 

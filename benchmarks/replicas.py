@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def write_dataset(path: Path, n_frames: int = 8, n_side: int = 6) -> None:
@@ -35,7 +34,7 @@ def write_dataset(path: Path, n_frames: int = 8, n_side: int = 6) -> None:
     import numpy as np
 
     from kdcg.units import DATASET_UNITS
-    from training import reline_edge_A, reline_frame
+    from bench_helpers import reline_edge_A, reline_frame
 
     edge = reline_edge_A(n_side ** 3)
     frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
@@ -79,7 +78,7 @@ def main() -> None:
 
     import yaml
     from hippynn import settings
-    from md import save_random_models
+    from bench_helpers import save_random_models
 
     from kdcg.md import replicas as md
 
@@ -117,7 +116,7 @@ def main() -> None:
             rows[label] = (wall, steps / wall, n_unstable)
         same = all(filecmp.cmp(tmp / "mode-1" / f"replica-{r}" / name, tmp / "mode-2" / f"replica-{r}" / name, shallow=False)
                    for r in replicas for name in ("trajectory.lammpstrj", "thermo.csv"))
-    from network_cost import device_description
+    from bench_helpers import device_description
 
     m = cfg["model"]
     print(f"{device_description(args.threads)}: {args.replicas} replicas x {n_beads} beads x {args.ps} ps at "

@@ -22,25 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_helpers import reline_edge_A, reline_frame  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 KERNELS = ("numba", "pytorch")
-
-
-def reline_edge_A(n_beads: int) -> float:
-    """Edge (A) of a cubic box of n_beads at reline's density (200 beads in 26.22 A)."""
-    return 26.22 * (n_beads / 200) ** (1 / 3)
-
-
-def reline_frame(n_side: int = 10, edge_A: float = 44.84, seed: int = 0):
-    """1,000 beads (250 Cho, 250 Cl, 500 urea) on a jittered lattice at the paper's density."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    n = n_side ** 3
-    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * edge_A / n_side
-    species = rng.permutation(np.array([1] * (n // 4) + [2] * (n // 4) + [3] * (n - n // 2)))
-    R = (grid + rng.normal(0, 0.4, grid.shape)) % edge_A
-    return species, R, np.eye(3) * edge_A
 
 
 def worker(args) -> dict:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_helpers import cpu_name  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -57,13 +59,6 @@ def with_plots(config: str, folder: Path) -> str:
 
 def weights(folder: Path, seeds: list[int]) -> list[str]:
     return [json.loads((folder / f"teacher-{s}" / "metrics.json").read_text())["weights_sha256"] for s in seeds]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

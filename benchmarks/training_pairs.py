@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def main() -> None:
@@ -40,8 +39,8 @@ def main() -> None:
     from hippynn import settings
     from hippynn.databases import Database
     from hippynn.experiment.assembly import assemble_for_training
-    from network_cost import device_description
-    from training import reline_edge_A, reline_frame
+    from bench_helpers import device_description
+    from bench_helpers import reline_edge_A, reline_frame
 
     from kdcg.models.model import build_model
     from kdcg.models.pairs import cache_training_pairs

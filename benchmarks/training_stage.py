@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from training_jobs import cpu_name  # noqa: E402
+from bench_helpers import cpu_name  # noqa: E402
 
 
 def model_targets(run: Path) -> list[str]:

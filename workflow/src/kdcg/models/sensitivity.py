@@ -14,7 +14,7 @@ others are computed as hippynn computes them. e^-70 (4e-31) is 21 decades below 
 under which hippynn's own CPU envsum kernel already skips a sensitivity, and 7 decades above
 float32's smallest normal number, so the sensitivities' products with unit-vector and
 quadrupole components stay normal. Every sum such a value entered also holds terms more than 20
-decades larger, so energies and forces are hippynn's to the last bit (tests/test_sensitivity.py
+decades larger, so energies and forces are hippynn's to the last bit (tests/unit/test_sensitivity.py
 checks frames of every network kind at the paper's sizes).
 
 The cut is one autograd function in place of ``torch.exp`` (its derivative is its value, as

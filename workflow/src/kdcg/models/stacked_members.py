@@ -8,7 +8,7 @@ per member; on a GPU a 1,000-bead frame is bound by those launches, not by arith
 members go in one pass. The arithmetic is the same either way; on a CPU the members go in
 passes small enough for their arrays to stay in cache (``StackedMembers.automatic_members_per_pass``).
 Results equal the member-by-member ones up to the order of floating-point sums
-(tests/test_model.py).
+(tests/unit/test_model.py).
 
 Shapes: M members, N beads, P pairs (both directions), S sensitivities, F features.
 """

@@ -411,3 +411,13 @@ def test_every_kdcg_command_line_the_rules_build_parses(configfile, tmp_path):
     # every stage's command appears in the DAG
     assert {"topology", "box", "gromacs", "perf-table", "aa-energy", "map", "prior", "train", "label",
             "ensemble-labels", "ensemble", "md", "analyze", "summarize"} <= seen, seen
+
+
+def test_every_rule_the_slurm_profile_names_exists_in_the_paper_dag(tmp_path):
+    """The profile's per-rule threads and resources are for config/paper.yaml: a rule renamed
+    or gone would silently fall back to the default resources."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    named = set(profile["set-threads"]) | set(profile["set-resources"])
+    out = snakemake(workflow_copy(tmp_path), "--list-rules", "--configfile", "config/paper.yaml").stdout
+    rules = {line.split()[0] for line in out.splitlines() if line and not line.startswith(" ")}
+    assert len(named) >= 20 and named <= rules, sorted(named - rules)

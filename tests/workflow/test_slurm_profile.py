@@ -1,4 +1,4 @@
-"""The cluster profile on a real Slurm: a single-node cluster on loopback (tests/slurm_cluster.py)
+"""The cluster profile on a real Slurm: a single-node cluster on loopback (tests/workflow/slurm_cluster.py)
 runs the tiny config through workflow/profiles/slurm, every job submitted with sbatch, to the
 report. The daemons are stopped by the ids this test started, whatever happens."""
 
