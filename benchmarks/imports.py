@@ -19,8 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PATHS = {
     "hippynn as it is": "import torch, hippynn",
-    "kdcg.models.hippynn_import": f"import sys; sys.path.insert(0, {str(REPO / 'workflow' / 'src')!r}); "
-                           "import kdcg.models.hippynn_import, hippynn",
+    "kdcg.models.hippynn_import": "import kdcg.models.hippynn_import, hippynn",
 }
 
 

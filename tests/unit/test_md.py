@@ -319,6 +319,16 @@ def test_a_replica_resumed_where_a_bead_sits_outside_the_box_writes_the_uninterr
     assert kill_at in steps and ((x >= 0) & (x < box)).all()
 
 
+def _resume_gives_the_uninterrupted_bytes(workdir, c, out, straight_dir, straight):
+    """Replicas 1 and 2 rerun in ``out`` resume and write the uninterrupted run's bytes."""
+    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=1)
+    for r, res, ref in zip((1, 2), resumed, straight):
+        assert res["status"] == ref["status"] == "stable" and res["resumed_from_step"] > 0
+        for name in ("trajectory.lammpstrj", "thermo.csv"):
+            assert (out / f"replica-{r}" / name).read_bytes() == (straight_dir / f"replica-{r}" / name).read_bytes(), \
+                (r, name)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1 MiB tmpfs (root only: skipped where mounting is not allowed)."""
@@ -356,12 +366,7 @@ def test_a_full_disk_fails_the_job_naming_the_file_and_a_rerun_gives_the_uninter
     assert not list((small_disk / "out").rglob("result.json")), "a replica was recorded on a full disk"
     assert max(md.restart_files(small_disk / "out" / "replica-1" / "run"), default=0) > 0  # it had got going
     filler.unlink()
-    resumed = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], small_disk / "out", threads=1)
-    for r, res, ref in zip((1, 2), resumed, straight):
-        assert res["status"] == ref["status"] == "stable" and res["resumed_from_step"] > 0
-        for name in ("trajectory.lammpstrj", "thermo.csv"):
-            assert (small_disk / "out" / f"replica-{r}" / name).read_bytes() == \
-                (tmp_path / "straight" / f"replica-{r}" / name).read_bytes(), (r, name)
+    _resume_gives_the_uninterrupted_bytes(workdir, c, small_disk / "out", tmp_path / "straight", straight)
 
 
 def test_a_trajectory_that_cannot_grow_is_a_storage_error_naming_it_not_an_instability(workdir, tmp_path):
@@ -392,12 +397,7 @@ def test_a_trajectory_that_cannot_grow_is_a_storage_error_naming_it_not_an_insta
     assert msg.startswith(f"{tmp_path / 'out'}/replica-") and "/run/trajectory.lammpstrj: LAMMPS: " in msg, msg
     assert "Error writing dump traj: File too large" in msg and "\n" not in msg
     assert not list((tmp_path / "out").rglob("result.json")), "a replica was recorded"
-    resumed = md.run_replicas(model, workdir / "dataset.npz", c, [1, 2], tmp_path / "out", threads=1)
-    for r, res, ref in zip((1, 2), resumed, straight):
-        assert res["status"] == ref["status"] == "stable" and res["resumed_from_step"] > 0
-        for name in ("trajectory.lammpstrj", "thermo.csv"):
-            assert (tmp_path / "out" / f"replica-{r}" / name).read_bytes() == \
-                (tmp_path / "straight" / f"replica-{r}" / name).read_bytes(), (r, name)
+    _resume_gives_the_uninterrupted_bytes(workdir, c, tmp_path / "out", tmp_path / "straight", straight)
 
 
 def test_replicas_of_a_batch_resume_from_the_latest_restart_they_all_have(tmp_path):
@@ -617,13 +617,12 @@ def test_a_lammps_instance_leaves_pytorchs_thread_count_as_it_was():
     script = (
         "import torch; torch.set_num_threads(2)\n"
         "from pathlib import Path\n"
-        "from kdcg import lammps_engine\n"
+        "from kdcg.md import lammps_engine\n"
         "torch.randn(512, 512) @ torch.randn(512, 512)\n"
         "for _ in range(2):\n"
         "    lmp = lammps_engine.lammps_instance(Path('none'))\n"
         "    print(torch.get_num_threads())\n"
     )
     env = {k: v for k, v in venv_env().items() if k != "OMP_NUM_THREADS"}
-    env["PYTHONPATH"] = str(REPO / "workflow" / "src")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2", "2"]
