@@ -40,7 +40,7 @@ def rdf_tae(a: dict, b: dict) -> dict:
 def main(without: Path, with_pairs: Path) -> None:
     import yaml
 
-    from kdcg.analysis import distributions
+    from kdcg.analysis.distributions import distributions
     from kdcg.cg.mapping import load_dataset
 
     acfg = yaml.safe_load((without / "config" / "analysis.yaml").read_text())["analysis"]

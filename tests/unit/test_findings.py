@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from kdcg.analysis import findings
-from kdcg.report.tables import classify
+from kdcg.naming import classify
 
 
 def replica(model, r, rdf_values, status="stable", drifting=False):

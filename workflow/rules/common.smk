@@ -54,7 +54,7 @@ onstart:
 RESULTS = config["results_dir"]
 if "--report" in sys.argv:
     # the report's front page (workflow/report/workflow.rst) reads it; no stage does
-    from kdcg.report import front_page
+    from kdcg.report.front_page import front_page
 
     config["_report_front_page"] = front_page(
         config, [str(f) for f in workflow.configfiles], Path(workflow.basedir)
