@@ -64,8 +64,7 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         # as on a cluster, one model per training job: the profile's rules teacher, student_*
         (wf / "cluster.yaml").write_text("training:\n  models_per_job: 1\n")
         configs = ["--configfile", "tests/config/tiny.yaml", "cluster.yaml"]
-        # jobs the scheduler must run: everything but the local rules (`all`; `stage_config`, whose
-        # snapshots a run writes while it plans, and a dry run lists as jobs)
+        # jobs the scheduler must run: everything but the local rules `all` and `stage_config`
         dry = snakemake(wf, "-n", "--quiet", "rules", *configs).stdout
         counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.M)}
         assert not (wf / "results-tiny").exists()  # the dry run wrote nothing

@@ -123,8 +123,8 @@ _written_snapshots = set()
 
 def config_file(stage="aa"):
     """Input function of a stage's config snapshot (results/config/<stage>.yaml), whose jobs
-    read it. In a run that executes jobs it is written, while Snakemake builds the DAG, where
-    its content differs from the file's: the file's content decides, not Snakemake's records,
+    read it; rule stage_config makes a missing one. In a run that executes jobs an existing one
+    is rewritten, while Snakemake builds the DAG, where its content differs from the file's: the file's content decides, not Snakemake's records,
     which a copied or moved results folder (or a deleted .snakemake/) lacks. Its time stamp
     moves only when a key that decides the stage's outputs changed (kdcg.config.write_snapshot),
     so exactly that stage reruns. A dry run writes nothing: there the jobs' param config_keys
@@ -133,7 +133,7 @@ def config_file(stage="aa"):
     def snapshot_path(wildcards):
         if stage not in _written_snapshots:
             _written_snapshots.add(stage)
-            if executing():
+            if executing() and os.path.isfile(snapshot_file(stage)):
                 write_snapshot(snapshot_file(stage), stage, stage_config(stage))
             elif decides_otherwise(snapshot_file(stage), stage, stage_config(stage)):
                 print(

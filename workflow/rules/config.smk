@@ -1,6 +1,6 @@
-# Stage 0: the config snapshot each stage's jobs read, results/config/<stage>.yaml. A run
-# writes it while Snakemake builds the DAG (common.smk: config_file); this rule names its
-# maker for a dry run, which writes nothing.
+# Stage 0: the config snapshot each stage's jobs read, results/config/<stage>.yaml: made by
+# this rule where it is missing; a run rewrites an existing one while Snakemake plans its jobs
+# (common.smk: config_file), so that a changed key reruns exactly its stage.
 
 
 localrules:
