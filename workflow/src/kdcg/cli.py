@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from kdcg.errors import InputError, StorageError, TrainingDiverged
+from kdcg.errors import InputError, StorageError, TrainingDiverged, one_line
 
 # the Snakefile's configfile, from the workflow folder: --configfile overlays merge onto it
 DEFAULT_BASE = Path("config") / "config.yaml"
@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - a bug, not bad input: still one line unless asked
         if os.environ.get("KDCG_DEBUG"):
             raise
-        problem = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        problem = one_line(err)
         print(f"kdcg error: unexpected {type(err).__name__} in 'kdcg {args.command}': {problem} "
               "(a kdcg bug: rerun with KDCG_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 3

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def one_line(message) -> str:
+    """A message on one line, whatever the wrapped library's looked like."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
 class InputError(Exception):
     """Bad user input. ``str(err)`` is one line: ``<file>: <problem>``."""
 
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else str(path)
-        # one line, whatever the wrapped library's message looked like
-        problem = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
+        problem = one_line(problem)
         self.problem = problem
         super().__init__(problem if path is None else f"{path}: {problem}")
 
@@ -27,7 +31,7 @@ class StorageError(Exception):
 
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else str(path)
-        problem = "; ".join(line.strip() for line in str(problem).splitlines() if line.strip())
+        problem = one_line(problem)
         super().__init__(f"{path or 'a file'}: {problem} (the file system refused it; nothing was recorded: rerun"
                          " once it takes writes again, the job resumes from its last checkpoint)")
 

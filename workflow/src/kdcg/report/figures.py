@@ -291,12 +291,8 @@ def fig_tae(data: dict, summary: list, reference: dict, quantity: str, path: Pat
             if not np.isfinite(mi):  # no stable replica: say so where its bar would be
                 ax.text(xi, 0, "unstable", rotation=90, ha="center", va="bottom", fontsize=6, color="red")
         _tae_axes(ax, reference, quantity, key, x, labels, m + s)
-    if axes and (reference.get("sampling_noise_tae") or {}).get(quantity):
-        axes[0].legend(fontsize=6, loc="upper left")  # the baseline's entry
-    fig.suptitle(f"{QUANTITY_TITLES[quantity]} total absolute error against all-atom, mean ± std over replicas "
-                 "(and teacher seeds for T, S_T)", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_tae_figure(fig, axes, reference, quantity, "total absolute error against all-atom, mean ± std over "
+                       "replicas (and teacher seeds for T, S_T)", path)
     return labels
 
 
@@ -335,13 +331,18 @@ def fig_tae_per_seed(data: dict, reference: dict, quantity: str, path: Path) -> 
     if not seeded:
         for ax in axes:
             ax.text(0.5, 0.5, "no seeded models", ha="center", va="center", transform=ax.transAxes)
+    _finish_tae_figure(fig, axes, reference, quantity, "TAE per seed: teachers and single-teacher students, "
+                       "mean ± std over replicas", path)
+    return labels
+
+
+def _finish_tae_figure(fig, axes, reference, quantity, title, path) -> None:
+    """The sampling-noise baseline's legend, the title and the PNG of a TAE figure."""
     if axes and (reference.get("sampling_noise_tae") or {}).get(quantity):
         axes[0].legend(fontsize=6, loc="upper left")  # the baseline's entry
-    fig.suptitle(f"{QUANTITY_TITLES[quantity]} TAE per seed: teachers and single-teacher students, "
-                 "mean ± std over replicas", fontsize=9)
+    fig.suptitle(f"{QUANTITY_TITLES[quantity]} {title}", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
-    return labels
 
 
 # --------------------------------------------------------------------------- distributions
