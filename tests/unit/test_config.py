@@ -107,32 +107,54 @@ def test_paper_dry_run_lists_the_all_atom_and_mapping_jobs(tmp_path):
         assert rule in out, out
 
 
+def _dag_rule_counts(wf, configfile):
+    out = snakemake(wf, "-n", "--quiet", "rules", "--configfile", configfile).stdout
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M) if rule != "total"}
+
+
+def _job_outputs(wf, configfile, folder):
+    """The outputs under <folder> of every job of a dry run's DAG."""
+    out = snakemake(wf, "-n", "--configfile", configfile).stdout
+    return sorted({word.rstrip(",") for line in out.splitlines() if line.strip().startswith("output:")
+                   for word in line.split()[1:] if f"/{folder}/" in word})
+
+
 def test_paper_dry_run_lists_every_model_and_312_md_replicas(tmp_path):
-    wf = workflow_copy(tmp_path)
-    out = snakemake(wf, "-n", "--configfile", "config/paper.yaml").stdout
-    stats = out[out.index("Job stats"):]
-    counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if len(line.split()) == 2
-              and line.split()[1].isdigit()}
-    assert counts["teacher"] == 8 and counts["teacher_labels"] == 8 and counts["ensemble_labels"] == 1
-    assert counts["student_single_teacher"] == 24 and counts["student_ensemble"] == 6
-    assert counts["ensemble_model"] == 1
-    # 39 models (8 teachers, the ensemble, 24 + 6 students) x 8 replicas, one replica per job
-    md_jobs = {rule: n for rule, n in counts.items() if rule.startswith("md_replica")}
-    assert sorted(md_jobs) == [f"md_replica_{r}" for r in range(1, 9)] and set(md_jobs.values()) == {39}
+    counts = _dag_rule_counts(workflow_copy(tmp_path), "config/paper.yaml")
+    # 38 trained models (8 teachers, 24 + 6 students), one per job, each published by trained_model
+    assert counts["train_models"] == counts["trained_model"] == 38
+    assert counts["teacher_labels"] == 8 and counts["ensemble_labels"] == 1 and counts["ensemble_model"] == 1
+    # 39 models (the 38 and the ensemble) x 8 replicas, one replica per job, likewise analysed
+    assert counts["md_replicas"] == counts["md_replica"] == 39 * 8
+    assert counts["analyze_replicas"] == counts["analyze_replica"] == 39 * 8
 
 
-def test_default_dry_run_batches_replicas_per_model(tmp_path):
+def test_default_dry_run_batches_replicas_and_models_per_job(tmp_path):
     wf = workflow_copy(tmp_path)
-    out = snakemake(wf, "-n", "--quiet", "rules").stdout
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    counts = _dag_rule_counts(wf, "config/config.yaml")
     # 4 teachers + the ensemble + 12 + 6 students, both replicas of a model in one job
-    assert counts["md_replicas_1_to_2"] == "23" and "md_replica_1" not in counts
+    assert counts["md_replicas"] == counts["analyze_replicas"] == 23
+    assert counts["md_replica"] == counts["analyze_replica"] == 46
     # training.models_per_job 3: the 22 models in 8 jobs (teachers 3 + 1, the 3 single-teacher
     # students of each teacher, the 6 ensemble students 3 + 3)
-    training_jobs = {rule: n for rule, n in counts.items() if rule.startswith(("teachers_", "students_of_", "ensemble_students_"))}
-    assert training_jobs == {"teachers_1": "1", "teachers_2": "1", "ensemble_students_1": "1", "ensemble_students_2": "1",
-                             **{f"students_of_teacher_{s}_1": "1" for s in (1, 2, 3, 4)}}
-    assert not {"teacher", "student_single_teacher", "student_ensemble"} & set(counts)
+    assert counts["train_models"] == 8 and counts["trained_model"] == 22
+    records = [p.rsplit("/", 1)[1] for p in _job_outputs(wf, "config/config.yaml", "jobs")
+               if "/models/jobs/" in p]
+    assert sorted(records) == sorted(["teachers-1.json", "teachers-2.json", "ensemble-students-1.json",
+                                      "ensemble-students-2.json", *(f"students-of-teacher-{s}-1.json" for s in (1, 2, 3, 4))])
+    md_records = {p.rsplit("/", 1)[1] for p in _job_outputs(wf, "config/config.yaml", "jobs") if "/md/" in p}
+    assert md_records == {"md-1-2.json", "analysis-1-2.json"}
+
+
+def test_rule_names_do_not_depend_on_the_config(tmp_path):
+    """Jobs of one model or replica and batches of several are one rule: the tiny, default,
+    study and paper DAGs (1 to 3 models and 1 to 4 replicas per job) use the same rule names."""
+    wf = workflow_copy(tmp_path)
+    names = {c: set(_dag_rule_counts(wf, c)) for c in ("tests/config/tiny.yaml", "config/config.yaml",
+                                                     "config/study.yaml", "config/paper.yaml")}
+    assert len(set(map(frozenset, names.values()))) == 1, names
+    assert {"train_models", "trained_model", "md_replicas", "md_replica", "analyze_replicas",
+            "analyze_replica"} <= names["config/paper.yaml"]
 
 
 def test_lint_and_format_are_clean(tmp_path):
@@ -413,11 +435,12 @@ def test_every_kdcg_command_line_the_rules_build_parses(configfile, tmp_path):
             "ensemble-labels", "ensemble", "md", "analyze", "summarize"} <= seen, seen
 
 
-def test_every_rule_the_slurm_profile_names_exists_in_the_paper_dag(tmp_path):
-    """The profile's per-rule threads and resources are for config/paper.yaml: a rule renamed
-    or gone would silently fall back to the default resources."""
+def test_every_rule_the_slurm_profile_names_is_in_the_paper_and_default_dags(tmp_path):
+    """The profile's per-rule threads and resources: a rule renamed or gone would silently fall
+    back to the default resources, at either scale."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     named = set(profile["set-threads"]) | set(profile["set-resources"])
-    out = snakemake(workflow_copy(tmp_path), "--list-rules", "--configfile", "config/paper.yaml").stdout
-    rules = {line.split()[0] for line in out.splitlines() if line and not line.startswith(" ")}
-    assert len(named) >= 20 and named <= rules, sorted(named - rules)
+    wf = workflow_copy(tmp_path)
+    for configfile in ("config/paper.yaml", "config/config.yaml"):
+        rules = set(_dag_rule_counts(wf, configfile))
+        assert len(named) >= 14 and named <= rules, (configfile, sorted(named - rules))

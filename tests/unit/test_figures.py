@@ -116,3 +116,22 @@ def test_tae_axes_end_above_every_bar_and_its_error_bar():
     bottom, top = ax.get_ylim()
     assert bottom == 0.0 and top == pytest.approx(1.18 * 4.14)
     plt().close(fig)
+
+
+def test_the_time_resolved_cdf_figure_shows_a_drifting_replica_where_one_drifts(tmp_path):
+    """Per family the replica shown is the one drifting furthest, not the first one."""
+    reference = {"cdf": {"A": [0.0, 1.0, 0.0]}, "grids": {"cdf": {"r_A": [1.0, 2.0, 3.0]}}}
+
+    def rep(model, r, family, variant, seed, drifting, tae):
+        window = {"t_start_ps": 0.0, "t_end_ps": 1.0, "cdf": {"A": [0.0, 1.0, 0.0]}}
+        return {"model": model, "replica": r, "family": family, "variant": variant, "seed": seed,
+                "result": {"status": "stable"},
+                "analysis": {"cdf_windows": {"windows": [window, window],
+                                             "drift": {"A": {"drifting": drifting, "tae_first_last": tae}}}}}
+
+    reps = [rep("teacher-1", 1, "T", "teacher", 1, False, 0.1), rep("teacher-2", 1, "T", "teacher", 2, True, 0.6),
+            rep("teacher-2", 2, "T", "teacher", 2, True, 0.9), rep("ensemble", 1, "E", "ensemble", None, False, 0.2)]
+    titles = figures.fig_cdf_time({"replicas": reps}, reference, tmp_path / "cdf_time.png")
+    assert "shown: teacher-2 r2, DRIFTING (TAE first-last 0.90)" in titles[0] and "drifting in 2 of 3" in titles[0]
+    assert "shown: ensemble r1, steady" in titles[1]
+    assert (tmp_path / "cdf_time.png").read_bytes()[:4] == b"\x89PNG"

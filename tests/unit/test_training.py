@@ -359,9 +359,24 @@ def test_training_batches_hold_each_model_once_with_its_labels():
                 else:
                     assert b.labels == "ensemble" and seed == variants.student_seed(variant)
     assert [b.name for b in training_batches(seeds, chosen, 3)] == \
-        ["teachers_1", "teachers_2", *[f"students_of_teacher_{s}_1" for s in seeds], "ensemble_students_1",
-         "ensemble_students_2"]
+        ["teachers-1", "teachers-2", *[f"students-of-teacher-{s}-1" for s in seeds], "ensemble-students-1",
+         "ensemble-students-2"]
     assert [len(b.models) for b in training_batches(seeds, chosen, 3)] == [3, 1, 3, 3, 3, 3, 3, 3]
+    # one model per job: each job is named as its model, and every name is a {batch} the rule takes
+    import re
+
+    from kdcg.naming import TRAINING_JOB_REGEX
+
+    for k in (1, 3):
+        for b in training_batches(seeds, chosen, k):
+            assert re.fullmatch(TRAINING_JOB_REGEX, b.name), b.name
+            assert (b.name == b.model_names[0]) == (k == 1)
+            assert variants.training_batch(b.name, seeds, chosen, k) == b
+            assert all(variants.batch_of_model(m, seeds, chosen, k) == b for m in b.model_names)
+    # a model the config does not list is a job of its own, with its labels and its own seed
+    lone = variants.training_batch("student-st_ei_ft-9", seeds, chosen, 3)
+    assert lone.labels == "teacher-9" and lone.models == (("student-st_ei_ft-9", "st_ei_ft", variants.student_seed("st_ei_ft", 9)),)
+    assert not re.fullmatch(TRAINING_JOB_REGEX, "ensemble")
 
 
 def test_unknown_variant_lists_the_valid_ones(workdir, tmp_path):

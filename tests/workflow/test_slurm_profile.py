@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import snakemake, venv_env, workflow_copy
 from slurm_cluster import LocalSlurm, missing_binaries
@@ -61,14 +62,15 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         cluster.start()
         env = {**venv_env(), "SLURM_CONF": str(cluster.conf),
                "PATH": f"{cluster.root / 'bin'}{os.pathsep}{venv_env()['PATH']}"}
-        # as on a cluster, one model per training job: the profile's rules teacher, student_*
+        # as on a cluster, one model per training job
         (wf / "cluster.yaml").write_text("training:\n  models_per_job: 1\n")
         configs = ["--configfile", "tests/config/tiny.yaml", "cluster.yaml"]
-        # jobs the scheduler must run: everything but the local rules `all` and `stage_config`
+        # jobs the scheduler must run: everything but the local rules
         dry = snakemake(wf, "-n", "--quiet", "rules", *configs).stdout
         counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.M)}
         assert not (wf / "results-tiny").exists()  # the dry run wrote nothing
-        n_jobs = counts["total"] - counts.get("all", 0) - counts.get("stage_config", 0)
+        local = ("all", "stage_config", "trained_model", "md_replica", "analyze_replica")
+        n_jobs = counts["total"] - sum(counts.get(rule, 0) for rule in local)
 
         cmd = [sys.executable, "-m", "snakemake", "--profile", PROFILE, *configs, "--jobs", "3", "--slurm-no-account",
                "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "5"]
@@ -82,10 +84,11 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         jobs = [line.split("|") for line in q if line.strip()]
         assert len(jobs) == n_jobs, f"{len(jobs)} Slurm jobs for {n_jobs} workflow jobs:\n" + "\n".join(q)
         assert all(state == "COMPLETED" for _, _, _, state, _ in jobs), "\n".join(q)
-        # the profile's per-rule requests reached sbatch: a teacher asks for 8 CPUs and >= 16 GB
+        # the profile's per-rule requests reached sbatch: a teacher's job asks for 8 CPUs and >= 16 GB
         # (the plugin may add a little memory on top)
-        teachers = [j for j in jobs if j[4].startswith("rule_teacher_wildcards")]
-        assert len(teachers) == counts["teacher"], "\n".join(q)
+        teachers = [j for j in jobs if j[4].startswith("rule_train_models_wildcards_teacher-")]
+        assert len(teachers) == len(yaml.safe_load((wf / "tests/config/tiny.yaml").read_text())["training"]["teacher_seeds"])
+        assert len([j for j in jobs if j[4].startswith("rule_train_models_")]) == counts["train_models"], "\n".join(q)
         assert all(cpus == "8" and _mem_mb(mem) >= 16000 for _, cpus, mem, _, _ in teachers), "\n".join(q)
 
         results = wf / "results-tiny"

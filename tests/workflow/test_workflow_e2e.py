@@ -101,18 +101,18 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert cfg["training"]["models_per_job"] == 2
     out = snakemake(wf, "results-tiny/models/student-st_ei_ft-2/model.pt", "--cores", "2", "--configfile", "e2e.yaml")
     text = out.stdout + out.stderr
-    assert "rule teachers_1:" in text and "rule students_of_teacher_2_1:" in text and "ensemble_labels" not in text
+    assert "batch=teachers-1" in text and "batch=students-of-teacher-2-1" in text and "ensemble_labels" not in text
     assert sorted(p.name for p in (wf / "results-tiny/models").iterdir()) == \
-        ["prior.json", "student-st_ei_faa-2", "student-st_ei_ft-2", "teacher-1", "teacher-2"]
+        ["jobs", "prior.json", "student-st_ei_faa-2", "student-st_ei_ft-2", "teacher-1", "teacher-2"]
     assert sorted(p.name for p in (wf / "results-tiny/labels").iterdir()) == ["teacher-2.npz"]
-    batch_log = (wf / "results-tiny/logs/students_of_teacher_2_1.log").read_text()
+    batch_log = (wf / "results-tiny/logs/train-students-of-teacher-2-1.log").read_text()
     assert batch_log.index("[kdcg] model 1 of 2: st_ei_faa") < batch_log.index("[kdcg] model 2 of 2: st_ei_ft")
 
     # 5. the default target: the performance table, 2 teachers, their labels, the ensemble labels,
     #    all 9 variants (3 single-teacher ones per teacher), the ensemble model and 2 MD replicas of
     #    every model; nothing already built reruns
-    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "teachers_1=1",
-                    "ensemble_students_1=1", "md_replicas_1_to_2=1")
+    out = snakemake(wf, "--cores", "2", "--configfile", "e2e.yaml", "--set-threads", "train_models=1",
+                    "md_replicas=1")
     assert "nvt_production" not in out.stdout + out.stderr.split("Job stats")[0]
     rows = [r.split("\t") for r in (wf / "results-tiny/aa/performance.tsv").read_text().splitlines()]
     assert [r[0] for r in rows] == ["stage", "em", "nvt_equil", "nvt_prod"]
@@ -120,7 +120,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     expected = {"teacher-1", "teacher-2", "student-se_ft_faa", "student-se_ei_faa", "student-se_ei_ft", "student-se_ei_ft_faa",
                 "student-se_e_ft_faa", "student-se_e_ei_ft_faa"}
     expected |= {f"student-{v}-{s}" for v in ("st_ei_faa", "st_ei_ft", "st_ei_ft_faa") for s in (1, 2)}
-    assert {p.name for p in models.iterdir() if p.is_dir()} == expected | {"ensemble"}
+    assert {p.name for p in models.iterdir() if p.is_dir()} == expected | {"ensemble", "jobs"}
     for name in expected | {"ensemble"}:
         assert (models / name / "mliap.pt").is_file()
     for name in expected:
@@ -129,11 +129,11 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
         assert (models / name / "model.pt").is_file()
     # one log per training job: 2 teachers; 3 single-teacher students per teacher in jobs of 2 and
     # 1; 6 ensemble students in 3 jobs
-    assert sorted(p.name for p in (wf / "results-tiny/logs").glob("*students_*.log")) + \
-        sorted(p.name for p in (wf / "results-tiny/logs").glob("teachers_*.log")) == \
-        ["ensemble_students_1.log", "ensemble_students_2.log", "ensemble_students_3.log", "students_of_teacher_1_1.log",
-         "students_of_teacher_1_2.log", "students_of_teacher_2_1.log", "students_of_teacher_2_2.log", "teachers_1.log"]
-    teacher_log = (wf / "results-tiny/logs/teachers_1.log").read_text()
+    assert sorted(p.name for p in (wf / "results-tiny/logs").glob("train-*.log")) == \
+        ["train-ensemble-students-1.log", "train-ensemble-students-2.log", "train-ensemble-students-3.log",
+         "train-students-of-teacher-1-1.log", "train-students-of-teacher-1-2.log", "train-students-of-teacher-2-1.log",
+         "train-students-of-teacher-2-2.log", "train-teachers-1.log"]
+    teacher_log = (wf / "results-tiny/logs/train-teachers-1.log").read_text()
     assert teacher_log.index("[kdcg] model 1 of 2: teacher seed 1") < teacher_log.index("[kdcg] model 2 of 2: teacher seed 2")
     assert re.search(r"\[kdcg\] epoch 0 done \(1 of at most \d+\): .* elapsed \d+ min \d\d s, at most \d+ min \d\d s left",
                      teacher_log), teacher_log[-2000:]
@@ -226,25 +226,27 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert "Nothing to be done" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
     assert (wf / "results-tiny/config/training.yaml").read_bytes() == before
 
-    # 8. one replica again by naming its file: its batch job relinks the finished replica 1
+    # 8. one replica's lost file by naming it: published again from its run/ folder; its batch job
+    #    (both replicas) does not rerun
+    batch_log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-2.log").read_text()
     (wf / "results-tiny/md/teacher-1/replica-2/result.json").unlink()
-    snakemake(wf, "results-tiny/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
-    log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-to-2.log").read_text()
-    assert "teacher-1 replica 1: already finished" in log and "teacher-1 replica 2: already finished" in log
+    out = snakemake(wf, "results-tiny/md/teacher-1/replica-2/result.json", "--cores", "2", "--configfile", "e2e.yaml")
+    assert "rule md_replica:" in out.stdout + out.stderr and "rule md_replicas:" not in out.stdout + out.stderr
+    assert (wf / "results-tiny/logs/md-teacher-1-replicas-1-2.log").read_text() == batch_log
     again = json.loads((wf / "results-tiny/md/teacher-1/replica-2/result.json").read_text())
     assert (again["frame"], again["velocity_seed"]) == (first[1]["frame"], first[1]["velocity_seed"])
 
     # 9. the README's forced rerun of a finished training rebuilds the same weights without training
     before = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
     snakemake(wf, "results-tiny/models/teacher-1/model.pt", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun",
-              "teachers_1")
+              "train_models")
     after = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())
-    assert (wf / "results-tiny/logs/teachers_1.log").read_text().count("training already finished") == 2
+    assert (wf / "results-tiny/logs/train-teachers-1.log").read_text().count("training already finished") == 2
     assert after["weights_sha256"] == before["weights_sha256"] and after["test_forces_vs_aa"] == before["test_forces_vs_aa"]
     # ... so its MD, re-triggered by the newer model file, keeps the replicas it has (keyed by the weights)
     result = (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text()
     snakemake(wf, "results-tiny/md/teacher-1/replica-1/result.json", "--cores", "2", "--configfile", "e2e.yaml")
-    log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-to-2.log").read_text()
+    log = (wf / "results-tiny/logs/md-teacher-1-replicas-1-2.log").read_text()
     assert "teacher-1 replica 1: already finished" in log and "inputs changed" not in log
     assert (wf / "results-tiny/md/teacher-1/replica-1/result.json").read_text() == result
 
@@ -282,7 +284,7 @@ def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
             if res["status"] == "stable":
                 assert res["step"] == steps and res["time_ps"] == pytest.approx(0.3)
             assert (results / f"md/{name}/replica-{r}/analysis.json").is_file()
-    log = (results / "logs/md-ensemble-replicas-1-to-4.log").read_text()
+    log = (results / "logs/md-ensemble-replicas-1-4.log").read_text()
     assert "together" in log  # md.evaluate_replicas_together of the study
     for fig in ("tae_rdf.png", "cdf_time.png", "energy_r2.png"):
         assert (results / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig

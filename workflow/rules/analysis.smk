@@ -2,6 +2,8 @@
 # (kdcg.report.tables). Targets:
 #   <results_dir>/analysis/aa_reference.json           every distribution of the mapped AA frames
 #   <results_dir>/md/{model}/replica-{r}/analysis.json equilibration, distributions, TAE vs AA
+# (rule analyze_replicas analyses the replicas of one MD job together and records them;
+# rule analyze_replica, local, writes each one's file from that record)
 #   <results_dir>/tables/*.csv, results/figures/*.png  (also in `snakemake --report`)
 
 
@@ -25,39 +27,53 @@ rule aa_reference:
         )
 
 
-for _batch in replica_batches():
+rule analyze_replicas:
+    input:
+        unpack(analysis_job_inputs),
+        reference=f"{ANALYSIS}/aa_reference.json",
+        config=config_file("analysis"),
+    output:
+        f"{MD}/{{model}}/jobs/analysis-{{replicas}}.json",
+    log:
+        f"{LOGS}/analyze-{{model}}-replicas-{{replicas}}.log",
+    benchmark:
+        f"{BENCH}/analyze-{{model}}-replicas-{{replicas}}.tsv"
+    wildcard_constraints:
+        model=MODEL_REGEX,
+        replicas=REPLICA_SPAN_REGEX,
+    conda:
+        ENV_ANALYSIS
+    params:
+        config_keys=config_keys("analysis"),
+        folders=lambda wildcards: " ".join(
+            f"{MD}/{wildcards.model}/replica-{r}"
+            for r in span_replicas(wildcards.replicas)
+        ),
+    shell:
+        kdcg_shell(
+            "analyze --config {input.config} --reference {input.reference}"
+            " --replica-dirs {params.folders} --record {output}"
+        )
 
-    rule:
-        name:
-            (
-                f"analyze_replica_{_batch[0]}"
-                if len(_batch) == 1
-                else f"analyze_replicas_{_batch[0]}_to_{_batch[-1]}"
-            )
-        input:
-            results=replica_files("{model}", _batch),
-            thermo=replica_files("{model}", _batch, "thermo.csv"),
-            trajectories=replica_files("{model}", _batch, "trajectory.lammpstrj"),
-            reference=f"{ANALYSIS}/aa_reference.json",
-            config=config_file("analysis"),
-        output:
-            replica_files("{model}", _batch, "analysis.json"),
-        log:
-            f"{LOGS}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.log",
-        benchmark:
-            f"{BENCH}/analyze-{{model}}-replicas-{_batch[0]}-to-{_batch[-1]}.tsv"
-        wildcard_constraints:
-            model=MODEL_REGEX,
-        conda:
-            ENV_ANALYSIS
-        params:
-            config_keys=config_keys("analysis"),
-            folders=" ".join(f"{MD}/{{model}}/replica-{r}" for r in _batch),
-        shell:
-            kdcg_shell(
-                "analyze --config {input.config} --reference {input.reference}"
-                " --replica-dirs {params.folders}"
-            )
+
+rule analyze_replica:
+    """A replica's analysis.json, from its job's work folder."""
+    input:
+        analysis_job_record,
+    output:
+        f"{MD}/{{model}}/replica-{{replica}}/analysis.json",
+    log:
+        f"{LOGS}/analyze_replica-{{model}}-{{replica}}.log",
+    wildcard_constraints:
+        model=MODEL_REGEX,
+        replica=SEED_REGEX,
+    localrule: True
+    conda:
+        ENV_ANALYSIS  # ln, cp and touch: any environment has them
+    params:
+        work=lambda wildcards, input: analysis_work_folder(input[0], wildcards.replica),
+    shell:
+        PUBLISH_SHELL
 
 
 rule summary:
@@ -69,6 +85,7 @@ rule summary:
         reference=f"{ANALYSIS}/aa_reference.json",
         aa_performance=f"{AA}/performance.tsv",
         aa_energy=f"{AA}/energy.csv",
+        config=config_file("findings"),
     output:
         **summary_outputs(),
     log:
@@ -77,9 +94,10 @@ rule summary:
         ENV_ANALYSIS
     params:
         models=" ".join(md_models()),
+        config_keys=config_keys("findings"),
     shell:
         kdcg_shell(
-            f"summarize --results {RESULTS} --reference {{input.reference}}"
+            f"summarize --results {RESULTS} --reference {{input.reference}} --config {{input.config}}"
             " --aa-performance {input.aa_performance} --aa-energy {input.aa_energy}"
             f" --tables {TABLES} --figures {FIGURES} {{params.models}}"
         )

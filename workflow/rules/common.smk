@@ -16,18 +16,16 @@ from kdcg.config import (
 from kdcg.errors import InputError
 from kdcg.naming import (
     ENSEMBLE,
-    ENSEMBLE_STUDENT_PATTERN as SE_STUDENT,
     MODEL_REGEX,
+    REPLICA_SPAN_REGEX,
     SEED_REGEX,
-    SINGLE_TEACHER_STUDENT_PATTERN as ST_STUDENT,
     TEACHER_PATTERN as TEACHER,
+    TRAINED_MODEL_REGEX,
+    TRAINING_JOB_REGEX,
+    replica_span,
+    span_replicas,
 )
-from kdcg.variants import (
-    ensemble_variants,
-    model_names,
-    single_teacher_variants,
-    training_batches as _training_batches,
-)
+from kdcg.variants import batch_of_model, model_names, training_batch
 
 _config_source = ", ".join(str(p) for p in workflow.configfiles) or "config"
 if workflow.config_settings.config:
@@ -78,6 +76,9 @@ CONFIG_SECTIONS = {
     "training": ["model", "prior", "training"],
     "md": ["system", "md", "training"],  # training: the split replicas start from
     "analysis": ["system", "analysis"],
+    "findings": [
+        "findings"
+    ],  # read by the summary only: a new margin redoes no analysis
 }
 # a failed job shows its last log line (kdcg's one-line error) on the console
 ON_ERROR = " > {log} 2>&1 || {{ tail -n 1 {log} >&2; exit 1; }}"
@@ -184,66 +185,58 @@ def student_variants():
     return config["training"]["student_variants"]
 
 
-def student_seed(wildcards):
-    """Each student's own seed (kdcg.variants.student_seed): from its variant and, for a
-    single-teacher student, its teacher's seed."""
-    from kdcg.variants import student_seed as _seed
-
-    teacher = int(wildcards.seed) if "seed" in wildcards.keys() else None
-    return _seed(wildcards.variant, teacher)
-
-
-def train_shell(kind):
-    """Shell command of `kdcg train`: kind teacher, student (single teacher) or
-    ensemble_student; students take their seed from params.seed (student_seed)."""
-    variant = "teacher" if kind == "teacher" else "{wildcards.variant}"
-    seed_arg = "{wildcards.seed}" if kind == "teacher" else "{params.seed}"
-    pattern = {
-        "teacher": TEACHER,
-        "student": ST_STUDENT,
-        "ensemble_student": SE_STUDENT,
-    }[kind]
-    name = pattern.replace("{", "{wildcards.")
-    labels = "" if kind == "teacher" else " --labels {input.labels}"
-    return kdcg_shell(
-        f"train {variant} --seed {seed_arg} --config {{input.config}} --dataset {{input.dataset}}"
-        f" --prior {{input.prior}}{labels} --out-dir {MODELS}/{name} --mliap {{output.mliap}}"
-        " --threads {threads}"
-    )
+# the files of a trained model and of an MD replica, by the rules' output keys
+TRAINED_FILES = {"model": "model.pt", "metrics": "metrics.json", "mliap": "mliap.pt"}
+REPLICA_FILES = {
+    "result": "result.json",
+    "trajectory": "trajectory.lammpstrj",
+    "thermo": "thermo.csv",
+}
 
 
 def models_per_job():
     return config["training"]["models_per_job"]
 
 
-def training_batches():
-    """The training jobs when several models share one (kdcg.variants.training_batches)."""
-    return _training_batches(teacher_seeds(), student_variants(), models_per_job())
+def _training_job(name):
+    return training_batch(name, teacher_seeds(), student_variants(), models_per_job())
 
 
-def batch_model_files(batch, name):
-    return [f"{MODELS}/{model}/{name}" for model in batch.model_names]
+def training_job_inputs(wildcards):
+    """The labels a training job's models learn from (students), as {"labels": path}."""
+    labels = _training_job(wildcards.batch).labels
+    return {"labels": f"{LABELS}/{labels}.npz"} if labels else {}
 
 
-def train_batch_params(batch):
-    """The models of one training job, in order, as `kdcg train` arguments."""
+def training_job_params(wildcards, input):
+    """The models of one training job, in order, as `kdcg train` arguments; each trains in its
+    run/ folder (rule trained_model publishes it)."""
+    job = _training_job(wildcards.batch)
+    runs = [f"{MODELS}/{name}/run" for name in job.model_names]
     return {
-        "variants": " ".join(variant for _, variant, _ in batch.models),
-        "seeds": " ".join(str(seed) for _, _, seed in batch.models),
-        "labels_option": "--labels " if batch.labels else "",
+        "variants": " ".join(variant for _, variant, _ in job.models),
+        "seeds": " ".join(str(seed) for _, _, seed in job.models),
+        "labels": f"--labels {input.labels}" if job.labels else "",
+        "out_dirs": " ".join(runs),
+        "mliaps": " ".join(f"{run}/mliap.pt" for run in runs),
     }
 
 
-def model_folders(wildcards, output):
-    """The model folders of a training job's outputs, in order."""
-    return " ".join(os.path.dirname(path) for path in output.model)
+def training_job_record(wildcards):
+    """The record of the training job that trains this model."""
+    job = batch_of_model(
+        wildcards.model, teacher_seeds(), student_variants(), models_per_job()
+    )
+    return f"{MODELS}/jobs/{job.name}.json"
 
 
-# `kdcg train` for the models of one training job (train_batch_params)
-TRAIN_BATCH_SHELL = kdcg_shell(
-    "train {params.variants} --seed {params.seeds} --config {input.config} --dataset {input.dataset}"
-    " --prior {input.prior} {params.labels_option}{input.labels} --out-dir {params.out_dirs}"
-    " --mliap {output.mliap} --threads {threads}"
+# Rules trained_model, md_replica and analyze_replica: a finished job's file, hard-linked (copied
+# across file systems) from the job's work folder into the folder Snakemake knows it by, its time
+# stamp set to now so that it is newer than the job's record. A shell loop, not a Python run:
+# block: Snakemake would start a Python process that reads the whole workflow for each.
+PUBLISH_SHELL = (
+    "for f in {output}; do src={params.work}/$(basename $f);"
+    " ln -f $src $f 2> /dev/null || cp $src $f; touch $f; echo $src '->' $f; done > {log} 2>&1"
 )
 
 
@@ -264,6 +257,38 @@ def replica_batches():
     replicas = list(range(1, config["md"]["replicas"] + 1))
     k = config["md"]["replicas_per_job"]
     return [replicas[i : i + k] for i in range(0, len(replicas), k)]
+
+
+def replica_job(replica):
+    """The {replicas} wildcard of the job that runs this replica: its batch, or itself alone
+    (a replica beyond md.replicas, named as a target)."""
+    for batch in replica_batches():
+        if replica in batch:
+            return replica_span(batch)
+    return str(replica)
+
+
+def md_job_record(wildcards):
+    return f"{MD}/{wildcards.model}/jobs/md-{replica_job(int(wildcards.replica))}.json"
+
+
+def analysis_job_record(wildcards):
+    return f"{MD}/{wildcards.model}/jobs/analysis-{replica_job(int(wildcards.replica))}.json"
+
+
+def analysis_work_folder(record, replica):
+    """Where an analysis job leaves replica <r>'s analysis.json: <record without .json>/replica-<r>/
+    (kdcg analyze --record)."""
+    return f"{record[: -len('.json')]}/replica-{replica}"
+
+
+def analysis_job_inputs(wildcards):
+    """The MD files of the replicas one analysis job reads."""
+    replicas = span_replicas(wildcards.replicas)
+    return {
+        key: replica_files(wildcards.model, replicas, name)
+        for key, name in REPLICA_FILES.items()
+    }
 
 
 def replica_files(model, replicas, name="result.json"):

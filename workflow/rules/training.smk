@@ -4,10 +4,12 @@
 #   <results_dir>/models/student-{st variant}-{teacher seed}/model.pt
 #   <results_dir>/models/student-{se variant}/model.pt
 #   <results_dir>/models/ensemble/model.pt  (all teachers, one shared pair list, mean force)
-# Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt. With
-# training.models_per_job > 1 (a laptop) the models sharing their labels train in jobs of that
-# many (rules teachers_<i>, students_of_teacher_<seed>_<i>, ensemble_students_<i>): naming one
-# model's file builds its job.
+# Each also as a LAMMPS ML-IAP unified file, mliap.pt, next to model.pt. Rule train_models
+# trains the models of one job (its {batch}: one model, named as the model, on a cluster; with
+# training.models_per_job > 1 on a laptop, that many sharing their labels) in each model's
+# run/ folder and writes the job's record; rule trained_model, local, links a finished model's
+# files into its folder. The rule names are the same at every scale; naming one model's file
+# builds its job.
 
 
 rule cg_prior:
@@ -29,130 +31,55 @@ rule cg_prior:
         )
 
 
-if models_per_job() == 1:
-    # one model per job (a cluster)
+rule train_models:
+    input:
+        unpack(training_job_inputs),
+        dataset=f"{CG}/dataset.npz",
+        prior=f"{MODELS}/prior.json",
+        config=config_file("training"),
+    output:
+        f"{MODELS}/jobs/{{batch}}.json",
+    log:
+        f"{LOGS}/train-{{batch}}.log",
+    benchmark:
+        f"{BENCH}/train-{{batch}}.tsv"
+    wildcard_constraints:
+        batch=TRAINING_JOB_REGEX,
+    conda:
+        ENV_PYTORCH
+    threads: 1
+    resources:
+        runtime=24 * 60,
+        mem_mb=8000,
+    params:
+        config_keys=config_keys("training"),
+        job=training_job_params,
+    shell:
+        kdcg_shell(
+            "train {params.job[variants]} --seed {params.job[seeds]} --config {input.config}"
+            " --dataset {input.dataset} --prior {input.prior} {params.job[labels]}"
+            " --out-dir {params.job[out_dirs]} --mliap {params.job[mliaps]} --record {output}"
+            " --threads {threads}"
+        )
 
-    rule teacher:
-        input:
-            dataset=f"{CG}/dataset.npz",
-            prior=f"{MODELS}/prior.json",
-            config=config_file("training"),
-        output:
-            model=f"{MODELS}/{TEACHER}/model.pt",
-            metrics=f"{MODELS}/{TEACHER}/metrics.json",
-            mliap=f"{MODELS}/{TEACHER}/mliap.pt",
-        log:
-            f"{LOGS}/{TEACHER}.log",
-        benchmark:
-            f"{BENCH}/{TEACHER}.tsv"
-        wildcard_constraints:
-            seed=SEED_REGEX,
-        conda:
-            ENV_PYTORCH
-        threads: 1
-        resources:
-            runtime=24 * 60,
-            mem_mb=8000,
-        params:
-            config_keys=config_keys("training"),
-        shell:
-            train_shell("teacher")
 
-    rule student_single_teacher:
-        input:
-            dataset=f"{CG}/dataset.npz",
-            prior=f"{MODELS}/prior.json",
-            labels=f"{LABELS}/{TEACHER}.npz",
-            config=config_file("training"),
-        output:
-            model=f"{MODELS}/{ST_STUDENT}/model.pt",
-            metrics=f"{MODELS}/{ST_STUDENT}/metrics.json",
-            mliap=f"{MODELS}/{ST_STUDENT}/mliap.pt",
-        log:
-            f"{LOGS}/{ST_STUDENT}.log",
-        benchmark:
-            f"{BENCH}/{ST_STUDENT}.tsv"
-        wildcard_constraints:
-            variant="|".join(single_teacher_variants(student_variants())),
-            seed=SEED_REGEX,
-        conda:
-            ENV_PYTORCH
-        threads: 1
-        resources:
-            runtime=24 * 60,
-            mem_mb=8000,
-        params:
-            config_keys=config_keys("training"),
-            seed=student_seed,
-        shell:
-            train_shell("student")
-
-    rule student_ensemble:
-        input:
-            dataset=f"{CG}/dataset.npz",
-            prior=f"{MODELS}/prior.json",
-            labels=f"{LABELS}/{ENSEMBLE}.npz",
-            config=config_file("training"),
-        output:
-            model=f"{MODELS}/{SE_STUDENT}/model.pt",
-            metrics=f"{MODELS}/{SE_STUDENT}/metrics.json",
-            mliap=f"{MODELS}/{SE_STUDENT}/mliap.pt",
-        log:
-            f"{LOGS}/{SE_STUDENT}.log",
-        benchmark:
-            f"{BENCH}/{SE_STUDENT}.tsv"
-        wildcard_constraints:
-            variant="|".join(ensemble_variants(student_variants())),
-        conda:
-            ENV_PYTORCH
-        threads: 1
-        resources:
-            runtime=24 * 60,
-            mem_mb=8000,
-        params:
-            config_keys=config_keys("training"),
-            seed=student_seed,
-        shell:
-            train_shell("ensemble_student")
-
-else:
-    # training.models_per_job > 1: the models of one label group in jobs of that many
-    for _job_models in training_batches():
-
-        rule:
-            name:
-                _job_models.name
-            input:
-                dataset=f"{CG}/dataset.npz",
-                prior=f"{MODELS}/prior.json",
-                config=config_file("training"),
-                labels=(
-                    [f"{LABELS}/{_job_models.labels}.npz"]
-                    if _job_models.labels
-                    else []
-                ),
-            output:
-                model=batch_model_files(_job_models, "model.pt"),
-                metrics=batch_model_files(_job_models, "metrics.json"),
-                mliap=batch_model_files(_job_models, "mliap.pt"),
-            log:
-                f"{LOGS}/{_job_models.name}.log",
-            benchmark:
-                f"{BENCH}/{_job_models.name}.tsv"
-            conda:
-                ENV_PYTORCH
-            threads: 1
-            resources:
-                runtime=24 * 60,
-                mem_mb=8000,
-            params:
-                **train_batch_params(_job_models),
-                config_keys=config_keys("training"),
-                # bound now: a shell directive is evaluated again when the job runs, when the
-                # loop variable holds the last batch
-                out_dirs=model_folders,
-            shell:
-                TRAIN_BATCH_SHELL
+rule trained_model:
+    """A trained model's files, linked from its run/ folder once its job has finished."""
+    input:
+        training_job_record,
+    output:
+        **{key: f"{MODELS}/{{model}}/{name}" for key, name in TRAINED_FILES.items()},
+    log:
+        f"{LOGS}/trained_model-{{model}}.log",
+    wildcard_constraints:
+        model=TRAINED_MODEL_REGEX,
+    localrule: True
+    conda:
+        ENV_ANALYSIS  # ln, cp and touch: any environment has them
+    params:
+        work=f"{MODELS}/{{model}}/run",
+    shell:
+        PUBLISH_SHELL
 
 
 rule teacher_labels:

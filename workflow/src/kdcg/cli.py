@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kdcg.errors import InputError, StorageError, TrainingDiverged, one_line
+from kdcg.files import write_json
 
 # the Snakefile's configfile, from the workflow folder: --configfile overlays merge onto it
 DEFAULT_BASE = Path("config") / "config.yaml"
@@ -128,16 +129,21 @@ def cmd_train(args) -> None:
 
     cfg = config.load(args.config, partial=True)
     jobs = training_jobs(args)
+    trained = []
     for i, (variant, seed, out_dir, mliap) in enumerate(jobs, start=1):
         if len(jobs) > 1:
             print(f"[kdcg] model {i} of {len(jobs)}: {variant} seed {seed} in {out_dir}", flush=True)
         metrics = training.train(variant, seed, Path(args.dataset), Path(args.prior), out_dir, cfg,
                                  labels_path=Path(args.labels) if args.labels else None, threads=args.threads)
-        print(json.dumps({k: v for k, v in metrics.items() if k != "loss_history"}))
+        summary = {k: v for k, v in metrics.items() if k != "loss_history"}
+        print(json.dumps(summary))
         if mliap:
             from kdcg.models import mliap_export
 
             mliap_export.export_mliap(out_dir / "model.pt", mliap)
+        trained.append({"out_dir": str(out_dir), "variant": variant, "seed": seed, "metrics": summary})
+    if args.record:
+        write_json(Path(args.record), {"command": "train", "models": trained}, indent=1)
 
 
 def cmd_label(args) -> None:
@@ -175,8 +181,11 @@ def cmd_md(args) -> None:
     replicas = args.replicas or list(range(1, cfg["md"]["replicas"] + 1))
     results = md.run_replicas(Path(args.model), Path(args.dataset), cfg, replicas, Path(args.out_dir),
                               threads=args.threads)
-    for r in results:
-        print(json.dumps({k: r[k] for k in ("model", "replica", "status", "reason", "step", "ns_per_day")}))
+    summaries = [{k: r[k] for k in ("model", "replica", "status", "reason", "step", "ns_per_day")} for r in results]
+    for summary in summaries:
+        print(json.dumps(summary))
+    if args.record:
+        write_json(Path(args.record), {"command": "md", "replicas": summaries}, indent=1)
 
 
 def cmd_analyze(args) -> None:
@@ -187,8 +196,18 @@ def cmd_analyze(args) -> None:
     if args.dataset:
         analysis.analyze_dataset(Path(args.dataset), cfg["analysis"], Path(args.out))
     elif args.replica_dirs:
+        # with --record, each analysis goes next to the record (<record>/<replica folder>/analysis.json)
+        # rather than into the replica's folder, whose analysis.json Snakemake's rule analyze_replica makes
+        work = Path(args.record).with_suffix("") if args.record else None
+        summaries = {}
         for folder in args.replica_dirs:
-            analysis.analyze_replica(Path(folder), Path(args.reference), cfg)
+            out = work / Path(folder).name / "analysis.json" if work else None
+            if out:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            result = analysis.analyze_replica(Path(folder), Path(args.reference), cfg, out=out)
+            summaries[folder] = {"status": result["status"], "analysis": str(out or Path(folder) / "analysis.json")}
+        if args.record:
+            write_json(Path(args.record), {"command": "analyze", "replicas": summaries}, indent=1)
     elif args.trajectory:
         analysis.analyze_trajectory(Path(args.trajectory), cfg["analysis"], Path(args.out),
                                     Path(args.reference) if args.reference else None,
@@ -200,10 +219,26 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_summarize(args) -> None:
+    from kdcg import config
     from kdcg.report import tables as report
 
+    findings_config = config.load(args.config, partial=True).get("findings") if args.config else None
     report.summarize(Path(args.results), args.models, Path(args.reference), Path(args.aa_performance),
-                     Path(args.tables), Path(args.figures), Path(args.aa_energy) if args.aa_energy else None)
+                     Path(args.tables), Path(args.figures), Path(args.aa_energy) if args.aa_energy else None,
+                     findings_config)
+
+
+def cmd_findings(args) -> None:
+    from kdcg.analysis import findings
+    from kdcg.report.tables import write_findings
+
+    tables = Path(args.tables)
+    scores = findings.scores_from_tables(tables / "tae.csv", tables / "stability.csv")
+    margins = dict(zip(("rdf", "adf", "cdf"), args.margin_tae))
+    rows = findings.findings(scores, margins, scored=True)
+    write_findings(Path(args.out_dir), rows)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("reproduced", "contradicted", "not resolved")}
+    print(f"{len(rows)} rows -> {args.out_dir}/findings.csv: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
 
 
 def _sub(sub, name: str, summary: str, description: str, example: str):
@@ -327,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model folder (model.pt, metrics.json, checkpoints, plots), one per model")
     s.add_argument("--mliap", nargs="+", help="also write each trained model as a LAMMPS ML-IAP unified file here")
     s.add_argument("--threads", type=int, default=None, help="CPU threads of PyTorch, numba and BLAS (default: all)")
+    s.add_argument("--record", help="when every model is trained, a .json listing them and their test metrics "
+                                    "(the Snakemake job's output)")
     s.set_defaults(func=cmd_train)
 
     s = _sub(sub, "label", "a trained model's forces, per-bead energies and energy on every frame",
@@ -372,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replicas", type=int, nargs="*", help="replica numbers (default: 1..md.replicas)")
     s.add_argument("--out-dir", required=True, help="replica-<r>/ folders are written here")
     s.add_argument("--threads", type=int, default=None, help="CPU threads of PyTorch, numba and BLAS (default: all)")
+    s.add_argument("--record", help="when every replica has ended, a .json with each one's status (the Snakemake job's output)")
     s.set_defaults(func=cmd_md)
 
     s = _sub(sub, "analyze", "RDF, ADF, CDF (and TAE against a reference) of a dataset, replicas or any trajectory",
@@ -391,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "to drop an equilibration; time-resolved CDFs keep every frame")
     s.add_argument("--start-frame", type=int, help="--trajectory: likewise from this frame on (0-based)")
     s.add_argument("--out", help="output .json")
+    s.add_argument("--record", help="--replica-dirs: a .json listing the analyses, each written to <record without "
+                                    ".json>/<replica folder>/analysis.json instead (the Snakemake job's output)")
     s.set_defaults(func=cmd_analyze)
 
     s = _sub(sub, "summarize", "tables and figures of every model's analyses",
@@ -403,8 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tables", required=True, help="folder for the CSV tables")
     s.add_argument("--figures", required=True, help="folder for the PNG figures")
     s.add_argument("--aa-energy", help="energy.csv of the all-atom runs (kdcg aa-energy): the AA panel of energy.png")
+    s.add_argument("--config", help=config_help + "; its findings section decides how findings.csv judges (default: "
+                                  "equivalence within the AA sampling noise)")
     s.add_argument("models", nargs="+", help="model names (<results>/models/<name>, <results>/md/<name>)")
     s.set_defaults(func=cmd_summarize)
+
+    s = _sub(sub, "findings", "judge the paper's findings again from a finished run's tables",
+             "Reads tae.csv and stability.csv (kdcg summarize) and writes findings.csv and findings.md with the "
+             "tests of kdcg.analysis.findings: a committed study is re-analysed without its MD.",
+             "kdcg findings --tables docs/study/tables --margin-tae 0.47 0.12 0.09 --out-dir /tmp/reanalysis")
+    s.add_argument("--tables", required=True, help="folder with the run's tae.csv and stability.csv")
+    s.add_argument("--margin-tae", type=float, nargs=3, required=True, metavar=("RDF", "ADF", "CDF"),
+                   help="equivalence margins per quantity (TAE units), fixed before looking (the run's AA sampling noise)")
+    s.add_argument("--out-dir", required=True, help="folder for findings.csv and findings.md")
+    s.set_defaults(func=cmd_findings)
     return p
 
 

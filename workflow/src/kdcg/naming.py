@@ -7,7 +7,8 @@ wildcard patterns. Rules, variants, findings, figures and the report read them h
     student-<se variant>           an ensemble student, distilled from the ensemble's labels
 
 Results live under results/models/<name>/, results/labels/<name>.npz (teachers and the
-ensemble) and results/md/<name>/replica-<r>/.
+ensemble) and results/md/<name>/replica-<r>/. Jobs that make several of them at once are named
+by what they hold: training jobs (TRAINING_JOB_REGEX) and replica spans (replica_span).
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ ENSEMBLE_STUDENT_PATTERN = "student-{variant}"
 #: regexes of the wildcards: a seed, and any model name
 SEED_REGEX = r"\d+"
 MODEL_REGEX = r"teacher-\d+|student-[a-z_]+(-\d+)?|ensemble"
+#: a trained model (the ensemble is assembled from its teachers, not trained)
+TRAINED_MODEL_REGEX = r"teacher-\d+|student-[a-z_]+(-\d+)?"
+#: a training job (rule train_models): one model, named as the model, or a group of models
+#: sharing their labels (kdcg.variants.training_batches)
+TRAINING_JOB_REGEX = rf"{TRAINED_MODEL_REGEX}|teachers-\d+|students-of-teacher-\d+-\d+|ensemble-students-\d+"
+#: the replicas of one MD or analysis job: "3" or "1-4" (first-last; kdcg.naming.replica_span)
+REPLICA_SPAN_REGEX = r"\d+(-\d+)?"
+
+
+def replica_span(replicas: list[int]) -> str:
+    """A job's consecutive replicas as its {replicas} wildcard: [3] -> "3", [1, 2, 3, 4] -> "1-4"."""
+    if list(replicas) != list(range(replicas[0], replicas[-1] + 1)):
+        raise ValueError(f"replicas {replicas} are not consecutive")
+    return str(replicas[0]) if len(replicas) == 1 else f"{replicas[0]}-{replicas[-1]}"
+
+
+def span_replicas(span: str) -> list[int]:
+    """The replicas of a {replicas} wildcard: "1-4" -> [1, 2, 3, 4]."""
+    first, _, last = span.partition("-")
+    return list(range(int(first), int(last or first) + 1))
 
 
 def teacher_name(seed: int) -> str:

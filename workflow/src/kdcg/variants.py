@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdcg.errors import InputError
-from kdcg.naming import ENSEMBLE, student_name, teacher_name
+from kdcg.naming import ENSEMBLE, classify, student_name, teacher_name
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class TrainingBatch:
     """Models one `kdcg train` job trains one after another, sharing the job's imports and
     set-up (training.models_per_job); all of them read the same labels."""
 
-    name: str  # the job's (Snakemake rule's) name
+    name: str  # the job's name: the {batch} wildcard of rule train_models (kdcg.naming)
     labels: str | None  # "teacher-<seed>" or "ensemble" (labels/<labels>.npz); None for teachers
     models: tuple[tuple[str, str, int], ...]  # (model name, variant, seed) in training order
 
@@ -119,19 +119,51 @@ class TrainingBatch:
         return [m[0] for m in self.models]
 
 
+def model_batch(model: str) -> TrainingBatch:
+    """A job of one model, named as the model (what one model per job means)."""
+    family, variant, seed = classify(model)
+    if family == "E":
+        raise InputError(None, "the ensemble is built from its teachers (kdcg ensemble), not trained")
+    if family == "T":
+        return TrainingBatch(model, None, ((model, variant, seed),))
+    labels = teacher_name(seed) if family == "S_T" else ENSEMBLE
+    return TrainingBatch(model, labels, ((model, variant, student_seed(variant, seed)),))
+
+
 def training_batches(teacher_seeds: list[int], chosen: list[str] | None, models_per_job: int) -> list[TrainingBatch]:
     """Every trained model of model_names(), in jobs of at most ``models_per_job`` models that
     share their labels: the teachers; the single-teacher students of one teacher; the ensemble
-    students."""
+    students. A job of one model is named as its model (teacher-1); larger ones by their group
+    (teachers-1, students-of-teacher-2-1, ensemble-students-1; kdcg.naming.TRAINING_JOB_REGEX)."""
+    if models_per_job == 1:
+        return [model_batch(m) for m in model_names(teacher_seeds, chosen)]
+
     def chunks(items: list) -> list[list]:
         return [items[i: i + models_per_job] for i in range(0, len(items), models_per_job)]
 
-    batches = [TrainingBatch(f"teachers_{i}", None, tuple((teacher_name(s), TEACHER.name, s) for s in seeds))
+    batches = [TrainingBatch(f"teachers-{i}", None, tuple((teacher_name(s), TEACHER.name, s) for s in seeds))
                for i, seeds in enumerate(chunks(list(teacher_seeds)), start=1)]
     for s in teacher_seeds:
-        batches += [TrainingBatch(f"students_of_teacher_{s}_{i}", teacher_name(s),
+        batches += [TrainingBatch(f"students-of-teacher-{s}-{i}", teacher_name(s),
                                   tuple((student_name(v, s), v, student_seed(v, s)) for v in variants))
                     for i, variants in enumerate(chunks(single_teacher_variants(chosen)), start=1)]
-    batches += [TrainingBatch(f"ensemble_students_{i}", ENSEMBLE, tuple((student_name(v), v, student_seed(v)) for v in variants))
+    batches += [TrainingBatch(f"ensemble-students-{i}", ENSEMBLE, tuple((student_name(v), v, student_seed(v)) for v in variants))
                 for i, variants in enumerate(chunks(ensemble_variants(chosen)), start=1)]
     return batches
+
+
+def training_batch(name: str, teacher_seeds: list[int], chosen: list[str] | None, models_per_job: int) -> TrainingBatch:
+    """The training job of this name: one of the config's (training_batches), or a job of one
+    model named as the model (a model the config does not list, named as a target)."""
+    for batch in training_batches(teacher_seeds, chosen, models_per_job):
+        if batch.name == name:
+            return batch
+    return model_batch(name)
+
+
+def batch_of_model(model: str, teacher_seeds: list[int], chosen: list[str] | None, models_per_job: int) -> TrainingBatch:
+    """The training job that trains this model."""
+    for batch in training_batches(teacher_seeds, chosen, models_per_job):
+        if model in batch.model_names:
+            return batch
+    return model_batch(model)

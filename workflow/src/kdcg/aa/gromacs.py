@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from kdcg.errors import InputError
+from kdcg.files import link_or_copy
 
 log = logging.getLogger(__name__)
 
@@ -247,15 +248,6 @@ def whole_run_performance(segments: list[dict], record: dict, simulated_ps: floa
     return {"segments": len(segments), "simulated_ps": simulated_ps, "wall_s": round(wall, 3),
             "ns_per_day": round(ns_per_day, 3), "hours_per_ns": round(24.0 / ns_per_day, 3),
             "last_segment_ns_per_day": record.get("ns_per_day")}
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard link when possible: the production trajectory can be hundreds of MB."""
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def performance_table(records: list[dict], out_tsv: Path) -> None:

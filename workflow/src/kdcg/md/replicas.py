@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kdcg.errors import BatchAborted, InputError, StorageError, is_storage_failure
-from kdcg.files import read_json, write_json
-from kdcg.aa.gromacs import link_or_copy
+from kdcg.files import link_or_copy, read_json, write_json
 from kdcg.md.lammps_engine import attach_model, create_system, lammps_instance, type_masses
 from kdcg.models.model_forces import ModelForces, set_pair_skin
 from kdcg.provenance import comparable, dataset_fingerprint, file_sha256

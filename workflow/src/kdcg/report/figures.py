@@ -392,9 +392,9 @@ def drift_verdicts(members: list[dict], species: str) -> dict:
 
 
 def fig_cdf_time(data: dict, reference: dict, path: Path) -> list[str]:
-    """Time-resolved CDFs per species (columns) for every family (rows): one representative
-    replica each (the first with windows, a stable one if any), titled with the drift verdict
-    of all the family's replicas. Returns the titles."""
+    """Time-resolved CDFs per species (columns) for every family (rows): one replica each, the
+    one that drifts furthest where any of the family's drifts (else the first stable one with
+    windows), titled with the drift verdict of all the family's replicas. Returns the titles."""
     species = list(reference["cdf"])
     x = np.asarray(reference["grids"]["cdf"]["r_A"])
     rows = []
@@ -403,7 +403,11 @@ def fig_cdf_time(data: dict, reference: dict, path: Path) -> list[str]:
         if not members:
             continue
         with_windows = [r for r in members if r["analysis"].get("cdf_windows")]
-        with_windows.sort(key=lambda r: r["result"]["status"] != "stable")
+        def drift(r) -> float:  # the replica's largest first-to-last CDF TAE over drifting species
+            return max((d["tae_first_last"] for d in r["analysis"]["cdf_windows"]["drift"].values()
+                        if d and d.get("drifting")), default=-1.0)
+
+        with_windows.sort(key=lambda r: (-drift(r), r["result"]["status"] != "stable"))
         rows.append((family, members, with_windows[0] if with_windows else None))
     fig, axes = plt().subplots(max(1, len(rows)), len(species), figsize=(4 * len(species), 2.9 * max(1, len(rows))),
                                squeeze=False)

@@ -35,8 +35,8 @@ REPORT_RESULT_KEYS = ("replica", "status", "step", "time_ps")
 
 #: a mean's column -> the column of its spread (SD or SE): the mean is given to the spread's digits
 SPREAD_OF = {"tae_mean": "tae_std", "ns_per_day_mean": "ns_per_day_std", "a_mean": "a_se", "b_mean": "b_se"}
-#: significant digits of a lone value: a p-value 2, everything else 3
-SIGNIFICANT = {"p_value": 2}
+#: significant digits of a lone value: a p-value (raw or Holm) 2, everything else 3
+SIGNIFICANT = {"p_value": 2, "p_holm": 2}
 
 
 def spread_decimals(spread: float) -> int | None:
@@ -110,7 +110,7 @@ def collect(results: Path, models: list[str]) -> dict:
     return {"replicas": replicas, "metrics": metrics}
 
 
-def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict:
+def tables(data: dict, aa_performance: Path, out: Path, reference: dict, findings_config: dict | None = None) -> dict:
     reps = data["replicas"]
     # tae.csv: long format; a replica without distributions (unstable) keeps one row with its status
     rows, tae_rows = [], []
@@ -192,17 +192,23 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict) -> dict
                                        "reason", "t_equilibration_detected_ps", "t_equilibration_used_ps", "equilibrated",
                                        *[f"cdf_drift_{s}" for s in species]], stab)
     # findings.csv (and .md): the comparisons that test the paper's five findings
-    finding_rows = _findings.findings(reps)
-    _write_csv(out / "findings.csv", _findings.HEADER, finding_rows)
-    (out / "findings.md").write_text(_findings.markdown(finding_rows))
+    write_findings(out, _findings.findings(reps, _findings.equivalence_margins(findings_config or {}, reference)))
     return {"summary": summary}
 
 
+def write_findings(out: Path, rows: list[dict]) -> None:
+    """findings.csv and findings.md (kdcg.analysis.findings)."""
+    _write_csv(out / "findings.csv", _findings.HEADER, _findings.csv_rows(rows))
+    (out / "findings.md").write_text(_findings.markdown(rows))
+
+
 def summarize(results: Path, models: list[str], reference_path: Path, aa_performance: Path, tables_dir: Path,
-              figures_dir: Path, aa_energy: Path | None = None) -> None:
+              figures_dir: Path, aa_energy: Path | None = None, findings_config: dict | None = None) -> None:
+    """Every table and figure; ``findings_config``: the config's findings section (how the
+    findings are judged; the default margin is the AA sampling noise)."""
     data = collect(Path(results), models)
     reference = load_json(reference_path, "AA reference")
-    out = tables(data, aa_performance, Path(tables_dir), reference)
+    out = tables(data, aa_performance, Path(tables_dir), reference, findings_config)
     figures.draw_all(data, out["summary"], reference, Path(figures_dir), aa_energy)
     n_bad = sum(r["result"]["status"] != "stable" for r in data["replicas"])
     log.info("%d models, %d replicas (%d unstable): tables in %s, figures in %s", len(models), len(data["replicas"]),
