@@ -272,7 +272,7 @@ def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
     results = wf / "results-study-tiny"
     trained = model_names(study["training"]["teacher_seeds"], study["training"]["student_variants"])
     assert len(trained) == 12  # 4 teachers, st_ei_ft_faa x 4, 4 ensemble variants
-    assert {p.name for p in (results / "models").iterdir() if p.is_dir()} == {*trained, "ensemble"}
+    assert {p.name for p in (results / "models").iterdir() if p.is_dir()} == {*trained, "ensemble", "jobs"}
     for name in trained:
         metrics = json.loads((results / "models" / name / "metrics.json").read_text())
         assert 1 <= metrics["epochs"] <= 2
@@ -288,6 +288,12 @@ def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
     assert "together" in log  # md.evaluate_replicas_together of the study
     for fig in ("tae_rdf.png", "cdf_time.png", "energy_r2.png"):
         assert (results / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    # the findings judged in their units, the study's 4 teachers as models, a verdict on every test
+    with open(results / "tables/findings.csv") as fh:
+        found = list(csv.DictReader(fh))
+    ensemble = [r for r in found if r["comparison"] == "ensemble vs its teachers"]
+    assert ensemble and all(r["unit"] == "trained model" and r["b_models"] == "4" for r in ensemble)
+    assert all(r["verdict"] in ("reproduced", "contradicted", "not resolved") for r in found if r["test"])
     snakemake(wf, "--report", "results-study-tiny/report.html", "--configfile", "study-tiny.yaml")
     html = (results / "report.html").read_text(errors="replace")
     for text in ("study-tiny.yaml", "hippynn Hipnn, 16 features", "4 teachers, the ensemble, 4 single-teacher and 4 ensemble students"):
