@@ -267,7 +267,7 @@ def test_every_subcommand_has_a_description_an_example_and_help_for_each_option(
 
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert len(subparsers.choices) == 17
+    assert len(subparsers.choices) == 18
     for name, sub in subparsers.choices.items():
         assert sub.description and len(sub.description) > 20, name
         assert sub.epilog.startswith("example:\n  kdcg " + name), name

@@ -223,3 +223,25 @@ def test_markdown_shows_units_counts_and_verdicts(replicas):
     text = findings.markdown(findings.findings(replicas, {"rdf": 0.5}))
     assert "| 2 | the ensemble beats its teachers | ensemble vs its teachers | rdf | trained model | ensemble: 0.700 (1 models" in text
     assert "| -1.500 |" in text and "not resolved" in text
+
+
+def test_the_committed_study_reanalysed_from_its_tables(tmp_path):
+    """kdcg findings on the third study run's committed tables: the audit's model-level numbers."""
+    import csv
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-m", "kdcg", "findings", "--tables", str(REPO / "docs/study/tables"),
+                          "--margin-tae", "0.47", "0.12", "0.09", "--out-dir", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "54 rows" in out
+    with open(tmp_path / "findings.csv") as fh:
+        rows = {(r["comparison"], r["quantity"]): r for r in csv.DictReader(fh)}
+    assert float(rows[("teacher seeds", "rdf")]["p_value"]) == pytest.approx(5.1e-6, rel=0.05)
+    assert rows[("teacher seeds", "rdf")]["verdict"] == "reproduced"
+    ens = rows[("ensemble vs its teachers", "rdf")]
+    assert ens["unit"] == "trained model" and float(ens["p_value"]) == pytest.approx(0.56, abs=0.01)
+    assert ens["verdict"] == "not resolved" and float(ens["mde_80"]) > 0.3
+    assert float(rows[("st_ei_ft_faa and its teachers over seeds", "rdf")]["p_value"]) == pytest.approx(1 / 24, rel=0.05)
