@@ -235,6 +235,16 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert (wf / "results-tiny/logs/md-teacher-1-replicas-1-2.log").read_text() == batch_log
     again = json.loads((wf / "results-tiny/md/teacher-1/replica-2/result.json").read_text())
     assert (again["frame"], again["velocity_seed"]) == (first[1]["frame"], first[1]["velocity_seed"])
+    # ... and one whose work folder is gone too: one line naming its job's record; --forcerun runs the job again
+    lost = "results-tiny/md/student-se_ft_faa/replica-2"
+    shutil.rmtree(wf / lost / "run")
+    (wf / lost / "result.json").unlink()
+    proc = snakemake(wf, f"{lost}/result.json", "--cores", "2", "--configfile", "e2e.yaml", check=False)
+    assert proc.returncode != 0 and (f"kdcg error: {lost}/run/result.json is gone, but its job's record "
+                                     "results-tiny/md/student-se_ft_faa/jobs/md-1-2.json says the job finished: run "
+                                     "the job again (add --forcerun md_replicas)") in proc.stderr, proc.stderr[-3000:]
+    snakemake(wf, f"{lost}/result.json", "--cores", "2", "--configfile", "e2e.yaml", "--forcerun", "md_replicas")
+    assert json.loads((wf / lost / "result.json").read_text())["replica"] == 2
 
     # 9. the README's forced rerun of a finished training rebuilds the same weights without training
     before = json.loads((wf / "results-tiny/models/teacher-1/metrics.json").read_text())

@@ -71,6 +71,7 @@ rule analyze_replica:
     conda:
         ENV_ANALYSIS  # ln, cp and touch: any environment has them
     params:
+        job_rule="analyze_replicas",
         work=lambda wildcards, input: analysis_work_folder(input[0], wildcards.replica),
     shell:
         PUBLISH_SHELL

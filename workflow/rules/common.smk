@@ -236,7 +236,10 @@ def training_job_record(wildcards):
 # block: Snakemake would start a Python process that reads the whole workflow for each.
 PUBLISH_SHELL = (
     "for f in {output}; do src={params.work}/$(basename $f);"
-    " ln -f $src $f 2> /dev/null || cp $src $f; touch $f; echo $src '->' $f; done > {log} 2>&1"
+    " [ -f $src ] || {{ echo \"kdcg error: $src is gone, but its job's record {input} says the job"
+    ' finished: run the job again (add --forcerun {params.job_rule})"; exit 1; }};'
+    " ln -f $src $f 2> /dev/null || cp $src $f; touch $f; echo $src '->' $f; done"
+    + ON_ERROR
 )
 
 

@@ -55,6 +55,7 @@ rule md_replica:
     conda:
         ENV_ANALYSIS  # ln, cp and touch: any environment has them
     params:
+        job_rule="md_replicas",
         work=f"{MD}/{{model}}/replica-{{replica}}/run",
     shell:
         PUBLISH_SHELL

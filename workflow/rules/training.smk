@@ -77,6 +77,7 @@ rule trained_model:
     conda:
         ENV_ANALYSIS  # ln, cp and touch: any environment has them
     params:
+        job_rule="train_models",
         work=f"{MODELS}/{{model}}/run",
     shell:
         PUBLISH_SHELL
