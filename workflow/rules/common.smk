@@ -233,12 +233,13 @@ def training_job_record(wildcards):
 # Rules trained_model, md_replica and analyze_replica: a finished job's file, hard-linked (copied
 # across file systems) from the job's work folder into the folder Snakemake knows it by, its time
 # stamp set to now so that it is newer than the job's record. A shell loop, not a Python run:
-# block: Snakemake would start a Python process that reads the whole workflow for each.
+# block: Snakemake would start a Python process that reads the whole workflow for each. The loop
+# runs in a subshell so that its exit reaches ON_ERROR, which shows the one-line error.
 PUBLISH_SHELL = (
-    "for f in {output}; do src={params.work}/$(basename $f);"
+    "(for f in {output}; do src={params.work}/$(basename $f);"
     " [ -f $src ] || {{ echo \"kdcg error: $src is gone, but its job's record {input} says the job"
     ' finished: run the job again (add --forcerun {params.job_rule})"; exit 1; }};'
-    " ln -f $src $f 2> /dev/null || cp $src $f; touch $f; echo $src '->' $f; done"
+    " ln -f $src $f 2> /dev/null || cp $src $f; touch $f; echo $src '->' $f; done)"
     + ON_ERROR
 )
 
