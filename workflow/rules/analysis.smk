@@ -59,7 +59,7 @@ rule analyze_replicas:
 rule analyze_replica:
     """A replica's analysis.json, from its job's work folder."""
     input:
-        analysis_job_record,
+        replica_job_record("analysis"),
     output:
         f"{MD}/{{model}}/replica-{{replica}}/analysis.json",
     log:

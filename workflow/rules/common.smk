@@ -272,12 +272,14 @@ def replica_job(replica):
     return str(replica)
 
 
-def md_job_record(wildcards):
-    return f"{MD}/{wildcards.model}/jobs/md-{replica_job(int(wildcards.replica))}.json"
+def replica_job_record(kind):
+    """Input function: the record of the md or analysis job that made this replica's files."""
 
+    def record(wildcards):
+        span = replica_job(int(wildcards.replica))
+        return f"{MD}/{wildcards.model}/jobs/{kind}-{span}.json"
 
-def analysis_job_record(wildcards):
-    return f"{MD}/{wildcards.model}/jobs/analysis-{replica_job(int(wildcards.replica))}.json"
+    return record
 
 
 def analysis_work_folder(record, replica):

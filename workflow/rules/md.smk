@@ -40,7 +40,7 @@ rule md_replicas:
 rule md_replica:
     """A replica's files, linked from its run/ folder once its job has ended."""
     input:
-        md_job_record,
+        replica_job_record("md"),
     output:
         **{
             key: f"{MD}/{{model}}/replica-{{replica}}/{name}"

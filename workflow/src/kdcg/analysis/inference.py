@@ -73,15 +73,22 @@ def prediction_interval_test(x: float, others: np.ndarray) -> Difference | None:
     return _t_difference(x - others.mean(), se, k - 1, f"prediction-interval t-test, 1 model vs {k} (df {k - 1})")
 
 
+def _welch_satterthwaite(value: float, parts: list[float], dofs: list[int], test: str) -> Difference | None:
+    """A difference whose variance is a sum of independent parts (s^2/n each, with its df)."""
+    var = sum(parts)
+    if var <= 0:
+        return None
+    df = var**2 / sum(v**2 / d for v, d in zip(parts, dofs) if v > 0)
+    return _t_difference(value, math.sqrt(var), df, test)
+
+
 def welch_on_means(a: np.ndarray, b: np.ndarray) -> Difference | None:
     """k model means against m model means (k, m >= 2): Welch's t-test."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if va + vb > 0 else 0.0
-    return _t_difference(a.mean() - b.mean(), se, df, f"Welch t-test on model means, {len(a)} vs {len(b)} models")
+    return _welch_satterthwaite(a.mean() - b.mean(), [a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)],
+                                [len(a) - 1, len(b) - 1], f"Welch t-test on model means, {len(a)} vs {len(b)} models")
 
 
 def replica_difference(a: np.ndarray, b_models: list[np.ndarray]) -> Difference | None:
@@ -95,13 +102,9 @@ def replica_difference(a: np.ndarray, b_models: list[np.ndarray]) -> Difference 
     k = len(b_models)
     parts = [a.var(ddof=1) / len(a)] + [b.var(ddof=1) / len(b) / k**2 for b in b_models]
     dofs = [len(a) - 1] + [len(b) - 1 for b in b_models]
-    var = sum(parts)
-    if var <= 0:
-        return None
-    df = var**2 / sum(v**2 / d for v, d in zip(parts, dofs) if v > 0)
     value = a.mean() - np.mean([b.mean() for b in b_models])
     what = "Welch t-test on replicas, these 2 models" if k == 1 else f"t-test on replicas, 1 model vs the mean of these {k}"
-    return _t_difference(value, math.sqrt(var), df, what)
+    return _welch_satterthwaite(value, parts, dofs, what)
 
 
 def models_differ(groups: list[np.ndarray]) -> tuple[float, float] | None:
