@@ -1,0 +1,143 @@
+"""The static-shape engine (kdcg.models.compiled_forces) against the eager path
+(kdcg.models.model_forces.ModelForces, hippynn's graph), which stays the reference.
+
+Tolerance (float32 both): energies within 1e-6 relative (+1e-4 kcal/mol), forces within 1e-5 of
+the frame's largest force (+1e-4 kcal/mol/A), members' force spread within 1e-4 relative: the
+arithmetic is the same, summed in another order."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hippynn.graphs import GraphModule
+
+from kdcg.models import ensemble
+from kdcg.models.compiled_forces import CompiledModelForces
+from kdcg.models.model import NETWORKS, build_model
+from kdcg.models.model_forces import ModelForces
+from kdcg.models.model_io import save_model
+from kdcg.models.neighbour_table import NeighbourTable, capacity_for, neighbour_rows
+from kdcg.models.pairs import orthorhombic_kdtree_pairs
+
+PRIOR = {"taper_A": [[3.0, 2.8, 2.9], [2.8, 3.2, 3.0], [2.9, 3.0, 3.1]], "strength_kcal_mol_A": 5.0,
+         "dr_A": 0.15, "fraction_at_taper": 0.05, "species_names": ["A", "B", "C"]}
+SMALL = {"n_features": 6, "n_sensitivities": 5, "n_interaction_layers": 2, "n_atom_layers": 2,
+         "dist_soft_min_A": 2.0, "dist_soft_max_A": 4.5, "dist_hard_max_A": 5.0}
+PAPER = {"network": "HipnnQuad", "n_features": 32, "n_sensitivities": 20, "n_interaction_layers": 1,
+         "n_atom_layers": 3, "dist_soft_min_A": 3.0, "dist_soft_max_A": 8.5, "dist_hard_max_A": 10.0}
+
+
+def lattice_frames(n_side: int, spacing_A: float, n_frames: int, seed: int = 1):
+    """Species (beads,), frames (n_frames, beads, 3) A of a jittered cubic lattice, cell (3, 3)."""
+    rng = np.random.default_rng(seed)
+    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * spacing_A
+    species = rng.integers(1, 4, size=len(grid))
+    frames = np.stack([grid + rng.normal(scale=0.3, size=grid.shape) for _ in range(n_frames)])
+    return species, frames, np.eye(3) * n_side * spacing_A
+
+
+def saved_models(folder: Path, cfg: dict, n: int) -> list[Path]:
+    paths = []
+    for seed in range(1, n + 1):
+        torch.manual_seed(seed)
+        m = build_model(cfg, 3, PRIOR)
+        graph = GraphModule([m.species, m.positions, m.cells], [m.forces, m.bead_energies, m.energy])
+        paths.append(folder / f"teacher-{seed}" / "model.pt")
+        save_model(graph, PRIOR, cfg, paths[-1], dataset={"sha256": "one made-up dataset"})
+    return paths
+
+
+def assert_same_evaluations(got, want):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.energy_kcal_mol == pytest.approx(b.energy_kcal_mol, rel=1e-6, abs=1e-4)
+        scale = float(np.abs(b.forces_kcal_mol_A).max())
+        np.testing.assert_allclose(a.forces_kcal_mol_A, b.forces_kcal_mol_A, rtol=0, atol=1e-5 * scale + 1e-4)
+        if np.isnan(b.force_spread_kcal_mol_A):
+            assert np.isnan(a.force_spread_kcal_mol_A)
+        else:
+            assert a.force_spread_kcal_mol_A == pytest.approx(b.force_spread_kcal_mol_A, rel=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["one model", "stacked ensemble"])
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_dense_engine_gives_the_eager_paths_energies_and_forces(tmp_path, network, kind):
+    """Two interaction blocks (the second gathers its neighbours' learned features), two frames
+    batched, a pair skin of 1 A (pairs between cutoff and cutoff + skin sit in the table), the
+    graph run eagerly: every network kind, one model and a stacked ensemble of three."""
+    paths = saved_models(tmp_path, {"network": network, **SMALL}, 3 if kind == "stacked ensemble" else 1)
+    path = paths[0]
+    if kind == "stacked ensemble":
+        path = tmp_path / "ensemble" / "model.pt"
+        ensemble.build_ensemble(paths, path)
+    species, frames, cell = lattice_frames(4, 4.0, 2)
+    want = ModelForces(path, pair_skin_A=1.0).evaluate_batch(species, frames, cell)
+    engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
+    assert engine.n_members == len(paths)
+    assert_same_evaluations(engine.evaluate_batch(species, frames, cell), want)
+    # each frame alone: the same as in the batch
+    assert_same_evaluations([engine(species, frames[1], cell)], want[1:])
+
+
+def test_dense_engine_at_the_papers_sizes(tmp_path):
+    """HIP-NN-TS of Table 1 (32 features, 20 sensitivities, 10 A) on 512 beads at about the
+    paper's bead density."""
+    (path,) = saved_models(tmp_path, PAPER, 1)
+    species, frames, cell = lattice_frames(8, 4.5, 1)
+    want = ModelForces(path, pair_skin_A=1.0).evaluate_batch(species, frames, cell)
+    assert_same_evaluations(CompiledModelForces(path, pair_skin_A=1.0, compile=False).evaluate_batch(
+        species, frames, cell), want)
+
+
+def test_compiled_engine_matches_and_compiles_once_for_a_smaller_batch(tmp_path, caplog):
+    """torch.compile's graph (Inductor) gives the eager path's results; a batch with fewer
+    frames is padded to the shapes it was compiled for, and its warm-up is logged once."""
+    (path,) = saved_models(tmp_path, {"network": "Hipnn", **SMALL, "n_interaction_layers": 1}, 1)
+    species, frames, cell = lattice_frames(4, 4.0, 2)
+    reference = ModelForces(path, pair_skin_A=1.0)
+    engine = CompiledModelForces(path, pair_skin_A=1.0)
+    with caplog.at_level(logging.INFO, logger="kdcg.models.compiled_forces"):
+        assert_same_evaluations(engine.evaluate_batch(species, frames, cell),
+                                reference.evaluate_batch(species, frames, cell))
+        assert_same_evaluations(engine.evaluate_batch(species, frames[:1], cell),
+                                reference.evaluate_batch(species, frames[:1], cell))
+    assert len(engine.compilations) == 1
+    assert sum("compiled in" in r.message for r in caplog.records) == 1
+
+
+def test_neighbour_table_holds_every_pair_once_per_direction_and_pads_with_ghosts():
+    species, frames, cell = lattice_frames(4, 3.5, 2)
+    reach = 6.0
+    neighbour, offset, most = neighbour_rows(frames, cell, reach, None)
+    n_frames, n_beads, capacity = neighbour.shape
+    assert capacity == capacity_for(most) >= most and capacity % 8 == 0
+    for f in range(n_frames):
+        first, second, image = orthorhombic_kdtree_pairs(reach, torch.as_tensor(frames[f]), torch.as_tensor(cell))
+        want = sorted(zip(first.tolist(), (second + f * n_beads).tolist(), map(tuple, image.tolist())))
+        own = np.arange(n_beads)[:, None] + f * n_beads
+        ghost = (neighbour[f].numpy() == own) & (offset[f, ..., 0].numpy() == 2 * reach)
+        i, k = np.nonzero(~ghost)
+        got = sorted(zip(i.tolist(), neighbour[f][i, k].tolist(),
+                         map(tuple, np.rint(offset[f][i, k].numpy() / np.diag(cell)).astype(int).tolist())))
+        assert got == want
+        assert ghost.sum() == n_beads * capacity - len(want)
+
+
+def test_neighbour_table_grows_its_capacity_when_a_bead_has_more_neighbours(caplog):
+    species, frames, cell = lattice_frames(4, 3.5, 1)
+    table = NeighbourTable(cutoff_A=5.0, skin_A=1.0)
+    table.update(frames, cell)
+    assert table.update(frames + 0.1, cell) is False and table.reuses == 1  # moved less than skin / 2
+    before = table.capacity
+    crowded = frames.copy()
+    crowded[0, :40] = crowded[0, 0] + np.random.default_rng(0).normal(scale=1.0, size=(40, 3))
+    with caplog.at_level(logging.WARNING, logger="kdcg.models.neighbour_table"):
+        assert table.update(crowded, cell) is True
+    assert table.capacity > before and table.growths == 1
+    assert "pair capacity grown" in caplog.text
+    _, _, most = neighbour_rows(crowded, cell, 6.0, None)
+    assert table.capacity >= most

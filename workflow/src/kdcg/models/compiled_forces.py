@@ -1,0 +1,154 @@
+"""Energy and forces of a saved model through the static-shape engine: the model's weights in
+kdcg.models.dense_network over a neighbour table of fixed capacity (kdcg.models.neighbour_table),
+compiled with ``torch.compile`` (Inductor: C++/OpenMP on a CPU, Triton on a GPU), replicas and
+ensemble members evaluated in one graph. The same calls as kdcg.models.model_forces.ModelForces,
+which stays the reference (``md.engine: eager``).
+
+The compiler specialises the graph to the shapes of one run: frames per evaluation, beads and
+the table's capacity. Its first evaluation pays the compilation (logged, with the time); a
+capacity that has to grow, or a batch with more frames than before, compiles once more (logged).
+A batch with fewer frames is padded with copies of its last frame, so a replica leaving a batch
+does not recompile. Inductor keeps what it compiled in its on-disk cache
+(TORCHINDUCTOR_CACHE_DIR), so later jobs of the same shapes start faster.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdcg.models.model_forces import Evaluation
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("eager", "compiled")
+
+
+def stacked_parts(graph):
+    """(StackedMembers, PairRepulsion) of a loaded kdcg model graph: one network, a stacked
+    ensemble, or an ensemble of members one after another."""
+    from kdcg.models.model import PairRepulsion
+    from kdcg.models.stacked_members import StackedMembers
+
+    modules = {}
+    for node in graph.forward_output_list:
+        module = getattr(node, "torch_module", None)
+        if isinstance(module, torch.nn.Module):
+            modules[node.name] = module
+    repulsion = modules.get("repulsion")
+    if not isinstance(repulsion, PairRepulsion):
+        raise TypeError("the model has no repulsive prior node 'repulsion'")
+    if isinstance(modules.get("members"), StackedMembers):
+        return modules["members"], repulsion
+    if "hipnn_ts" in modules:
+        return StackedMembers([modules["hipnn_ts"]], [modules["hipnn_energy"]]), repulsion
+    k = 1
+    networks, heads = [], []
+    while f"hipnn_ts_{k}" in modules:
+        networks.append(modules[f"hipnn_ts_{k}"])
+        heads.append(modules[f"hipnn_energy_{k}"])
+        k += 1
+    if not networks:
+        raise TypeError("the model graph holds no HIP-NN network kdcg built")
+    return StackedMembers(networks, heads), repulsion
+
+
+class CompiledModelForces:
+    """Energy and forces of a saved kdcg model (single or ensemble) on frames of one system,
+    through the static-shape engine; ``compile=False`` runs the same graph eagerly (tests)."""
+
+    def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None, compile: bool = True):
+        from kdcg.models.model_io import compute_device, load_model
+
+        self.path = Path(model_path)
+        self.graph, self.record = load_model(self.path, data)
+        self.device = compute_device()
+        self.species_names = list(self.record["prior"]["species_names"])
+        self.cutoff_A = float(self.record["model_cfg"]["dist_hard_max_A"])
+        self.stacked, self.repulsion = stacked_parts(self.graph)
+        self.skin_A = float(pair_skin_A)
+        self.compile = compile
+        self._network = None
+        self._run = None
+        self._species_key = None
+        self._frames = 0
+        self._table = None
+        self.compilations: list[float] = []  # seconds of each first evaluation at new shapes
+
+    @property
+    def n_members(self) -> int:
+        return self.stacked.n_members
+
+    def set_pair_skin(self, skin_A: float) -> None:
+        self.skin_A = float(skin_A)
+        self._table = None
+
+    def forget_pairs(self) -> None:
+        if self._table is not None:
+            self._table.forget()
+
+    def _prepare(self, species) -> None:
+        from kdcg.models.dense_network import DenseNetwork
+        from kdcg.models.neighbour_table import NeighbourTable
+
+        species = np.asarray(species, dtype=np.int64)
+        key = species.tobytes()
+        if self._species_key == key:
+            return
+        self._species_key = key
+        self._network = DenseNetwork(self.stacked, self.repulsion, species, self.cutoff_A).to(self.device)
+        self._network.members_per_pass = self._network.stacked.automatic_members_per_pass(
+            len(species), len(species) * 64, self.device) if self.device.type == "cpu" else self.n_members
+        self._run = torch.compile(self._network, dynamic=False) if self.compile else self._network
+        self._table = None
+        self._frames = 0
+
+    def __call__(self, species, positions, cell) -> Evaluation:
+        return self.evaluate_batch(species, np.asarray(positions)[None], cell)[0]
+
+    def evaluate_batch(self, species, positions, cell) -> list[Evaluation]:
+        """Frames of one system: positions (frames, beads, 3) A, species (beads,), cell (3, 3) A."""
+        from kdcg.models.neighbour_table import NeighbourTable
+
+        self._prepare(species)
+        positions = np.asarray(positions, dtype=np.float64)
+        n = len(positions)
+        if n > self._frames:
+            self._frames = n
+            self._table = None
+        if n < self._frames:  # padded with copies of the last frame: the shapes the graph knows
+            positions = np.concatenate([positions, np.repeat(positions[-1:], self._frames - n, axis=0)])
+        if self._table is None:
+            self._table = NeighbourTable(self.cutoff_A, self.skin_A)
+        grown = self._table.update(positions, cell)
+        first_at_shape = grown or self._table.builds == 1 and self._table.reuses == 0
+        t0 = time.perf_counter()
+        energy, forces, member_forces = self._forces(positions)
+        if first_at_shape and self.compile:
+            seconds = time.perf_counter() - t0
+            self.compilations.append(seconds)
+            log.info("compiled engine: %d frame(s) x %d beads x %d pair slots compiled in %.1f s",
+                     self._frames, positions.shape[1], self._table.capacity, seconds)
+        spreads = np.full(n, float("nan"))
+        if self.n_members > 1:
+            spreads = np.sqrt(member_forces.var(axis=0).sum(axis=-1).mean(axis=-1))[:n]
+        return [Evaluation(float(energy[b]), forces[b], float(spreads[b])) for b in range(n)]
+
+    def _forces(self, positions):
+        """(energies (B,), mean forces (B, N, 3), member forces (M, B, N, 3)), float64 numpy."""
+        frames = torch.as_tensor(positions, dtype=torch.float32, device=self.device)
+        member_positions = frames.unsqueeze(0).expand(self.n_members, -1, -1, -1).clone().requires_grad_(True)
+        prior_positions = frames.clone().requires_grad_(True)
+        neighbour = self._table.neighbour.to(self.device)
+        offset = self._table.offset_A.to(self.device)
+        member_energy, prior_energy, _ = self._run(member_positions, prior_positions, neighbour, offset)
+        member_grad, prior_grad = torch.autograd.grad(member_energy.sum() + prior_energy.sum(),
+                                                      (member_positions, prior_positions))
+        members = -(member_grad + prior_grad.unsqueeze(0))
+        energy = member_energy.mean(0) + prior_energy
+        members = members.detach().cpu().numpy().astype(np.float64)
+        return energy.detach().cpu().numpy().astype(np.float64), members.mean(axis=0), members
