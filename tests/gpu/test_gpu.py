@@ -26,7 +26,7 @@ MD_CONFIG = {
     "replicas": 2, "seed": 7, "timestep_fs": 2.0, "thermostat_damping_fs": 100.0, "equilibration_ps": 0.04,
     "sample_interval_ps": 0.02, "n_samples": 3, "thermo_interval_steps": 10, "restart_interval_steps": 20,
     "pair_skin_A": 0.5, "min_distance_A": 0.5, "max_temperature_K": 5000.0, "replicas_per_job": 2,
-    "evaluate_replicas_together": True, "max_energy_per_bead_kcal_mol": 1000.0,
+    "evaluate_replicas_together": True, "engine": "auto", "max_energy_per_bead_kcal_mol": 1000.0,
     "max_energy_drift_per_bead_kcal_mol": 50.0,
 }
 

@@ -63,13 +63,16 @@ def assert_same_evaluations(got, want):
             assert a.force_spread_kcal_mol_A == pytest.approx(b.force_spread_kcal_mol_A, rel=1e-4)
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
 @pytest.mark.parametrize("kind", ["one model", "stacked ensemble"])
 @pytest.mark.parametrize("network", sorted(NETWORKS))
-def test_dense_engine_gives_the_eager_paths_energies_and_forces(tmp_path, network, kind):
-    """Two interaction blocks (the second gathers its neighbours' learned features), two frames
-    batched, a pair skin of 1 A (pairs between cutoff and cutoff + skin sit in the table), the
-    graph run eagerly: every network kind, one model and a stacked ensemble of three."""
-    paths = saved_models(tmp_path, {"network": network, **SMALL}, 3 if kind == "stacked ensemble" else 1)
+def test_dense_engine_gives_the_eager_paths_energies_and_forces(tmp_path, network, kind, blocks):
+    """Two frames batched, a pair skin of 1 A (pairs between cutoff and cutoff + skin sit in the
+    table), the graph run eagerly: every network kind, one model and a stacked ensemble of
+    three; one interaction block (forces written out, AnalyticForces) and two (the second
+    gathers its neighbours' learned features; forces by autograd)."""
+    cfg = {"network": network, **SMALL, "n_interaction_layers": blocks}
+    paths = saved_models(tmp_path, cfg, 3 if kind == "stacked ensemble" else 1)
     path = paths[0]
     if kind == "stacked ensemble":
         path = tmp_path / "ensemble" / "model.pt"
@@ -79,6 +82,7 @@ def test_dense_engine_gives_the_eager_paths_energies_and_forces(tmp_path, networ
     engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
     assert engine.n_members == len(paths)
     assert_same_evaluations(engine.evaluate_batch(species, frames, cell), want)
+    assert engine.analytic == (blocks == 1)
     # each frame alone: the same as in the batch
     assert_same_evaluations([engine(species, frames[1], cell)], want[1:])
 
@@ -89,8 +93,10 @@ def test_dense_engine_at_the_papers_sizes(tmp_path):
     (path,) = saved_models(tmp_path, PAPER, 1)
     species, frames, cell = lattice_frames(8, 4.5, 1)
     want = ModelForces(path, pair_skin_A=1.0).evaluate_batch(species, frames, cell)
-    assert_same_evaluations(CompiledModelForces(path, pair_skin_A=1.0, compile=False).evaluate_batch(
-        species, frames, cell), want)
+    for analytic in (True, False):
+        engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False, analytic=analytic)
+        assert_same_evaluations(engine.evaluate_batch(species, frames, cell), want)
+        assert engine.analytic == analytic
 
 
 def test_compiled_engine_matches_and_compiles_once_for_a_smaller_batch(tmp_path, caplog):
@@ -112,9 +118,9 @@ def test_compiled_engine_matches_and_compiles_once_for_a_smaller_batch(tmp_path,
 def test_neighbour_table_holds_every_pair_once_per_direction_and_pads_with_ghosts():
     species, frames, cell = lattice_frames(4, 3.5, 2)
     reach = 6.0
-    neighbour, offset, most = neighbour_rows(frames, cell, reach, None)
+    neighbour, offset, mirror, capacities, most = neighbour_rows(frames, cell, reach, None)
     n_frames, n_beads, capacity = neighbour.shape
-    assert capacity == capacity_for(most) >= most and capacity % 8 == 0
+    assert (capacity,) == capacities == (capacity_for(most[0]),) and capacity >= most[0] and capacity % 8 == 0
     for f in range(n_frames):
         first, second, image = orthorhombic_kdtree_pairs(reach, torch.as_tensor(frames[f]), torch.as_tensor(cell))
         want = sorted(zip(first.tolist(), (second + f * n_beads).tolist(), map(tuple, image.tolist())))
@@ -125,6 +131,14 @@ def test_neighbour_table_holds_every_pair_once_per_direction_and_pads_with_ghost
                          map(tuple, np.rint(offset[f][i, k].numpy() / np.diag(cell)).astype(int).tolist())))
         assert got == want
         assert ghost.sum() == n_beads * capacity - len(want)
+        # a listing's mirror is the same pair from its other bead, with the opposite image
+        flat_mirror = mirror[f].numpy()
+        assert (flat_mirror[ghost] == n_frames * n_beads * capacity).all()
+        back = flat_mirror[i, k]
+        back_bead, back_slot = np.divmod(back, capacity)
+        assert (neighbour.reshape(-1, capacity)[back_bead, back_slot].numpy() == i + f * n_beads).all()
+        assert (back_bead == neighbour[f][i, k].numpy()).all()
+        np.testing.assert_array_equal(offset.reshape(-1, capacity, 3)[back_bead, back_slot].numpy(), -offset[f][i, k].numpy())
 
 
 def test_neighbour_table_grows_its_capacity_when_a_bead_has_more_neighbours(caplog):
@@ -139,5 +153,27 @@ def test_neighbour_table_grows_its_capacity_when_a_bead_has_more_neighbours(capl
         assert table.update(crowded, cell) is True
     assert table.capacity > before and table.growths == 1
     assert "pair capacity grown" in caplog.text
-    _, _, most = neighbour_rows(crowded, cell, 6.0, None)
-    assert table.capacity >= most
+    *_, most = neighbour_rows(crowded, cell, 6.0, None)
+    assert table.capacity >= most[0]
+
+
+def test_neighbour_table_groups_each_row_by_neighbour_species():
+    """With species, a row holds species 1's neighbours in its first block, then species 2's ...:
+    the same pairs as the ungrouped table, each in its species' block."""
+    species, frames, cell = lattice_frames(4, 3.5, 2)
+    plain = neighbour_rows(frames, cell, 6.0, None)
+    neighbour, offset, mirror, capacities, most = neighbour_rows(frames, cell, 6.0, None, species, 3)
+    assert len(capacities) == 3 and all(c >= m for c, m in zip(capacities, most))
+    flat_species = np.tile(species, 2)
+    ghost = offset[..., 0].numpy() == 12.0
+    start = 0
+    for s, width in enumerate(capacities, start=1):
+        block = neighbour[:, :, start:start + width].numpy()
+        assert (flat_species[block][~ghost[:, :, start:start + width]] == s).all()
+        start += width
+    for table in (plain, (neighbour, offset, mirror)):
+        keep = table[1][..., 0].numpy() != 12.0
+        assert keep.sum() == (plain[1][..., 0].numpy() != 12.0).sum()
+    # mirrors still point at the reverse listing
+    i = np.nonzero(~ghost.reshape(-1))[0]
+    assert (mirror.reshape(-1)[mirror.reshape(-1)[i]].numpy() == i).all()

@@ -36,6 +36,7 @@ MD_CONFIG = {
     "replicas": 2, "seed": 7, "timestep_fs": 2.0, "thermostat_damping_fs": 100.0, "equilibration_ps": 0.1,
     "sample_interval_ps": 0.02, "n_samples": 5, "thermo_interval_steps": 10, "restart_interval_steps": 20,
     "pair_skin_A": 0.5, "min_distance_A": 0.5, "max_temperature_K": 5000.0, "replicas_per_job": 2, "evaluate_replicas_together": True,
+    "engine": "auto",
     "max_energy_per_bead_kcal_mol": 1000.0, "max_energy_drift_per_bead_kcal_mol": 50.0,
 }
 
@@ -543,10 +544,11 @@ def test_an_unstable_replica_leaves_the_batch_and_the_others_go_on(workdir, tmp_
 
     class PoisonReplica2:
         """The model, except that replica 2's energy turns NaN from the 20th batch on."""
-        graph = model.graph
-
         def __init__(self):
             self.batches = 0
+
+        def forget_pairs(self):
+            model.forget_pairs()
 
         def evaluate_batch(self, species, positions, cell):
             out = model.evaluate_batch(species, positions, cell)
@@ -600,9 +602,7 @@ def test_replicas_all_join_before_the_first_evaluation_and_hold_the_callers_numb
         def steps(forces):
             return [forces(None, np.zeros((2, 3)), None) for _ in range(3)]
 
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("kdcg.md.replica_batch.forget_pairs", lambda graph: None)
-            first, second = run_together([(1, steps), (2, steps)], rendezvous)
+        first, second = run_together([(1, steps), (2, steps)], rendezvous)  # a model without a pair list
     finally:
         numba.set_num_threads(before)
     assert first == second == [1, 2, 3] and rendezvous.batch_sizes == [2, 2, 2]
@@ -626,3 +626,28 @@ def test_a_lammps_instance_leaves_pytorchs_thread_count_as_it_was():
     env = {k: v for k, v in venv_env().items() if k != "OMP_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2", "2"]
+
+
+def test_md_through_the_compiled_engine_follows_the_eager_trajectories(workdir, tmp_path, caplog):
+    """md.engine compiled (kdcg.models.compiled_forces): the ensemble's replicas, evaluated
+    together, start from the eager path's energies and forces and stay on its trajectories over
+    the short run (float32 sums in another order: the last bits differ, then grow)."""
+    import logging
+
+    model = workdir / "ensemble" / "model.pt"
+    with caplog.at_level(logging.INFO):
+        compiled = md.run_replicas(model, workdir / "dataset.npz", cfg(engine="compiled"), [1, 2], tmp_path / "compiled")
+    eager = md.run_replicas(model, workdir / "dataset.npz", cfg(engine="eager"), [1, 2], tmp_path / "eager")
+    assert [r["status"] for r in compiled] == [r["status"] for r in eager] == ["stable", "stable"]
+    assert any("CompiledModelForces engine" in r.message for r in caplog.records)
+    assert sum("compiled in" in r.message for r in caplog.records) == 1  # one warm-up for the job
+    for r in (1, 2):
+        th_c = np.genfromtxt(tmp_path / "compiled" / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
+        th_e = np.genfromtxt(tmp_path / "eager" / f"replica-{r}" / "thermo.csv", delimiter=",", names=True)
+        assert th_c["potential_kcal_mol"][0] == pytest.approx(th_e["potential_kcal_mol"][0], rel=1e-5, abs=1e-3)
+        assert th_c["force_spread_kcal_mol_A"][0] == pytest.approx(th_e["force_spread_kcal_mol_A"][0], rel=1e-4)
+        np.testing.assert_allclose(th_c["potential_kcal_mol"], th_e["potential_kcal_mol"], atol=0.05)
+        steps_c, x_c = _positions(tmp_path / "compiled" / f"replica-{r}" / "trajectory.lammpstrj")
+        steps_e, x_e = _positions(tmp_path / "eager" / f"replica-{r}" / "trajectory.lammpstrj")
+        assert steps_c == steps_e
+        np.testing.assert_allclose(x_c, x_e, atol=1e-2)

@@ -18,7 +18,6 @@ import threading
 import numpy as np
 
 from kdcg.errors import BatchAborted
-from kdcg.models.pairs import forget_pairs
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,9 @@ log = logging.getLogger(__name__)
 class ReplicaRendezvous:
     """Collects the force requests of the active replicas and evaluates them as one batch.
 
-    ``model`` has ``evaluate_batch(species, positions (frames, beads, 3), cell)``
-    (kdcg.models.model_forces.ModelForces). Replicas ``join`` before their first step and ``leave`` when they
+    ``model`` has ``evaluate_batch(species, positions (frames, beads, 3), cell)`` and, with a
+    pair list, ``forget_pairs()`` (kdcg.models.model_forces.ModelForces,
+    kdcg.models.compiled_forces.CompiledModelForces). Replicas ``join`` before their first step and ``leave`` when they
     end; while a joined replica is between callbacks (integrating, writing files) the others
     wait for it.
     """
@@ -94,7 +94,9 @@ class ReplicaRendezvous:
         order = tuple(sorted(self._pending))
         try:
             if order != self._last_batch or self._rebuild_pairs:  # other frames in the batch, or a restart point
-                forget_pairs(self.model.graph)
+                forget = getattr(self.model, "forget_pairs", None)  # a model without a pair list has none
+                if forget is not None:
+                    forget()
                 self._last_batch, self._rebuild_pairs = order, False
             evaluations = self.model.evaluate_batch(self.species, np.stack([self._pending[r] for r in order]), self.cell)
             self._results.update(zip(order, evaluations))

@@ -34,7 +34,8 @@ import numpy as np
 from kdcg.errors import BatchAborted, InputError, StorageError, is_storage_failure
 from kdcg.files import link_or_copy, read_json, write_json
 from kdcg.md.lammps_engine import attach_model, create_system, lammps_instance, type_masses
-from kdcg.models.model_forces import ModelForces, set_pair_skin
+from kdcg.models.compiled_forces import open_model_forces
+from kdcg.models.model_forces import ModelForces
 from kdcg.provenance import comparable, dataset_fingerprint, file_sha256
 
 log = logging.getLogger(__name__)
@@ -425,13 +426,15 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
     md = cfg["md"]
     data = load_dataset(dataset_path)
     half_box = 0.5 * float(np.min(np.diag(np.asarray(data["cell"]).reshape(-1, 3, 3)[0])))
-    model = ModelForces(model_path, data=data)
+    model = open_model_forces(model_path, md["engine"], data=data)
+    log.info("%s: forces through the %s engine (md.engine: %s)", Path(model_path).parent.name,
+             type(model).__name__, md["engine"])
     # the pair finder needs cutoff + skin below half the box
     skin = max(0.0, min(md["pair_skin_A"], half_box - model.cutoff_A - 1e-3))
     if skin < md["pair_skin_A"]:
         log.warning("pair skin reduced from %.3f to %.3f A: cutoff + skin must stay below half the box (%.3f A)",
                     md["pair_skin_A"], skin, half_box)
-    set_pair_skin(model.graph, skin)
+    model.set_pair_skin(skin)
     if list(model.species_names) != [str(s) for s in data["species_names"]]:
         raise InputError(model_path, f"model species {model.species_names} differ from the dataset's {list(data['species_names'])}")
     # the weights, not the file bytes: an identical retraining does not restart the replicas

@@ -26,6 +26,30 @@ from kdcg.models.model_forces import Evaluation
 log = logging.getLogger(__name__)
 
 ENGINES = ("eager", "compiled")
+#: md.engine auto: the engine measured faster on each device (benchmarks/engine.py, docs/performance.md).
+#: On 2 CPU cores the compiled graph measured 1.3-1.5 x the eager one for the study network and
+#: 0.8-1.0 x for the paper's (docs/performance.md): not faster for every network, and its
+#: resumes are not yet shown bit-identical; no GPU figure yet. Eager everywhere until then.
+ENGINE_BY_DEVICE = {"cpu": "eager", "cuda": "eager"}
+
+
+def chosen_engine(engine: str, device: torch.device) -> str:
+    """md.engine resolved for this device: eager or compiled."""
+    if engine == "auto":
+        return ENGINE_BY_DEVICE.get(device.type, "eager")
+    if engine not in ENGINES:
+        raise ValueError(f"md.engine must be auto, eager or compiled, not {engine!r}")
+    return engine
+
+
+def open_model_forces(model_path: Path, engine: str, data: dict | None = None):
+    """The model's force evaluator for MD: ModelForces (eager) or CompiledModelForces."""
+    from kdcg.models.model_forces import ModelForces
+    from kdcg.models.model_io import compute_device
+
+    if chosen_engine(engine, compute_device()) == "compiled":
+        return CompiledModelForces(model_path, data=data)
+    return ModelForces(model_path, data=data)
 
 
 def stacked_parts(graph):
@@ -61,7 +85,8 @@ class CompiledModelForces:
     """Energy and forces of a saved kdcg model (single or ensemble) on frames of one system,
     through the static-shape engine; ``compile=False`` runs the same graph eagerly (tests)."""
 
-    def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None, compile: bool = True):
+    def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None, compile: bool = True,
+                 analytic: bool = True):
         from kdcg.models.model_io import compute_device, load_model
 
         self.path = Path(model_path)
@@ -72,6 +97,10 @@ class CompiledModelForces:
         self.stacked, self.repulsion = stacked_parts(self.graph)
         self.skin_A = float(pair_skin_A)
         self.compile = compile
+        # forces written out where the network allows it (kdcg.models.dense_network.AnalyticForces),
+        # else autograd through the dense graph
+        self.analytic_allowed = analytic
+        self.analytic = False
         self._network = None
         self._run = None
         self._species_key = None
@@ -92,8 +121,7 @@ class CompiledModelForces:
             self._table.forget()
 
     def _prepare(self, species) -> None:
-        from kdcg.models.dense_network import DenseNetwork
-        from kdcg.models.neighbour_table import NeighbourTable
+        from kdcg.models.dense_network import AnalyticForces, DenseNetwork, analytic_forces_apply
 
         species = np.asarray(species, dtype=np.int64)
         key = species.tobytes()
@@ -103,7 +131,9 @@ class CompiledModelForces:
         self._network = DenseNetwork(self.stacked, self.repulsion, species, self.cutoff_A).to(self.device)
         self._network.members_per_pass = self._network.stacked.automatic_members_per_pass(
             len(species), len(species) * 64, self.device) if self.device.type == "cpu" else self.n_members
-        self._run = torch.compile(self._network, dynamic=False) if self.compile else self._network
+        self.analytic = self.analytic_allowed and analytic_forces_apply(self.stacked)
+        module = AnalyticForces(self._network) if self.analytic else self._network
+        self._run = torch.compile(module, dynamic=False) if self.compile else module
         self._table = None
         self._frames = 0
 
@@ -123,7 +153,9 @@ class CompiledModelForces:
         if n < self._frames:  # padded with copies of the last frame: the shapes the graph knows
             positions = np.concatenate([positions, np.repeat(positions[-1:], self._frames - n, axis=0)])
         if self._table is None:
-            self._table = NeighbourTable(self.cutoff_A, self.skin_A)
+            # rows grouped by neighbour species where the forces are written out
+            self._table = NeighbourTable(self.cutoff_A, self.skin_A, species if self.analytic else None,
+                                         len(self.species_names))
         grown = self._table.update(positions, cell)
         first_at_shape = grown or self._table.builds == 1 and self._table.reuses == 0
         t0 = time.perf_counter()
@@ -141,6 +173,14 @@ class CompiledModelForces:
     def _forces(self, positions):
         """(energies (B,), mean forces (B, N, 3), member forces (M, B, N, 3)), float64 numpy."""
         frames = torch.as_tensor(positions, dtype=torch.float32, device=self.device)
+        if self.analytic:
+            with torch.no_grad():
+                member_energy, prior_energy, _, members = self._run(
+                    frames, self._table.neighbour.to(self.device), self._table.offset_A.to(self.device),
+                    self._table.mirror.to(self.device), self._table.capacities)
+            energy = member_energy.mean(0) + prior_energy
+            members = members.cpu().numpy().astype(np.float64)
+            return energy.cpu().numpy().astype(np.float64), members.mean(axis=0), members
         member_positions = frames.unsqueeze(0).expand(self.n_members, -1, -1, -1).clone().requires_grad_(True)
         prior_positions = frames.clone().requires_grad_(True)
         neighbour = self._table.neighbour.to(self.device)

@@ -150,3 +150,158 @@ class DenseNetwork(torch.nn.Module):
             for start in range(0, self.n_members, per_pass)]).reshape(self.n_members, n_frames, n_beads)
         prior_energy, prior_bead = self.prior_energies(prior_positions_A, neighbour, offset_A)
         return bead.sum(-1), prior_energy, bead.mean(0) + prior_bead
+
+
+def activation_slope(activation: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """d activation / dx of hippynn's softplus (torch.nn.Softplus: linear above its threshold)."""
+    beta, threshold = float(activation.beta), float(activation.threshold)
+    return torch.where(beta * x > threshold, torch.ones_like(x), torch.sigmoid(beta * x))
+
+
+def analytic_forces_apply(stacked: StackedMembers) -> bool:
+    """Forces without autograd (``AnalyticForces``) need what every kdcg config builds: one
+    interaction block, whose input is the species one-hot, and softplus activations."""
+    return (len(stacked.blocks) == 1 and all(isinstance(layer.activation, torch.nn.Softplus)
+                                             for layer in stacked.blocks[0]))
+
+
+class AnalyticForces(torch.nn.Module):
+    """Energies and each member's forces of a one-block network (``analytic_forces_apply``)
+    without autograd: the derivative written out, so that one compiled forward graph holds it.
+
+    With the one-hot species as the interaction's input, the positions enter only through the
+    pairs' sensitivities: the derivative of the bead energies with respect to the interaction's
+    output is a per-bead chain through the atom layers; its transpose through the interaction
+    weights gives, for each pair, the derivative with respect to its sensitivity components (a
+    read of the bead's row at the neighbour's species, where hippynn's backward scatters; the
+    table groups each row by neighbour species, so that both directions are sums and broadcasts
+    over one block, not products with one-hot vectors); the chain rule through
+    the pair's distance and direction gives dE/d(pair vector) g_ik; and the force on bead i is
+    -sum_k g_ik plus the g of its listings from its neighbours, read through the table's mirror
+    slots (a gather again). Returns the members' system energies without the prior (M, B), the
+    prior's (B,), mean bead energies with the prior (B, N) kcal/mol, and every member's forces
+    with the prior (M, B, N, 3) kcal/mol/A."""
+
+    def __init__(self, network: DenseNetwork):
+        super().__init__()
+        if not analytic_forces_apply(network.stacked):
+            raise TypeError("analytic forces need one interaction block and softplus activations")
+        self.network = network
+
+    def forward(self, positions_A, neighbour, offset_A, mirror, blocks: tuple):
+        """``blocks``: the slots of each neighbour species in a row (kdcg.models.neighbour_table
+        with species): constants of the compiled graph."""
+        net = self.network
+        stacked = net.stacked
+        n_frames, n_beads, capacity = neighbour.shape
+        m = stacked.n_members
+        nb = n_frames * n_beads
+        coord = pair_vectors(positions_A, neighbour, offset_A)  # (B, N, K, 3)
+        dist = coord.norm(dim=-1)
+        rhat = coord / dist.unsqueeze(-1)
+        wrapper = stacked.blocks[0][0]
+        layer = wrapper.base
+        s = layer.n_dist
+        d = dist.unsqueeze(-1)  # (B, N, K, 1)
+        mu = layer.mu.reshape(m, 1, 1, 1, s)
+        sigma = layer.sigma.reshape(m, 1, 1, 1, s)
+        base = inverse_gaussians(d, mu, sigma)  # (M, B, N, K, S)
+        angle = math.pi / 2 * dist / layer.hard_max_dist_A
+        inside = (dist <= layer.hard_max_dist_A).to(dist.dtype)
+        cut = (torch.cos(angle) ** 2 * inside).unsqueeze(-1)
+        cut_slope = (-(math.pi / 2 / layer.hard_max_dist_A) * torch.sin(2 * angle) * inside).unsqueeze(-1)
+        sense = base * cut
+        inverse_gap = d ** -1 - mu ** -1
+        sense_slope = base * (cut * inverse_gap * sigma ** 2 / d ** 2 + cut_slope)  # d sense / d r
+        # angular factors Y_c of the components (hippynn's order): 1; x, y, z; xx-t, xy, xz, yy-t, yz
+        x, y, z = rhat.unbind(-1)
+        factors = [torch.ones_like(x)]
+        if layer.order >= 1:
+            factors += [x, y, z]
+        if layer.order == 2:
+            t = (x * x + y * y + z * z) / 3.0
+            factors += [x * x - t, x * y, x * z, y * y - t, y * z]
+        n_comp = len(factors)
+        angular = torch.stack(factors, dim=-1)  # (B, N, K, C)
+        components = angular.unsqueeze(-1) * sense.unsqueeze(-2)  # (M, B, N, K, C, S)
+        n_species = net.onehot.shape[1]
+        if len(blocks) != n_species:
+            raise ValueError(f"the table has {len(blocks)} species blocks, the model {n_species} species")
+        bounds = [(sum(blocks[:f]), sum(blocks[:f + 1])) for f in range(n_species)]
+        # env[i, c, s, f] = sum over the neighbours of species f (one block of the row)
+        env = torch.stack([components[:, :, :, lo:hi].sum(3) for lo, hi in bounds], dim=-1)  # (M, B, N, C, S, F)
+        env = env.reshape(m, nb, n_comp, s * n_species)
+        weights = layer.int_weights  # (M, S*F_in, F_out)
+        x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
+        out = torch.bmm(env[:, :, 0].contiguous(), weights)
+        if layer.order >= 1:
+            vec = torch.bmm(env[:, :, 1:4].reshape(m, nb * 3, -1), weights).reshape(m, nb, 3, layer.nf_out)
+            vec_norm = torch.sqrt(torch.square(vec).sum(dim=2) + layer.cusp_reg)
+            out = out + vec_norm * layer.vecscales
+        if layer.order == 2:
+            quad = torch.bmm(env[:, :, 4:9].reshape(m, nb * 5, -1), weights).reshape(m, nb, 5, layer.nf_out)
+            quad_norm = torch.sqrt(2 * (torch.square(quad).sum(dim=2) + quad[:, :, 0, :] * quad[:, :, 3, :]) + layer.cusp_reg)
+            out = out + quad_norm * layer.quadscales
+        interaction = out + layer.selfint(x0)
+        # the per-bead layers, forward, keeping what their derivative needs
+        features = wrapper.res(wrapper.activation(interaction)) + (wrapper.adjust(x0) if wrapper.adjust is not None else x0)
+        inputs = []
+        for atom_layer in stacked.blocks[0][1:]:
+            pre = atom_layer.base(features)
+            inputs.append(pre)
+            features = atom_layer.res(atom_layer.activation(pre)) + (
+                atom_layer.adjust(features) if atom_layer.adjust is not None else features)
+        head0, head1 = stacked.head
+        bead = (head0(x0) + head1(features)).squeeze(-1).reshape(m, n_frames, n_beads)
+        # backward through the per-bead layers: dE/d(features), then dE/d(interaction output)
+        grad = head1.weight.transpose(1, 2).expand(m, nb, -1)  # (M, B*N, F)
+        for atom_layer, pre in zip(reversed(stacked.blocks[0][1:]), reversed(inputs)):
+            through = torch.matmul(grad, atom_layer.res.weight.transpose(1, 2)) * activation_slope(atom_layer.activation, pre)
+            through = torch.matmul(through, atom_layer.base.weight.transpose(1, 2))
+            skip = torch.matmul(grad, atom_layer.adjust.weight.transpose(1, 2)) if atom_layer.adjust is not None else grad
+            grad = through + skip
+        grad_out = torch.matmul(grad, wrapper.res.weight.transpose(1, 2)) * activation_slope(wrapper.activation, interaction)
+        weights_t = weights.transpose(1, 2)  # (M, F_out, S*F_in)
+        grad_env = [torch.bmm(grad_out, weights_t)]  # (M, B*N, S*F_in) per component
+        if layer.order >= 1:
+            grad_vec = (grad_out * layer.vecscales / vec_norm).unsqueeze(2) * vec  # (M, B*N, 3, F_out)
+            grad_env.append(torch.bmm(grad_vec.reshape(m, nb * 3, -1), weights_t).reshape(m, nb, 3, -1))
+        if layer.order == 2:
+            grad_q = 2 * quad
+            grad_q = grad_q + torch.stack([quad[:, :, 3], torch.zeros_like(quad[:, :, 0]), torch.zeros_like(quad[:, :, 0]),
+                                           quad[:, :, 0], torch.zeros_like(quad[:, :, 0])], dim=2)
+            grad_q = (grad_out * layer.quadscales / quad_norm).unsqueeze(2) * grad_q
+            grad_env.append(torch.bmm(grad_q.reshape(m, nb * 5, -1), weights_t).reshape(m, nb, 5, -1))
+        grad_env = torch.cat([g.reshape(m, nb, -1, s, n_species) for g in grad_env], dim=2)  # (M, B*N, C, S, F_in)
+        # each pair's dE/d(components): the bead's row at its neighbour's species, the same
+        # for every slot of a block
+        grad_env = grad_env.reshape(m, n_frames, n_beads, n_comp, s, n_species)
+        grad_pair = torch.cat([grad_env[..., f].unsqueeze(3).expand(-1, -1, -1, hi - lo, -1, -1)
+                               for f, (lo, hi) in enumerate(bounds)], dim=3)  # (M, B, N, K, C, S)
+        grad_dist = (grad_pair * angular.unsqueeze(-1) * sense_slope.unsqueeze(-2)).sum((-1, -2))  # (M, B, N, K)
+        grad_angular = (grad_pair * sense.unsqueeze(-2)).sum(-1)  # (M, B, N, K, C)
+        grad_rhat = torch.zeros_like(coord).unsqueeze(0).expand(m, -1, -1, -1, -1)
+        if layer.order >= 1:
+            grad_rhat = grad_angular[..., 1:4]
+        if layer.order == 2:
+            a4, a5, a6, a7, a8 = grad_angular[..., 4:9].unbind(-1)
+            third = 2.0 / 3.0 * (a4 + a7)
+            grad_rhat = grad_rhat + torch.stack([
+                2 * x * a4 + y * a5 + z * a6 - third * x,
+                x * a5 + 2 * y * a7 + z * a8 - third * y,
+                x * a6 + y * a8 - third * z], dim=-1)
+        radial = (grad_rhat * rhat).sum(-1, keepdim=True)
+        grad_coord = grad_dist.unsqueeze(-1) * rhat + (grad_rhat - radial * rhat) / dist.unsqueeze(-1)
+        # the prior: half of each listed pair's energy to its bead, within the cutoff
+        n_prior_species = net.repulsion.taper.shape[0]
+        bead_tapers = net.repulsion.taper.index_select(0, net.species - 1)  # (N, species)
+        taper = torch.cat([bead_tapers[:, f:f + 1].expand(-1, hi - lo) for f, (lo, hi) in enumerate(bounds)], dim=1)
+        half = 0.5 * net.repulsion.pair_energy(dist, taper) * (dist < net.cutoff_A).to(dist.dtype)
+        prior_bead = half.sum(-1)
+        grad_coord = grad_coord + (-net.repulsion.alpha * half).unsqueeze(-1) * rhat
+        # F_i = -sum_k g_ik + sum over i's listings from its neighbours (mirror slots) of their g
+        flat = grad_coord.reshape(m, n_frames * n_beads * capacity, 3)
+        flat = torch.cat([flat, torch.zeros_like(flat[:, :1])], dim=1)
+        listed_from_neighbours = flat.index_select(1, mirror.reshape(-1)).reshape(m, n_frames, n_beads, capacity, 3)
+        forces = (listed_from_neighbours - grad_coord).sum(-2)
+        return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces

@@ -63,6 +63,9 @@ class ModelForces:
                             torch.as_tensor(np.asarray(cell, dtype=np.float32))[None].to(self.device))
         return self._cached[1], self._cached[2]
 
+    def set_pair_skin(self, skin_A: float) -> None:
+        set_pair_skin(self.graph, skin_A)
+
     def forget_pairs(self) -> None:
         """Rebuild the pair list at the next evaluation (kdcg.models.pairs.VerletPairs)."""
         from kdcg.models.pairs import forget_pairs

@@ -37,35 +37,56 @@ def capacity_for(most_neighbours: int) -> int:
     return CAPACITY_MULTIPLE * math.ceil(wanted / CAPACITY_MULTIPLE)
 
 
-def neighbour_rows(positions_A: np.ndarray, cell_A: np.ndarray, reach_A: float, capacity: int | None):
+def neighbour_rows(positions_A: np.ndarray, cell_A: np.ndarray, reach_A: float, capacities: tuple | None,
+                   species: np.ndarray | None = None, n_species: int | None = None):
     """The table of a batch of frames of one system.
 
     positions_A (frames, beads, 3), cell_A (3, 3) orthorhombic, ``reach_A`` = cutoff + skin.
-    Returns (neighbour (frames, beads, capacity) int64: index frame * beads + j of each
-    neighbour j, offset_A (frames, beads, capacity, 3) float32: the image shift added to
-    R_i - R_j, most_neighbours: the fullest bead's count). ``capacity`` None or below the
-    fullest bead's count: ``capacity_for`` that count."""
+    With ``species`` (beads,) 1..S, each row holds its neighbours grouped by their species, in
+    blocks of fixed size (species 1 first), so that a sum over one species' neighbours is a sum
+    over one block; without, one block. ``capacities``: the blocks' sizes; None, or a block
+    that cannot hold some bead's neighbours: ``capacity_for`` the fullest bead's count.
+
+    Returns (neighbour (frames, beads, slots) int64: index frame * beads + j of each neighbour
+    j, offset_A (frames, beads, slots, 3) float32: the image shift added to R_i - R_j, mirror
+    (frames, beads, slots) int64: the flat slot of the same pair listed from its other bead
+    (ghost slots: frames * beads * slots, one past the end), capacities: the blocks' sizes,
+    most: per block the fullest bead's count)."""
     positions = torch.as_tensor(np.asarray(positions_A, dtype=np.float64))
     cell = torch.as_tensor(np.asarray(cell_A, dtype=np.float64))
     n_frames, n_beads, _ = positions.shape
+    n_groups = 1 if species is None else int(n_species or np.max(species))
+    group_of = np.zeros(n_beads, dtype=np.int64) if species is None else np.asarray(species, dtype=np.int64) - 1
     found = [orthorhombic_kdtree_pairs(reach_A, positions[f], cell) for f in range(n_frames)]
-    counts = [np.bincount(first.numpy(), minlength=n_beads) for first, _, _ in found]
-    most = int(max(int(c.max()) for c in counts)) if n_beads else 0
-    if capacity is None or capacity < most:
-        capacity = capacity_for(most)
+    counts = [np.bincount(first.numpy() * n_groups + group_of[second.numpy()], minlength=n_beads * n_groups)
+              .reshape(n_beads, n_groups) for first, second, _ in found]
+    most = tuple(int(max(int(c[:, g].max()) for c in counts)) if n_beads else 0 for g in range(n_groups))
+    if capacities is None or len(capacities) != n_groups or any(c < m for c, m in zip(capacities, most)):
+        capacities = tuple(capacity_for(m) for m in most)
+    starts = np.concatenate([[0], np.cumsum(capacities)[:-1]]).astype(np.int64)
+    slots = int(sum(capacities))
     pad = pad_shift_A(reach_A)
-    neighbour = np.repeat(np.arange(n_frames * n_beads, dtype=np.int64).reshape(n_frames, n_beads, 1), capacity, axis=2)
-    offset = np.zeros((n_frames, n_beads, capacity, 3), dtype=np.float32)
+    neighbour = np.repeat(np.arange(n_frames * n_beads, dtype=np.int64).reshape(n_frames, n_beads, 1), slots, axis=2)
+    offset = np.zeros((n_frames, n_beads, slots, 3), dtype=np.float32)
     offset[..., 0] = pad
+    mirror = np.full((n_frames, n_beads, slots), n_frames * n_beads * slots, dtype=np.int64)
     edges = np.diag(np.asarray(cell_A, dtype=np.float64))
     for f, ((first, second, image), count) in enumerate(zip(found, counts)):
         first, second, image = first.numpy(), second.numpy(), image.numpy()
-        order = np.argsort(first, kind="stable")
-        first, second, image = first[order], second[order], image[order]
-        slot = np.arange(len(first)) - (np.cumsum(count) - count)[first]
+        # the search lists pair p in both directions: p and p + half are each other's reverse
+        half = len(first) // 2
+        reverse = np.concatenate([np.arange(half, 2 * half), np.arange(half)])
+        key = first * n_groups + group_of[second]
+        order = np.argsort(key, kind="stable")
+        flat_count = count.reshape(-1)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[order] = np.arange(len(first)) - (np.cumsum(flat_count) - flat_count)[key[order]]
+        slot = starts[group_of[second]] + rank
         neighbour[f, first, slot] = f * n_beads + second
         offset[f, first, slot] = (image * edges).astype(np.float32)
-    return torch.from_numpy(neighbour), torch.from_numpy(offset), most
+        flat_slot = (f * n_beads + first) * slots + slot
+        mirror[f, first, slot] = flat_slot[reverse]
+    return torch.from_numpy(neighbour), torch.from_numpy(offset), torch.from_numpy(mirror), capacities, most
 
 
 def pad_shift_A(reach_A: float) -> float:
@@ -77,10 +98,13 @@ class NeighbourTable:
     """The table of one run: rebuilt when a bead has moved more than skin/2 since the last
     build (or ``forget`` was called), its capacity grown, never shrunk, when a build needs it."""
 
-    def __init__(self, cutoff_A: float, skin_A: float):
+    def __init__(self, cutoff_A: float, skin_A: float, species: np.ndarray | None = None,
+                 n_species: int | None = None):
         self.cutoff_A, self.skin_A = float(cutoff_A), float(skin_A)
-        self.capacity: int | None = None
-        self.neighbour = self.offset_A = None
+        self.species = None if species is None else np.asarray(species, dtype=np.int64)
+        self.n_species = n_species
+        self.capacities: tuple | None = None
+        self.neighbour = self.offset_A = self.mirror = None
         self._built_at: np.ndarray | None = None
         self._cell: np.ndarray | None = None
         self.builds = self.reuses = self.growths = 0
@@ -95,18 +119,23 @@ class NeighbourTable:
         if not self._needs_build(positions_A, cell_A):
             self.reuses += 1
             return False
-        before = self.capacity
-        self.neighbour, self.offset_A, most = neighbour_rows(positions_A, cell_A, self.cutoff_A + self.skin_A,
-                                                             self.capacity)
-        self.capacity = self.neighbour.shape[2]
+        before = self.capacities
+        self.neighbour, self.offset_A, self.mirror, self.capacities, most = neighbour_rows(
+            positions_A, cell_A, self.cutoff_A + self.skin_A, self.capacities, self.species, self.n_species)
         self._built_at, self._cell = positions_A.copy(), cell_A.copy()
         self.builds += 1
-        if before is not None and self.capacity != before:
+        grown = before is not None and self.capacities != before
+        if grown:
             self.growths += 1
-            log.warning("pair capacity grown from %d to %d slots per bead (a bead has %d neighbours within %.2f A): "
-                        "the compiled graph is rebuilt for the new shape", before, self.capacity, most,
-                        self.cutoff_A + self.skin_A)
-        return before is not None and self.capacity != before
+            log.warning("pair capacity grown from %s to %s slots per bead (the fullest beads have %s neighbours "
+                        "within %.2f A): the compiled graph is rebuilt for the new shape", list(before),
+                        list(self.capacities), list(most), self.cutoff_A + self.skin_A)
+        return grown
+
+    @property
+    def capacity(self) -> int | None:
+        """Slots per bead, all blocks."""
+        return None if self.capacities is None else int(sum(self.capacities))
 
     def _needs_build(self, positions_A: np.ndarray, cell_A: np.ndarray) -> bool:
         if self._built_at is None or self.skin_A == 0 or self._built_at.shape != positions_A.shape:
