@@ -68,18 +68,7 @@ def dense_interaction(layer: StackedInteraction, features: torch.Tensor, neighbo
     neighbour_features = features.index_select(1, flat_neighbour).reshape(rows, capacity, nf_in)
     env = torch.bmm(components.transpose(1, 2), neighbour_features)  # (rows, C*S, F_in)
     env = env.reshape(n_members, n_frames * n_beads, n_comp, s * nf_in)
-    weights = layer.int_weights[members]
-    nb = n_frames * n_beads
-    out = torch.bmm(env[:, :, 0].contiguous(), weights)
-    if layer.order >= 1:
-        vec = torch.bmm(env[:, :, 1:4].reshape(n_members, nb * 3, -1), weights)
-        vec = torch.sqrt(torch.square(vec.reshape(n_members, nb, 3, layer.nf_out)).sum(dim=2) + layer.cusp_reg)
-        out = out + vec * layer.vecscales[members]
-    if layer.order == 2:
-        quad_env = torch.bmm(env[:, :, 4:9].reshape(n_members, nb * 5, -1), weights).reshape(n_members, nb, 5, layer.nf_out)
-        norm = 2 * (torch.square(quad_env).sum(dim=2) + quad_env[:, :, 0, :] * quad_env[:, :, 3, :])
-        out = out + torch.sqrt(norm + layer.cusp_reg) * layer.quadscales[members]
-    return out + layer.selfint(features, members)
+    return layer.environment_output(env, members)[0] + layer.selfint(features, members)
 
 
 class DenseNetwork(torch.nn.Module):
@@ -233,15 +222,7 @@ class AnalyticForces(torch.nn.Module):
         env = env.reshape(m, nb, n_comp, s * n_species)
         weights = layer.int_weights  # (M, S*F_in, F_out)
         x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
-        out = torch.bmm(env[:, :, 0].contiguous(), weights)
-        if layer.order >= 1:
-            vec = torch.bmm(env[:, :, 1:4].reshape(m, nb * 3, -1), weights).reshape(m, nb, 3, layer.nf_out)
-            vec_norm = torch.sqrt(torch.square(vec).sum(dim=2) + layer.cusp_reg)
-            out = out + vec_norm * layer.vecscales
-        if layer.order == 2:
-            quad = torch.bmm(env[:, :, 4:9].reshape(m, nb * 5, -1), weights).reshape(m, nb, 5, layer.nf_out)
-            quad_norm = torch.sqrt(2 * (torch.square(quad).sum(dim=2) + quad[:, :, 0, :] * quad[:, :, 3, :]) + layer.cusp_reg)
-            out = out + quad_norm * layer.quadscales
+        out, vec, vec_norm, quad, quad_norm = layer.environment_output(env)
         interaction = out + layer.selfint(x0)
         # the per-bead layers, forward, keeping what their derivative needs
         features = wrapper.res(wrapper.activation(interaction)) + (wrapper.adjust(x0) if wrapper.adjust is not None else x0)

@@ -110,7 +110,6 @@ class StackedInteraction(torch.nn.Module):
         (M, N, out)."""
         n_members, n_beads, _ = features.shape
         n_pairs = dist.shape[1]
-        int_weights = self.int_weights[members]
         sense = self.sensitivities(dist, members)
         parts = [sense]
         if self.order >= 1:
@@ -127,17 +126,29 @@ class StackedInteraction(torch.nn.Module):
         env = custom_kernels.envsum(stacked, features.reshape(n_members * n_beads, self.nf_in), first_rep, second_rep)
         env = env.reshape(n_members, n_beads, self.n_components, self.n_dist * self.nf_in)
 
+        return self.environment_output(env, members)[0] + self.selfint(features, members)
+
+    def environment_output(self, env: torch.Tensor, members: slice = ALL):
+        """The interaction's output before its self-interaction, from the environment sums env
+        (M, N, components, S * F_in): (output (M, N, F_out), then the vector part's products
+        (M, N, 3, F_out) and norms (M, N, F_out) and the quadrupole part's, None for an order
+        without them; kdcg.models.dense_network differentiates through them)."""
+        n_members, n_beads = env.shape[:2]
+        int_weights = self.int_weights[members]
+        vec = vec_norm = quad = quad_norm = None
         out = torch.bmm(env[:, :, 0].contiguous(), int_weights)
         if self.order >= 1:
             vec = torch.bmm(env[:, :, 1:4].reshape(n_members, n_beads * 3, -1), int_weights)
-            vec = torch.sqrt(torch.square(vec.reshape(n_members, n_beads, 3, self.nf_out)).sum(dim=2) + self.cusp_reg)
-            out = out + vec * self.vecscales[members]
+            vec = vec.reshape(n_members, n_beads, 3, self.nf_out)
+            vec_norm = torch.sqrt(torch.square(vec).sum(dim=2) + self.cusp_reg)
+            out = out + vec_norm * self.vecscales[members]
         if self.order == 2:
             quad = torch.bmm(env[:, :, 4:9].reshape(n_members, n_beads * 5, -1), int_weights)
             quad = quad.reshape(n_members, n_beads, 5, self.nf_out)
             norm = 2 * (torch.square(quad).sum(dim=2) + quad[:, :, 0, :] * quad[:, :, 3, :])
-            out = out + torch.sqrt(norm + self.cusp_reg) * self.quadscales[members]
-        return out + self.selfint(features, members)
+            quad_norm = torch.sqrt(norm + self.cusp_reg)
+            out = out + quad_norm * self.quadscales[members]
+        return out, vec, vec_norm, quad, quad_norm
 
 
 class StackedResNet(torch.nn.Module):
