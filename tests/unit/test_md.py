@@ -226,12 +226,14 @@ def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
-def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path):
+@pytest.mark.parametrize("engine", ["eager", "compiled"])
+def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path, engine):
     """Two replicas advancing together (one batched evaluation per step) are killed and resumed:
     trajectories and thermo are the bytes an uninterrupted run writes (chaotic dynamics would
     amplify any difference in the last bit: LAMMPS's wrapping and the pair list's order are
-    reset at each restart point in both runs)."""
-    c = cfg(equilibration_ps=4.0, n_samples=10, sample_interval_ps=0.04, restart_interval_steps=40)
+    reset at each restart point in both runs). Through either engine: the compiled one is
+    compiled again by the resuming process."""
+    c = cfg(equilibration_ps=4.0, n_samples=10, sample_interval_ps=0.04, restart_interval_steps=40, engine=engine)
     assert c["md"]["evaluate_replicas_together"]
     (tmp_path / "md.yaml").write_text(yaml.safe_dump(c))
     out = tmp_path / "killed"

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 ENGINES = ("eager", "compiled")
 #: md.engine auto: the engine measured faster on each device (benchmarks/engine.py, docs/performance.md).
 #: On 2 CPU cores the compiled graph measured 1.3-1.5 x the eager one for the study network and
-#: 0.8-1.0 x for the paper's (docs/performance.md): not faster for every network, and its
-#: resumes are not yet shown bit-identical; no GPU figure yet. Eager everywhere until then.
+#: 0.8-1.0 x for the paper's, plus 8-23 s of compilation per job where Inductor's cache is cold
+#: (docs/performance.md): not faster for every network, nor for a job of a few minutes; no GPU
+#: figure yet. Eager everywhere until then (resumes through it are bit-identical, tested).
 ENGINE_BY_DEVICE = {"cpu": "eager", "cuda": "eager"}
 
 
