@@ -1,10 +1,21 @@
-"""Write kdcg's OPLS-DES topology (.itp) and molecule structures (.pdb) for reline.
+"""Write kdcg's OPLS-DES topology (.itp) and molecule structures (.pdb): choline, chloride, urea
+(reline), ethylene glycol (ethaline) and glycerol (glyceline).
 
 Source of every number below: B. Doherty and O. Acevedo, "OPLS Force Field for Choline
 Chloride-Based Deep Eutectic Solvents", J. Phys. Chem. B 122, 9982-9993 (2018),
 doi:10.1021/acs.jpcb.8b06647 -- the OPLS-DES parameter set, charges already scaled by 0.8.
 Values are kept here in the units of that publication (Angstrom, kcal/mol, degrees) and
 converted once to GROMACS units (nm, kJ/mol) when the files are written.
+
+Ethylene glycol: the values of the OPLS-DES repository's GROMACS topology
+(github.com/orlandoacevedo/DES, DES/ITP/ethgly_DES.itp and ethgly_atomtypes_DES.itp, version
+6/2018), which its own ChCl:EG topology (DES/TOP/CCEtg_DES.top) runs. Two of that file's
+kcal/Angstrom comments disagree with its GROMACS columns: the comments give epsilon 1.75 times
+larger for CG, HG and OG (0.1155, 0.0525, 0.2975 kcal/mol) and r0(C-O) 1.410 A; kdcg takes the
+GROMACS columns (epsilon 0.066, 0.030, 0.170 kcal/mol; r0 1.430 A), the numbers GROMACS reads.
+Glycerol: the same repository's DES/ITP/glycerol_DES.itp and glycerol_atomtypes_DES.itp (comments
+and GROMACS columns agree); its methylene hydrogen type HC is renamed HB here, because urea's HC
+(a hydrogen on nitrogen, no Lennard-Jones) already holds the name.
 
 The functional form is OPLS-AA: geometric combination rules, 1-4 pairs scaled by 0.5 for
 both Lennard-Jones and Coulomb (generated from the bond graph below), Fourier dihedrals.
@@ -46,6 +57,19 @@ ATOM_TYPES = {
     "N": (14.007, 3.55, 0.2550),
     "HT": (1.008, 0.00, 0.000),
     "HC": (1.008, 0.00, 0.000),
+    # ethylene glycol
+    "CG": (12.011, 3.50, 0.066),
+    "HG": (1.008, 2.50, 0.030),
+    "OG": (15.999, 3.00, 0.170),
+    "HO": (1.008, 0.00, 0.000),
+    # glycerol (its published HC is HB here; it shares HO with ethylene glycol: same values)
+    "CM": (12.011, 3.50, 0.1452),
+    "CB": (12.011, 3.50, 0.1452),
+    "OM": (15.999, 3.07, 0.3740),
+    "OH": (15.999, 3.07, 0.3740),
+    "HM": (1.008, 0.00, 0.000),
+    "HZ": (1.008, 2.50, 0.0660),
+    "HB": (1.008, 2.50, 0.0660),
 }
 
 # bond type pair: (r0 Angstrom, kr kcal/mol/A^2 in the OPLS convention E = kr (r - r0)^2)
@@ -62,6 +86,17 @@ BONDS = {
     ("C", "N"): (1.335, 490.0),
     ("HT", "N"): (1.010, 434.0),
     ("HC", "N"): (1.010, 434.0),
+    ("CG", "CG"): (1.529, 268.0),
+    ("CG", "HG"): (1.090, 340.0),
+    ("CG", "OG"): (1.430, 320.0),
+    ("HO", "OG"): (0.945, 553.0),
+    ("CM", "OM"): (1.410, 320.0),
+    ("CB", "CM"): (1.529, 268.0),
+    ("HM", "OM"): (0.945, 553.0),
+    ("CM", "HZ"): (1.090, 340.0),
+    ("CB", "HB"): (1.090, 340.0),
+    ("CB", "OH"): (1.410, 320.0),
+    ("HO", "OH"): (0.945, 553.0),
 }
 
 # angle type triple (centre in the middle): (theta0 degrees, k kcal/mol/rad^2, OPLS convention)
@@ -84,6 +119,21 @@ ANGLES = {
     ("C", "N", "HC"): (119.8, 35.0),
     ("N", "C", "N"): (114.2, 70.0),
     ("HC", "N", "HT"): (120.0, 35.0),
+    ("CG", "CG", "OG"): (108.0, 50.0),
+    ("CG", "CG", "HG"): (110.7, 37.5),
+    ("HG", "CG", "HG"): (107.8, 33.0),
+    ("HG", "CG", "OG"): (109.5, 35.0),
+    ("CG", "OG", "HO"): (108.5, 55.0),
+    ("OM", "CM", "CB"): (109.5, 50.0),
+    ("CM", "OM", "HM"): (108.5, 55.0),
+    ("OM", "CM", "HZ"): (109.5, 35.0),
+    ("CM", "CB", "HB"): (110.7, 37.5),
+    ("CM", "CB", "OH"): (109.5, 50.0),
+    ("CB", "OH", "HO"): (108.5, 55.0),
+    ("CB", "CM", "CB"): (112.7, 58.35),
+    ("CB", "CM", "HZ"): (110.7, 37.5),
+    ("HB", "CB", "HB"): (107.8, 33.0),
+    ("HB", "CB", "OH"): (109.5, 35.0),
 }
 
 # proper dihedral type quadruple: Fourier V1..V4 in kcal/mol
@@ -102,10 +152,26 @@ DIHEDRALS = {
     ("O", "C", "N", "HC"): (0.0, 4.90, 0.0, 0.0),
     ("HT", "N", "C", "N"): (0.0, 4.90, 0.0, 0.0),
     ("HC", "N", "C", "N"): (0.0, 4.90, 0.0, 0.0),
+    ("OG", "CG", "CG", "OG"): (3.887, -1.192, 3.206, 0.0),
+    ("CG", "CG", "OG", "HO"): (0.413, -0.754, 1.028, 0.0),
+    # torsions the published ethylene glycol topology has no term for (all zero: not written)
+    ("HG", "CG", "CG", "HG"): (0.0, 0.0, 0.0, 0.0),
+    ("HG", "CG", "CG", "OG"): (0.0, 0.0, 0.0, 0.0),
+    ("HG", "CG", "OG", "HO"): (0.0, 0.0, 0.0, 0.0),
+    ("HM", "OM", "CM", "CB"): (-0.356, -0.174, 0.492, 0.0),
+    ("HZ", "CM", "OM", "HM"): (0.0, 0.0, 0.352, 0.0),
+    ("HB", "CB", "CM", "OM"): (0.0, 0.0, 0.468, 0.0),
+    ("OH", "CB", "CM", "OM"): (12.234, 0.0, 0.0, 0.0),
+    ("HO", "OH", "CB", "CM"): (-0.356, -0.174, 0.492, 0.0),
+    ("HB", "CB", "CM", "CB"): (0.0, 0.0, 0.300, 0.0),
+    ("OH", "CB", "CM", "CB"): (-1.552, 0.0, 0.0, 0.0),
+    ("HB", "CB", "CM", "HZ"): (0.0, 0.0, 0.300, 0.0),
+    ("OH", "CB", "CM", "HZ"): (0.0, 0.0, 0.468, 0.0),
+    ("HO", "OH", "CB", "HB"): (0.0, 0.0, 0.352, 0.0),
 }
 
 # A molecule: atoms (name, type, charge e), bonds (1-based), impropers (atoms, V1..V4 kcal/mol),
-# and a z-matrix: per atom (bonded-to, angle-with, dihedral-with, r A, theta deg, phi deg).
+# optional exclusions (atom pairs beyond nrexcl with no nonbonded interaction), and a z-matrix: per atom (bonded-to, angle-with, dihedral-with, r A, theta deg, phi deg).
 MOLECULES = {
     "CHOL": {
         "file": "choline",
@@ -163,6 +229,56 @@ MOLECULES = {
             (3, 1, 2, 1.010, 119.8, 180.0),
             (4, 1, 2, 1.010, 119.8, 0.0),
             (4, 1, 2, 1.010, 119.8, 180.0),
+        ],
+    },
+    "EGLY": {
+        "file": "ethylene_glycol",
+        "atoms": [("C1", "CG", 0.116), ("C2", "CG", 0.116), ("O1", "OG", -0.560), ("O2", "OG", -0.560),
+                  ("HO1", "HO", 0.348), ("HO2", "HO", 0.348), ("H11", "HG", 0.048), ("H12", "HG", 0.048),
+                  ("H21", "HG", 0.048), ("H22", "HG", 0.048)],
+        "bonds": [(1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (1, 7), (1, 8), (2, 9), (2, 10)],
+        "impropers": [],
+        # each hydroxyl H and the other O (1-5): no intramolecular hydrogen bond, as published
+        "exclusions": [(4, 5), (3, 6)],
+        "zmatrix": [
+            None,
+            (1, None, None, 1.529, None, None),
+            (1, 2, None, 1.430, 108.0, None),
+            (2, 1, 3, 1.430, 108.0, 60.0),  # gauche O-C-C-O, the glycol's preferred conformer
+            (3, 1, 2, 0.945, 108.5, 180.0),
+            (4, 2, 1, 0.945, 108.5, 180.0),
+            (1, 2, 3, 1.090, 110.7, 120.0),
+            (1, 2, 3, 1.090, 110.7, -120.0),
+            (2, 1, 4, 1.090, 110.7, 120.0),
+            (2, 1, 4, 1.090, 110.7, -120.0),
+        ],
+    },
+    "GLYC": {
+        "file": "glycerol",
+        "atoms": [("C2", "CM", 0.1420), ("O2", "OM", -0.5447), ("C1", "CB", 0.1600), ("C3", "CB", 0.1600),
+                  ("HO2", "HM", 0.2912), ("H2", "HZ", 0.0221), ("H11", "HB", 0.0637), ("H12", "HB", 0.0637),
+                  ("H31", "HB", 0.0637), ("H32", "HB", 0.0637), ("O1", "OH", -0.5470), ("O3", "OH", -0.5470),
+                  ("HO1", "HO", 0.3043), ("HO3", "HO", 0.3043)],
+        "bonds": [(1, 2), (1, 3), (1, 4), (2, 5), (1, 6), (3, 7), (3, 8), (4, 9), (4, 10), (3, 11), (4, 12),
+                  (11, 13), (12, 14)],
+        "impropers": [],
+        # each terminal hydroxyl H and the middle O, the middle H and each terminal O (1-5), as published
+        "exclusions": [(2, 13), (2, 14), (5, 11), (5, 12)],
+        "zmatrix": [
+            None,
+            (1, None, None, 1.410, None, None),
+            (1, 2, None, 1.529, 109.5, None),
+            (1, 2, 3, 1.529, 109.5, 120.0),
+            (2, 1, 3, 0.945, 108.5, 180.0),
+            (1, 2, 3, 1.090, 109.5, -120.0),
+            (3, 1, 2, 1.090, 110.7, 60.0),
+            (3, 1, 2, 1.090, 110.7, -60.0),
+            (4, 1, 2, 1.090, 110.7, 60.0),
+            (4, 1, 2, 1.090, 110.7, -60.0),
+            (3, 1, 2, 1.410, 109.5, 180.0),  # O-C-C-O trans: the published V1 of 12.2 kcal/mol
+            (4, 1, 2, 1.410, 109.5, 180.0),
+            (11, 3, 1, 0.945, 108.5, 180.0),
+            (12, 4, 1, 0.945, 108.5, 180.0),
         ],
     },
 }
@@ -262,10 +378,15 @@ def write_molecule(resname: str, mol: dict, itp: Path, pdb: Path) -> None:
         out += ["", "[ dihedrals ]", ";  ai  aj  ak  al  funct  V1..V4 (kJ/mol, Fourier)"]
         for d in dihedrals:
             v = lookup(DIHEDRALS, tuple(types[i] for i in d))
+            if not any(v):
+                continue
             out.append(f"  {d[0]:3d} {d[1]:3d} {d[2]:3d} {d[3]:3d}  5  " + "  ".join(f"{x * KCAL_TO_KJ:.5f}" for x in v))
         out.append("; impropers")
         for d, v in mol["impropers"]:
             out.append(f"  {d[0]:3d} {d[1]:3d} {d[2]:3d} {d[3]:3d}  5  " + "  ".join(f"{x * KCAL_TO_KJ:.5f}" for x in v))
+    if mol.get("exclusions"):
+        out += ["", "[ exclusions ]", ";  ai  aj"]
+        out += [f"  {a:3d} {b:3d}" for a, b in mol["exclusions"]]
     itp.write_text("\n".join(out) + "\n")
 
     xyz = place(mol["zmatrix"], len(atoms))

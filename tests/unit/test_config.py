@@ -76,7 +76,7 @@ def test_ill_typed_and_out_of_range_values_are_named():
 def test_physical_consistency():
     cfg = config.load(REPO / "tests/config/tiny.yaml")
     bad = copy.deepcopy(cfg)
-    bad["aa_md"]["cutoff_nm"] = 1.0  # box 1.927 nm
+    bad["aa_md"]["cutoff_nm"] = 1.0  # box 1.932 nm
     assert "not below half the box edge" in _error(bad)
     bad = copy.deepcopy(cfg)
     bad["aa_md"]["output_interval_ps"] = 0.003  # not a whole number of 2 fs steps
@@ -371,7 +371,7 @@ def test_command_line_lists_get_their_items_types():
 
 
 def test_molecules_that_cannot_fit_the_box_are_refused_before_any_job_touches_the_results(tmp_path):
-    """100,000 urea in the tiny 19.27 A box: check-config, a dry run and a real run refuse it in
+    """100,000 urea in the tiny 19.32 A box: check-config, a dry run and a real run refuse it in
     one line with the numbers; the finished box and topology of that results folder stay."""
     from conftest import venv_env
 
@@ -390,7 +390,7 @@ def test_molecules_that_cannot_fit_the_box_are_refused_before_any_job_touches_th
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("kdcg error: crowded.yaml: config key 'system.molecules': the molecules cannot fit the box:"
                            " their van der Waals volumes (20 Cho x 118 A^3, 20 Cl x 22 A^3, 100000 urea x 53 A^3)"
-                           " add up to 5.31e+06 A^3, 742 of the 7156 A^3 box (system.box_edge_A = 19.27 A;"), line
+                           " add up to 5.31e+06 A^3, 736 of the 7211 A^3 box (system.box_edge_A = 19.32 A;"), line
     assert line.endswith("mass density 1.39e+03 g/cm^3"), line
     for args in (["-n"], ["--cores", "1"]):
         proc = snakemake(wf, *args, "--configfile", "crowded.yaml", check=False, env=venv_env())

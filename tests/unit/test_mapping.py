@@ -189,3 +189,33 @@ def test_missing_files_name_the_file(tmp_path):
     proc = kdcg("map", "--topology", tmp_path / "none.tpr", "--trajectory", tmp_path / "none.trr",
                 "--out", tmp_path / "o.npz", check=False)
     assert proc.returncode == 2 and "none.tpr: file not found" in proc.stderr
+
+
+def test_a_species_without_its_residue_in_the_topology(tmp_path, urea_chloride_tpr):
+    tpr, pos = urea_chloride_tpr
+    u = mda.Universe(str(tpr))
+    with pytest.raises(InputError) as err:
+        mapping.bead_map_from_universe(u, {"UREA": "urea", "CL": "Cl", "EGLY": "EG"}, str(tpr))
+    assert str(err.value) == f"{tpr}: no residue named EGLY (species EG): the topology's residues are ['CL', 'UREA']"
+    with pytest.raises(InputError, match=r"residues \['CL'\] have no species"):
+        mapping.bead_map_from_universe(u, {"UREA": "urea"}, str(tpr))
+
+
+def _universe(resindex_of_atom, bonds):
+    n_res = max(resindex_of_atom) + 1
+    u = mda.Universe.empty(len(resindex_of_atom), n_residues=n_res, atom_resindex=resindex_of_atom, trajectory=True)
+    u.add_TopologyAttr("resname", [f"R{i}" for i in range(n_res)])
+    u.add_TopologyAttr("resid", list(range(1, n_res + 1)))
+    u.add_TopologyAttr("masses", np.ones(len(resindex_of_atom)))
+    u.add_TopologyAttr("bonds", bonds)
+    return u
+
+
+def test_a_molecule_that_is_not_one_bonded_residue_is_refused():
+    """A residue whose atoms no bond joins, or a bonded piece across two residues: no bead to map."""
+    ok = mapping.bead_map_from_universe(_universe([0, 0, 0, 1, 1], [(0, 1), (1, 2), (3, 4)]))
+    assert ok.n_beads == 2 and ok.bead_of_atom.tolist() == [0, 0, 0, 1, 1]
+    with pytest.raises(InputError, match=r"^top.tpr: residue R0 1 falls into 2 pieces that no bond joins"):
+        mapping.bead_map_from_universe(_universe([0, 0, 0, 1, 1], [(0, 1), (3, 4)]), where="top.tpr")
+    with pytest.raises(InputError, match=r"^top.tpr: a bonded molecule spans 2 residues \(R0 1, R1 2\)"):
+        mapping.bead_map_from_universe(_universe([0, 0, 0, 1, 1], [(0, 1), (1, 2), (2, 3), (3, 4)]), where="top.tpr")

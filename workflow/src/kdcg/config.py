@@ -89,13 +89,14 @@ def check_files(config: dict[str, Any], source: str | Path, root: Path = Path(".
     """The files the system names exist and agree (each structure has its .itp's atoms), and
     the molecules fit the box, so that a bad molecule stops the run before any job (and before
     Snakemake removes the outputs of the job that would replace them), not in the box job."""
-    from kdcg.aa.system import check_box_fits, read_molecules
+    from kdcg.aa.system import check_atom_types, check_box_fits, read_molecules
 
     ff = root / config["system"]["forcefield"]
     if not ff.is_file():
         raise InputError(source, f"config key 'system.forcefield': {ff} not found")
     try:
         molecules = read_molecules(config, root)
+        check_atom_types(ff, molecules)
     except InputError as err:
         raise InputError(source, f"config key 'system.molecules': {err}") from None
     check_box_fits(config, molecules, source)

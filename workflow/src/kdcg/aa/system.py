@@ -54,6 +54,30 @@ def _pdb_atom_names(path: Path) -> list[str]:
     return names
 
 
+def _pdb_residue_names(path: Path) -> list[str]:
+    return [line[17:21].strip() for line in path.read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+
+
+def bonded_groups(n_atoms: int, sections: dict[str, list[list[str]]]) -> list[list[int]]:
+    """The molecule's atoms (1-based) grouped by what bonds, constraints and settles join."""
+    parent = list(range(n_atoms + 1))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    links = [(int(r[0]), int(r[1])) for key in ("bonds", "constraints") for r in sections.get(key, [])]
+    links += [(int(r[0]), int(r[0]) + k) for r in sections.get("settles", []) for k in (1, 2)]
+    for a, b in links:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for a in range(1, n_atoms + 1):
+        groups.setdefault(root(a), []).append(a)
+    return list(groups.values())
+
+
 def read_molecule(entry: dict, root: Path = Path(".")) -> Molecule:
     """One config molecule entry, checked against its .itp and PDB."""
     itp, pdb = root / entry["itp"], root / entry["structure"]
@@ -77,11 +101,58 @@ def read_molecule(entry: dict, root: Path = Path(".")) -> Molecule:
     if pdb_names != itp_names:
         bad = next(i for i, (a, b) in enumerate(zip(pdb_names, itp_names)) if a != b)
         raise InputError(pdb, f"atom {bad + 1} is '{pdb_names[bad]}' but {itp.name} names it '{itp_names[bad]}'")
+    others = sorted(set(_pdb_residue_names(pdb)) - {entry["resname"]})
+    if others:
+        raise InputError(pdb, f"no residue {entry['resname']} for species '{entry['species']}': the structure's residues"
+                              f" are named {others} (the residue name must be the .itp's [ moleculetype ])")
+    groups = bonded_groups(len(itp_names), sections)
+    if len(groups) > 1:
+        shown = " | ".join(" ".join(itp_names[a - 1] for a in g[:6]) + (" ..." if len(g) > 6 else "") for g in groups[:4])
+        raise InputError(itp, f"molecule {entry['resname']} cannot be one bead: its atoms form {len(groups)} groups that"
+                              f" no bond joins ({shown}); kdcg finds a molecule's atoms through its [ bonds ],"
+                              f" so add the missing bond or make each group its own molecule")
     return Molecule(entry["species"], entry["resname"], int(entry["count"]), itp, pdb, tuple(itp_names), tuple(masses))
 
 
 def read_molecules(config: dict, root: Path = Path(".")) -> list[Molecule]:
     return [read_molecule(entry, root) for entry in config["system"]["molecules"]]
+
+
+def _atom_type_names(path: Path, seen: set[Path] | None = None) -> set[str] | None:
+    """The [ atomtypes ] names an .itp defines, through its #include lines; None when an include
+    cannot be found here (a GROMACS library file): then nothing is known to be missing."""
+    seen = seen if seen is not None else set()
+    if path in seen:
+        return set()
+    seen.add(path)
+    names = {row[0] for row in _itp_sections(path).get("atomtypes", [])}
+    for raw in path.read_text().splitlines():
+        m = re.match(r'\s*#include\s+"([^"]+)"', raw)
+        if m:
+            included = path.parent / m.group(1)
+            if not included.is_file():
+                return None
+            more = _atom_type_names(included, seen)
+            if more is None:
+                return None
+            names |= more
+    return names
+
+
+def check_atom_types(forcefield: Path, molecules: list[Molecule]) -> None:
+    """Every atom of every molecule has a type that the force field (or the molecule's own
+    [ atomtypes ]) defines: grompp's own message would name only the topology line."""
+    known = _atom_type_names(forcefield)
+    if known is None:
+        return
+    for mol in molecules:
+        own = _atom_type_names(mol.itp)
+        if own is None:
+            continue
+        for i, row in enumerate(_itp_sections(mol.itp)["atoms"], start=1):
+            if row[1] not in known | own:
+                raise InputError(mol.itp, f"atom {i} ({row[4]}) has type '{row[1]}', which the force field"
+                                          f" {forcefield} does not define in its [ atomtypes ]")
 
 
 # van der Waals radii (A) of Bondi, J. Phys. Chem. 1964, 68, 441, by element; the element of an
@@ -158,6 +229,7 @@ def write_topology(config: dict, out_top: Path, root: Path = Path(".")) -> Path:
     ff = root / config["system"]["forcefield"]
     if not ff.is_file():
         raise InputError(ff, "force field file not found")
+    check_atom_types(ff, molecules)
     shutil.copyfile(ff, toppar / ff.name)
     lines = [f"; kdcg topology of {config['system']['name']}", f'#include "toppar/{ff.name}"', ""]
     for mol in molecules:

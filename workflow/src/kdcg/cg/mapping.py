@@ -154,12 +154,34 @@ def check_frame(f: np.ndarray, x_whole: np.ndarray, edges: np.ndarray, bead_map:
                                 f"({extent[bead].max():.2f} A > {0.5 * edges.min():.2f} A)")
 
 
-def bead_map_from_universe(u, species_of_resname: dict[str, str] | None = None) -> BeadMap:
+def bead_map_from_universe(u, species_of_resname: dict[str, str] | None = None, where: str = "topology") -> BeadMap:
+    """One bead per molecule, a molecule being a bonded fragment that is exactly one residue."""
     molecules = [frag.indices for frag in u.atoms.fragments]
     # fragments come sorted by their first atom; keep that order as the bead order
     order = np.argsort([m[0] for m in molecules])
     molecules = [molecules[i] for i in order]
+    resindices = u.atoms.resindices
+    for m in molecules:
+        spanned = np.unique(resindices[m])
+        if len(spanned) > 1:
+            res = u.residues[spanned[:3]]
+            raise InputError(where, f"a bonded molecule spans {len(spanned)} residues ("
+                                    + ", ".join(f"{r.resname} {r.resid}" for r in res)
+                                    + "): kdcg maps one residue, bonded together, to one bead")
+    if len(molecules) != len(u.residues):
+        pieces = np.bincount([resindices[m[0]] for m in molecules], minlength=len(u.residues))
+        split = u.residues[int(np.argmax(pieces))]
+        raise InputError(where, f"residue {split.resname} {split.resid} falls into {pieces.max()} pieces that no bond"
+                                " joins: kdcg maps a molecule to one bead through its bonds")
     resnames = [u.atoms[m[0]].resname for m in molecules]
+    if species_of_resname:
+        absent = sorted(set(species_of_resname) - set(resnames))
+        if absent:
+            raise InputError(where, "no residue named " + ", ".join(f"{r} (species {species_of_resname[r]})" for r in absent)
+                                    + f": the topology's residues are {sorted(set(resnames))}")
+        unnamed = sorted(set(resnames) - set(species_of_resname))
+        if unnamed:
+            raise InputError(where, f"residues {unnamed} have no species: name one for each (RESNAME=species)")
     resids = np.array([u.atoms[m[0]].resid for m in molecules])
     bonds = u.bonds.indices if len(u.bonds) else np.zeros((0, 2), dtype=np.int64)
     return build_bead_map(u.atoms.n_atoms, molecules, bonds, u.atoms.masses, resnames, resids, species_of_resname)
@@ -189,7 +211,7 @@ def map_trajectory(topology: Path, trajectory: Path, out_npz: Path,
     """Map a whole trajectory to the CG dataset NPZ; return a summary dict."""
     topology, trajectory, out_npz = Path(topology), Path(trajectory), Path(out_npz)
     u = open_universe(topology, trajectory)
-    bead_map = bead_map_from_universe(u, species_of_resname)
+    bead_map = bead_map_from_universe(u, species_of_resname, str(topology))
     com, summ = bead_map.com_matrix(), bead_map.sum_matrix()
     n_frames = len(u.trajectory[::stride])
     R = np.empty((n_frames, bead_map.n_beads, 3), dtype=np.float32)
