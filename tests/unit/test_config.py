@@ -391,7 +391,9 @@ def test_molecules_that_cannot_fit_the_box_are_refused_before_any_job_touches_th
     assert line.startswith("kdcg error: crowded.yaml: config key 'system.molecules': the molecules cannot fit the box:"
                            " their van der Waals volumes (20 Cho x 118 A^3, 20 Cl x 22 A^3, 100000 urea x 53 A^3)"
                            " add up to 5.31e+06 A^3, 736 of the 7211 A^3 box (system.box_edge_A = 19.32 A;"), line
-    assert line.endswith("mass density 1.39e+03 g/cm^3"), line
+    # molar masses (g/mol) of choline, chloride and urea; 1 A^3 = 1e-24 cm^3
+    grams = (20 * 104.17 + 20 * 35.45 + 100000 * 60.06) / 6.02214076e23
+    assert line.endswith(f"mass density {grams / (19.32 ** 3 * 1e-24):.2e} g/cm^3"), line
     for args in (["-n"], ["--cores", "1"]):
         proc = snakemake(wf, *args, "--configfile", "crowded.yaml", check=False, env=venv_env())
         lines = [l for l in (proc.stdout + proc.stderr).splitlines() if "kdcg config error" in l]
