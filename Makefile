@@ -9,13 +9,16 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
 	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
 	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
 	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
+	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
+	@echo "                      tables and main figures to docs/solvents/ethaline/ (docs/solvents.md reads them)"
+	@echo "  make glyceline      the same for config/glyceline.yaml (choline chloride : glycerol)"
 	@echo "  make test           set up (Slurm for the profile test too), run the whole test suite"
 	@echo "  make test-fast      the tests without the end-to-end workflow runs (-m 'not e2e')"
 	@echo "  make dry-run-paper  what config/paper.yaml would run (snakemake -n)"
@@ -44,6 +47,16 @@ study: setup
 	rm -rf docs/study/tables docs/study/figures && mkdir -p docs/study
 	cp -r results-study/tables results-study/figures docs/study/
 	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
+
+SOLVENT_FIGURES := rdf.png adf.png cdf.png tae_rdf.png stability.png teachers.png
+# another solvent by its config alone (docs/your-system.md): run, report, copy to the docs
+ethaline glyceline: setup
+	snakemake --cores $(CORES) --configfile config/$@.yaml
+	snakemake --report results-$@/report.html --configfile config/$@.yaml
+	rm -rf docs/solvents/$@ && mkdir -p docs/solvents/$@/figures
+	cp -r results-$@/tables docs/solvents/$@/
+	cp $(addprefix results-$@/figures/,$(SOLVENT_FIGURES)) docs/solvents/$@/figures/
+	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/solvents/$@/"
 
 test:
 	@bash scripts/setup.sh --slurm
