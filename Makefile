@@ -9,13 +9,15 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study pilot pilot-quad ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
 	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
 	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
 	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
+	@echo "  make pilot          set up, run the pilot of docs/pilot.md (config/pilot.yaml: 300 ps, the paper's"
+	@echo "                      training rule), copy its tables and figures to docs/pilot/; make pilot-quad: HIP-NN-TS"
 	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
 	@echo "                      tables and main figures to docs/solvents/ethaline/ (docs/solvents.md reads them)"
 	@echo "  make glyceline      the same for config/glyceline.yaml (choline chloride : glycerol)"
@@ -47,6 +49,14 @@ study: setup
 	rm -rf docs/study/tables docs/study/figures && mkdir -p docs/study
 	cp -r results-study/tables results-study/figures docs/study/
 	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
+
+# the pilot (docs/pilot.md): the ensemble's MD first, as in the study
+pilot pilot-quad: setup
+	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile config/$@.yaml
+	snakemake --report results-$@/report.html --configfile config/$@.yaml
+	rm -rf docs/$@ && mkdir -p docs/$@
+	cp -r results-$@/tables results-$@/figures docs/$@/
+	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
 
 SOLVENT_FIGURES := rdf.png adf.png cdf.png tae_rdf.png stability.png teachers.png
 # another solvent by its config alone (docs/your-system.md): run, report, copy to the docs
