@@ -23,6 +23,19 @@ from kdcg.cg import mapping
 pytestmark = pytest.mark.e2e
 
 
+def _figures_tables_and_report(wf, results, configfile: str) -> str:
+    """Every figure of the run is a PNG and every table is written; the Snakemake report builds.
+    Returns the report's HTML."""
+    from kdcg.report.tables import FIGURES, TABLES
+
+    for fig in FIGURES:
+        assert (results / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    for table in TABLES:
+        assert (results / "tables" / table).is_file()
+    snakemake(wf, "--report", str((results / "report.html").relative_to(wf)), "--configfile", configfile)
+    return (results / "report.html").read_text(errors="replace")
+
+
 def _wait_for(predicate, timeout_s, proc):
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
@@ -166,7 +179,6 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert (first[0]["frame"], first[0]["velocity_seed"]) != (first[1]["frame"], first[1]["velocity_seed"])
 
     # 7. analysis, tables, figures and the report
-    from kdcg.report.tables import FIGURES, TABLES
 
     for name in expected | {"ensemble"}:
         ana = json.loads((wf / f"results-tiny/md/{name}/replica-1/analysis.json").read_text())
@@ -198,12 +210,7 @@ def test_tiny_workflow_to_dataset_with_a_killed_production(tmp_path):
     assert len(stab) == 1 + 2 * len(expected | {"ensemble"})
     perf = (wf / "results-tiny/tables/performance.csv").read_text()
     assert "all-atom (GROMACS)" in perf and "family,S_E" in perf
-    for fig in FIGURES:
-        assert (wf / "results-tiny/figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
-    for table in TABLES:
-        assert (wf / "results-tiny/tables" / table).is_file()
-    snakemake(wf, "--report", "results-tiny/report.html", "--configfile", "e2e.yaml")
-    html = (wf / "results-tiny/report.html").read_text(errors="replace")
+    html = _figures_tables_and_report(wf, wf / "results-tiny", "e2e.yaml")
     assert "tae_rdf.png" in html and "stability.csv" in html
     # the front page: what was run, what it can show, headline figures, the paper's tables as HTML
     for text in ("What was run", "e2e.yaml", "results-tiny/", "commit", "What these numbers can show",
@@ -314,7 +321,6 @@ def test_ethaline_runs_every_stage_from_its_config_alone(tmp_path):
     """A second solvent by configuration alone (tests/config/tiny-ethaline.yaml, shipped): ethylene
     glycol's topology (with its published exclusions) through GROMACS, the mapping, the prior, all
     teachers, labels and students, MD, the analyses over ethaline's own species, figures, report."""
-    from kdcg.report.tables import FIGURES, TABLES
     from kdcg.variants import model_names
 
     wf = workflow_copy(tmp_path)
@@ -351,10 +357,5 @@ def test_ethaline_runs_every_stage_from_its_config_alone(tmp_path):
                 assert set(ana["tae"]["rdf"]) == pairs and set(ana["tae"]["cdf"]) == {"Cho", "Cl", "EG"}
     assert stable > 0
     assert ",rdf,EG-EG," in (results / "tables/tae.csv").read_text()
-    for fig in FIGURES:
-        assert (results / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
-    for table in TABLES:
-        assert (results / "tables" / table).is_file()
-    snakemake(wf, "--report", "results-tiny-ethaline/report.html", "--configfile", "tests/config/tiny-ethaline.yaml")
-    html = (results / "report.html").read_text(errors="replace")
+    html = _figures_tables_and_report(wf, results, "tests/config/tiny-ethaline.yaml")
     assert "ethaline: 20 Cho, 20 Cl, 40 EG" in html and "tae_rdf.png" in html
