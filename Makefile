@@ -43,18 +43,11 @@ run: setup
 # run alone at the end
 ENSEMBLE_MD = md/ensemble/replica-1/result.json
 
-study: setup
-	snakemake --cores $(CORES) --prioritize results-study/$(ENSEMBLE_MD) --configfile config/study.yaml
-	snakemake --report results-study/report.html --configfile config/study.yaml
-	rm -rf docs/study/tables docs/study/figures && mkdir -p docs/study
-	cp -r results-study/tables results-study/figures docs/study/
-	@echo "Done. Report: results-study/report.html; tables and figures copied to docs/study/"
-
-# the pilot (docs/pilot.md): the ensemble's MD first, as in the study
-pilot pilot-quad: setup
+# the study (docs/study.md) and the pilot (docs/pilot.md): run, report, tables and figures to docs/<name>/
+study pilot pilot-quad: setup
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile config/$@.yaml
 	snakemake --report results-$@/report.html --configfile config/$@.yaml
-	rm -rf docs/$@ && mkdir -p docs/$@
+	rm -rf docs/$@/tables docs/$@/figures && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures docs/$@/
 	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
 
