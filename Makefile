@@ -43,10 +43,14 @@ run: setup
 # run alone at the end
 ENSEMBLE_MD = md/ensemble/replica-1/result.json
 
-# the study (docs/study.md) and the pilot (docs/pilot.md): run, report, tables and figures to docs/<name>/
+# the study (docs/study.md) and the pilots (docs/pilot.md, overlays on the study's config): run,
+# report, tables and figures to docs/<name>/
+CONFIGS_study := config/study.yaml
+CONFIGS_pilot := config/study.yaml config/pilot.yaml
+CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 study pilot pilot-quad: setup
-	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile config/$@.yaml
-	snakemake --report results-$@/report.html --configfile config/$@.yaml
+	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
+	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
 	rm -rf docs/$@/tables docs/$@/figures && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures docs/$@/
 	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"

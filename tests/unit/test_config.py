@@ -20,9 +20,10 @@ from kdcg.errors import InputError
 
 @pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "config/study.yaml", "tests/config/tiny.yaml",
                                   "config/ethaline.yaml", "config/glyceline.yaml", "tests/config/tiny-ethaline.yaml",
-                                  "config/pilot.yaml", "config/pilot-quad.yaml"])
+                                  "config/study.yaml + config/pilot.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-quad.yaml"])
 def test_shipped_configs_are_valid(path):
-    cfg = config.load(REPO / path)
+    cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
     assert cfg["system"]["molecules"][0]["species"] == "Cho"
 
 

@@ -187,7 +187,6 @@ def test_glycerol_carries_the_published_values():
 DENSITIES = {
     "config/paper.yaml": 1.196,  # the paper's box (44.84 A for 250 / 250 / 500)
     "config/config.yaml": 1.196, "config/study.yaml": 1.196, "tests/config/tiny.yaml": 1.196,
-    "config/pilot.yaml": 1.196, "config/pilot-quad.yaml": 1.196,
     "config/ethaline.yaml": 1.1156,  # Yadav et al., Thermochim. Acta 2015, 600, 95 (298.15 K)
     "tests/config/tiny-ethaline.yaml": 1.1156,
     "config/glyceline.yaml": 1.1864,  # Sci. Rep. 2021, 11, 24081, Table 10 (298.15 K)
