@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study pilot pilot-quad ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study pilot pilot-quad paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
@@ -18,6 +18,8 @@ help:
 	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
 	@echo "  make pilot          set up, run the pilot of docs/pilot.md (config/pilot.yaml: 300 ps, the paper's"
 	@echo "                      training rule), copy its tables and figures to docs/pilot/; make pilot-quad: HIP-NN-TS"
+	@echo "  make paper-smoke    set up, run every size of config/paper.yaml end to end with durations shortened"
+	@echo "                      (config/paper-smoke.yaml, <= 1 h on 2 cores), print each stage's cost (docs/paper-scale.md)"
 	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
 	@echo "                      tables and main figures to docs/solvents/ethaline/ (docs/solvents.md reads them)"
 	@echo "  make glyceline      the same for config/glyceline.yaml (choline chloride : glycerol)"
@@ -51,9 +53,18 @@ CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 study pilot pilot-quad: setup
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
+	kdcg drift-rule --stability results-$@/tables/stability.csv --out results-$@/tables/drift_rule.csv
 	rm -rf docs/$@/tables docs/$@/figures && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures docs/$@/
 	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
+
+# the paper's sizes in shape, durations shortened (docs/paper-scale.md): the run, its report, each
+# stage's job-minutes and peak memory from the rules' benchmark files
+paper-smoke: setup
+	@start=$$(date +%s); \
+	snakemake --cores $(CORES) --configfile config/paper.yaml config/paper-smoke.yaml && \
+	snakemake --report results-paper-smoke/report.html --configfile config/paper.yaml config/paper-smoke.yaml && \
+	python benchmarks/stage_times.py results-paper-smoke --wall-s $$(( $$(date +%s) - start ))
 
 SOLVENT_FIGURES := rdf.png adf.png cdf.png tae_rdf.png stability.png teachers.png
 # another solvent by its config alone (docs/your-system.md): run, report, copy to the docs

@@ -21,7 +21,8 @@ from kdcg.errors import InputError
 @pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "config/study.yaml", "tests/config/tiny.yaml",
                                   "config/ethaline.yaml", "config/glyceline.yaml", "tests/config/tiny-ethaline.yaml",
                                   "config/study.yaml + config/pilot.yaml",
-                                  "config/study.yaml + config/pilot.yaml + config/pilot-quad.yaml"])
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-quad.yaml",
+                                  "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
     assert cfg["system"]["molecules"][0]["species"] == "Cho"
@@ -42,6 +43,38 @@ def test_paper_config_is_the_paper():
     md = cfg["aa_md"]
     assert (md["equilibration_ps"], md["production_ps"], md["output_interval_ps"]) == (5000, 1000, 1.0)
     assert (md["timestep_fs"], md["thermostat_tau_ps"], md["cutoff_nm"], md["lj_treatment"]) == (2.0, 0.5, 1.6, "pme")
+
+
+# what config/paper-smoke.yaml may change: durations (shortened only) and how jobs are packed
+SMOKE_DURATIONS = {("aa_md", "equilibration_ps"), ("aa_md", "production_ps"), ("training", "max_epochs"),
+                   ("md", "equilibration_ps"), ("md", "sample_interval_ps"), ("md", "n_samples")}
+SMOKE_PACKING = {("training", "models_per_job"), ("md", "replicas_per_job")}
+
+
+def _leaves(tree, prefix=()):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, tree
+
+
+def test_paper_smoke_changes_only_durations_and_packing():
+    """The smoke run proves the paper's sizes: every other key of the merged config equals paper.yaml's."""
+    paper = config.load(REPO / "config/paper.yaml")
+    merged = config.load_merged([REPO / "config/paper.yaml", REPO / "config/paper-smoke.yaml"])
+    overlay = yaml.safe_load((REPO / "config/paper-smoke.yaml").read_text())
+    changed = {key for key, _ in _leaves(overlay)} - {("results_dir",)}
+    assert changed <= SMOKE_DURATIONS | SMOKE_PACKING, changed - SMOKE_DURATIONS - SMOKE_PACKING
+    assert merged["results_dir"] != paper["results_dir"]
+    unchanged = {k: v for k, v in _leaves(paper) if k not in changed and k != ("results_dir",)}
+    assert unchanged == {k: v for k, v in _leaves(merged) if k in unchanged}
+    for section, key in changed & SMOKE_DURATIONS:
+        assert merged[section][key] <= paper[section][key], (section, key)
+    # each job still covers the frames and CDF windows that the analyses ask for
+    md = merged["md"]
+    assert md["n_samples"] >= merged["analysis"]["cdf_windows"]
+    assert merged["aa_md"]["production_ps"] / merged["aa_md"]["output_interval_ps"] >= merged["training"]["split_blocks"]
 
 
 def _error(cfg) -> str:
@@ -270,7 +303,7 @@ def test_every_subcommand_has_a_description_an_example_and_help_for_each_option(
 
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert len(subparsers.choices) == 18
+    assert len(subparsers.choices) == 19
     for name, sub in subparsers.choices.items():
         assert sub.description and len(sub.description) > 20, name
         assert sub.epilog.startswith("example:\n  kdcg " + name), name
@@ -445,7 +478,26 @@ def test_every_rule_the_slurm_profile_names_is_in_the_paper_and_default_dags(tmp
     back to the default resources, at either scale."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     named = set(profile["set-threads"]) | set(profile["set-resources"])
+    grouped = {entry.split("=")[0] for entry in profile["groups"]}
     wf = workflow_copy(tmp_path)
     for configfile in ("config/paper.yaml", "config/config.yaml"):
         rules = set(_dag_rule_counts(wf, configfile))
         assert len(named) >= 14 and named <= rules, (configfile, sorted(named - rules))
+        assert grouped <= rules, (configfile, sorted(grouped - rules))
+
+
+def test_the_gpu_profile_is_the_slurm_profile_with_gpus_for_training_and_md():
+    """workflow/profiles/slurm-gpu cannot drift from workflow/profiles/slurm: every key equal but
+    the GPU requests (and the runtimes a GPU shortens) of the training and MD jobs."""
+    cpu = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    gpu = yaml.safe_load((REPO / "workflow/profiles/slurm-gpu/config.yaml").read_text())
+    assert {k: v for k, v in cpu.items() if k != "set-resources"} == {k: v for k, v in gpu.items() if k != "set-resources"}
+    assert cpu["set-resources"].keys() == gpu["set-resources"].keys()
+    on_gpu = {rule for rule, res in gpu["set-resources"].items() if res.get("gpu")}
+    assert on_gpu == {"train_models", "md_replicas"}
+    for rule, res in gpu["set-resources"].items():
+        if rule in on_gpu:
+            assert res["gpu"] == 1 and res["mem_mb"] == cpu["set-resources"][rule]["mem_mb"]
+            assert res["runtime"] <= cpu["set-resources"][rule]["runtime"]
+        else:
+            assert res == cpu["set-resources"][rule], rule

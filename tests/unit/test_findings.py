@@ -245,3 +245,45 @@ def test_the_committed_study_reanalysed_from_its_tables(tmp_path):
     assert ens["unit"] == "trained model" and float(ens["p_value"]) == pytest.approx(0.56, abs=0.01)
     assert ens["verdict"] == "not resolved" and float(ens["mde_80"]) > 0.3
     assert float(rows[("st_ei_ft_faa and its teachers over seeds", "rdf")]["p_value"]) == pytest.approx(1 / 24, rel=0.05)
+
+
+def test_the_pilots_drift_rule_counts_models_not_replicas(tmp_path):
+    """docs/pilot.md's rule on a stability table with known flags: a replica drifts on a named
+    species' flag or when unstable, a model on 2 of its 4 replicas, the teachers' instability on
+    2 of 4 teachers; a flag for a species not named does not count."""
+    import csv
+
+    from kdcg.analysis import drift_rule
+    from kdcg.cli import main
+
+    header = ["model", "family", "variant", "seed", "replica", "status", "cdf_drift_Cho", "cdf_drift_Cl",
+              "cdf_drift_urea"]
+    flags = {  # model -> per replica (status, Cho, Cl, urea)
+        "teacher-1": [("stable", True, False, False), ("stable", False, False, True)] + [("stable", False, False, False)] * 2,
+        "teacher-2": [("stable", True, False, False)] + [("stable", False, True, False)] * 3,  # Cl is not named
+        "teacher-3": [("unstable", None, None, None), ("stable", False, False, True)] + [("stable", False, False, False)] * 2,
+        "teacher-4": [("stable", False, False, False)] * 4,
+        "ensemble": [("stable", True, True, True)] * 4,
+    }
+    path = tmp_path / "stability.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for model, reps in flags.items():
+            family, variant, seed = classify(model)
+            for r, (status, *f) in enumerate(reps, 1):
+                w.writerow([model, family, variant, seed, r, status, *f])
+    models = drift_rule.model_drift(drift_rule.read_stability(path), ["Cho", "urea"], 2, path)
+    got = {m.model: (m.drifting, m.unstable, m.drifts) for m in models}
+    assert got == {"teacher-1": (2, 0, True), "teacher-2": (1, 0, False), "teacher-3": (2, 1, True),
+                   "teacher-4": (0, 0, False), "ensemble": (4, 0, True)}
+    assert drift_rule.family_verdict(models, "T", 2) == {"family": "T", "models": 4, "drifting_models": 2,
+                                                         "models_needed": 2, "appears": True}
+    assert not drift_rule.family_verdict(models, "T", 3)["appears"]
+    # the command line: the same table, and one line naming the file for a species it lacks
+    main(["drift-rule", "--stability", str(path), "--out", str(tmp_path / "rule.csv")])
+    rows = list(csv.DictReader(open(tmp_path / "rule.csv")))
+    assert [(r["model"], r["drifting_replicas"], r["model_drifts"]) for r in rows][:3] == [
+        ("teacher-1", "2", "True"), ("teacher-2", "1", "False"), ("teacher-3", "2", "True")]
+    with pytest.raises(drift_rule.InputError, match="no drift flags for species 'EG'"):
+        drift_rule.model_drift(drift_rule.read_stability(path), ["EG"], 2, path)

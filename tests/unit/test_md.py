@@ -226,20 +226,22 @@ def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
-@pytest.mark.parametrize("engine", ["eager", "compiled"])
-def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path, engine):
+@pytest.mark.parametrize("engine,threads", [("eager", 1), ("compiled", 1), ("eager", 2)])
+def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path, engine, threads):
     """Two replicas advancing together (one batched evaluation per step) are killed and resumed:
     trajectories and thermo are the bytes an uninterrupted run writes (chaotic dynamics would
     amplify any difference in the last bit: LAMMPS's wrapping and the pair list's order are
     reset at each restart point in both runs). Through either engine: the compiled one is
-    compiled again by the resuming process."""
+    compiled again by the resuming process. At 2 threads too (PyTorch's and numba's kernels
+    split their work the same way at the same thread count): the bytes hold for a given thread
+    count, not across counts."""
     c = cfg(equilibration_ps=4.0, n_samples=10, sample_interval_ps=0.04, restart_interval_steps=40, engine=engine)
     assert c["md"]["evaluate_replicas_together"]
     (tmp_path / "md.yaml").write_text(yaml.safe_dump(c))
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "kdcg", "md", "--model", str(workdir / "teacher-1" / "model.pt"), "--dataset",
            str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "2", "--out-dir",
-           str(out), "--threads", "1"]
+           str(out), "--threads", str(threads)]
     proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -257,9 +259,9 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
     md.restart_files(out / "replica-2" / "run").get(latest, Path("/nonexistent")).unlink(missing_ok=True)
     shared = md.shared_restart_step([out / "replica-1", out / "replica-2"])
     assert 0 < shared < latest
-    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=1)
+    resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=threads)
     straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2],
-                               tmp_path / "straight", threads=1)
+                               tmp_path / "straight", threads=threads)
     sched = md.Schedule.from_config(c["md"])
     for r, res, ref in zip((1, 2), resumed, straight):
         assert res["status"] == ref["status"] == "stable" and res["step"] == sched.total_steps

@@ -64,9 +64,9 @@ SlurmdParameters=config_overrides
 MinJobAge={min_job_age_s}
 ReturnToService=2
 MpiDefault=none
-SlurmctldTimeout=30
+{gres_types}SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb}{node_gres} State=UNKNOWN
 PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -74,9 +74,12 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
 class LocalSlurm:
     """Start with `start()`, stop with `stop()`; `env` has SLURM_CONF for clients and jobs."""
 
-    def __init__(self, root: Path, cpus: int = 16, mem_mb: int = 64000, min_job_age_s: int = 300):
+    def __init__(self, root: Path, cpus: int = 16, mem_mb: int = 64000, min_job_age_s: int = 300, gpus: int = 0):
         self.root = Path(root)
         self.cpus, self.mem_mb = cpus, mem_mb
+        # GPUs declared as a counted GRES with no device files: Slurm schedules and accounts
+        # --gpus / --gres requests against them as on a GPU node; the jobs see no device
+        self.gpus = gpus
         # >= 300 s, or the plugin distrusts squeue; longer keeps every job of a test listed
         self.min_job_age_s = max(300, min_job_age_s)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -104,9 +107,19 @@ class LocalSlurm:
         key.write_bytes(os.urandom(128))
         os.chmod(key, 0o400)
         self.host = socket.gethostname().split(".")[0]
+        if self.gpus:
+            # the gpu plugin counts a node's GPUs by their device files: plain files stand in
+            devices = self.root / "dev"
+            devices.mkdir(exist_ok=True)
+            for i in range(self.gpus):
+                (devices / f"gpu{i}").touch()
+            (self.root / "gres.conf").write_text(
+                f"AutoDetect=off\nNodeName={self.host} Name=gpu File={devices}/gpu[0-{self.gpus - 1}]\n")
         self.conf.write_text(SLURM_CONF.format(
             host=self.host, ctld_port=_free_port(), slurmd_port=_free_port(), root=self.root,
-            munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb, min_job_age_s=self.min_job_age_s))
+            munge_socket=self.munge_socket, cpus=self.cpus, mem_mb=self.mem_mb, min_job_age_s=self.min_job_age_s,
+            gres_types="GresTypes=gpu\n" if self.gpus else "",
+            node_gres=f" Gres=gpu:{self.gpus}" if self.gpus else ""))
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = open(self.root / f"{name}.stdout", "wb")

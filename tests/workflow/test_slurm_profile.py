@@ -1,9 +1,12 @@
 """The cluster profile on a real Slurm: a single-node cluster on loopback (tests/workflow/slurm_cluster.py)
-runs the tiny config through workflow/profiles/slurm, every job submitted with sbatch, to the
+with two GPUs declared runs the tiny config through workflow/profiles/slurm-gpu (the CPU profile
+plus a GPU for each training and MD job; tests/unit/test_config.py keeps the two equal in all
+else), every job submitted with sbatch, short jobs packed by the profile's groups, to the
 report. The daemons are stopped by the ids this test started, whatever happens."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -19,7 +22,8 @@ from slurm_cluster import LocalSlurm, missing_binaries
 pytestmark = pytest.mark.e2e
 
 HARD_LIMIT_S = 45 * 60  # the whole Slurm run; the process group is killed past it
-PROFILE = "workflow/profiles/slurm"
+PROFILE = "workflow/profiles/slurm-gpu"
+N_GPUS = 2  # declared on the loopback node: two GPU jobs at a time, a third waits
 
 
 def _cluster_or_skip():
@@ -57,11 +61,14 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
     _cluster_or_skip()
     wf = workflow_copy(tmp_path / "wf")
     # every job stays listed in squeue for the whole run (MinJobAge past the hard limit)
-    cluster = LocalSlurm(tmp_path / "slurm", min_job_age_s=HARD_LIMIT_S + 600)
+    cluster = LocalSlurm(tmp_path / "slurm", min_job_age_s=HARD_LIMIT_S + 600, gpus=N_GPUS)
     try:
         cluster.start()
         env = {**venv_env(), "SLURM_CONF": str(cluster.conf),
                "PATH": f"{cluster.root / 'bin'}{os.pathsep}{venv_env()['PATH']}"}
+        # the declared GPUs are enforced: a request for more than the node has is refused at once
+        over = subprocess.run(["sbatch", f"--gpus={N_GPUS + 1}", "--wrap", "true"], env=env, capture_output=True, text=True)
+        assert over.returncode != 0 and "not available" in over.stderr, over
         # as on a cluster, one model per training job
         (wf / "cluster.yaml").write_text("training:\n  models_per_job: 1\n")
         configs = ["--configfile", "tests/config/tiny.yaml", "cluster.yaml"]
@@ -71,6 +78,15 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         assert not (wf / "results-tiny").exists()  # the dry run wrote nothing
         local = ("all", "stage_config", "trained_model", "md_replica", "analyze_replica")
         n_jobs = counts["total"] - sum(counts.get(rule, 0) for rule in local)
+        # the profile's groups: the labels and their average in one submission (one connected
+        # group), the analyses 8 to a submission
+        profile = yaml.safe_load((wf / PROFILE / "config.yaml").read_text())
+        assert sorted(profile["groups"]) == ["analyze_replicas=analyses", "ensemble_labels=labels", "teacher_labels=labels"]
+        per_analyses_job = int(dict(e.split("=") for e in profile["group-components"])["analyses"])
+        n_analyses_jobs = math.ceil(counts["analyze_replicas"] / per_analyses_job)
+        n_submissions = (n_jobs - counts["teacher_labels"] - counts["ensemble_labels"] + 1
+                         - counts["analyze_replicas"] + n_analyses_jobs)
+        assert n_analyses_jobs < counts["analyze_replicas"]
 
         cmd = [sys.executable, "-m", "snakemake", "--profile", PROFILE, *configs, "--jobs", "3", "--slurm-no-account",
                "--slurm-init-seconds-before-status-checks", "5", "--seconds-between-status-checks", "5"]
@@ -81,9 +97,23 @@ def test_tiny_config_through_the_slurm_profile_to_the_report(tmp_path):
         # every job went through sbatch and finished there
         q = subprocess.run(["squeue", "-t", "all", "-h", "-o", "%i|%C|%m|%T|%k"], env=env, capture_output=True,
                            text=True, check=True).stdout.splitlines()
-        jobs = [line.split("|") for line in q if line.strip()]
-        assert len(jobs) == n_jobs, f"{len(jobs)} Slurm jobs for {n_jobs} workflow jobs:\n" + "\n".join(q)
+        # every job but the refused GPU request above (listed FAILED, without a comment)
+        jobs = [line.split("|") for line in q if line.strip() and not line.endswith("|(null)")]
+        assert len(jobs) == n_submissions, (f"{len(jobs)} Slurm jobs for {n_jobs} workflow jobs, {n_submissions} "
+                                            "submissions expected:\n" + "\n".join(q))
         assert all(state == "COMPLETED" for _, _, _, state, _ in jobs), "\n".join(q)
+        # a group job's comment: rule_<group>_<its rules>
+        packed = sorted(c for *_, c in jobs if c.startswith(("rule_labels_", "rule_analyses_")))
+        assert packed == ["rule_analyses_analyze_replicas"] * n_analyses_jobs + [
+            "rule_labels_ensemble_labels_teacher_labels"], "\n".join(q)
+        # a GPU for every training and MD job, and for no other: the request reached Slurm, which
+        # scheduled it against the node's GPUs
+        shown = subprocess.run(["scontrol", "-o", "show", "job"], env=env, capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+        gpu_jobs = {re.search(r"Comment=(\S+)", line).group(1) for line in shown if "gpu:1" in line}
+        wants_gpu = ("rule_train_models_", "rule_md_replicas_")
+        assert gpu_jobs and all(c.startswith(wants_gpu) for c in gpu_jobs), sorted(gpu_jobs)
+        assert len(gpu_jobs) == counts["train_models"] + counts["md_replicas"], sorted(gpu_jobs)
         # the profile's per-rule requests reached sbatch: a teacher's job asks for 8 CPUs and >= 16 GB
         # (the plugin may add a little memory on top)
         teachers = [j for j in jobs if j[4].startswith("rule_train_models_wildcards_teacher-")]

@@ -228,6 +228,20 @@ def cmd_summarize(args) -> None:
                      findings_config)
 
 
+def cmd_drift_rule(args) -> None:
+    from kdcg.analysis import drift_rule
+
+    path = Path(args.stability)
+    models = drift_rule.model_drift(drift_rule.read_stability(path), args.species, args.replicas_needed, path)
+    drift_rule.write_table(models, args.species, Path(args.out))
+    for m in models:
+        print(f"{m.model:<28} {m.drifting} of {m.replicas} replicas drift ({m.unstable} unstable)"
+              f"{'  -> drifts' if m.drifts else ''}")
+    v = drift_rule.family_verdict(models, args.family, args.models_needed)
+    print(f"family {v['family']}: {v['drifting_models']} of {v['models']} models drift (needed {v['models_needed']}): "
+          f"the instability {'appears' if v['appears'] else 'does not appear'}")
+
+
 def cmd_findings(args) -> None:
     from kdcg.analysis import findings
     from kdcg.report.tables import write_findings
@@ -457,6 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="equivalence margins per quantity (TAE units), fixed before looking (the run's AA sampling noise)")
     s.add_argument("--out-dir", required=True, help="folder for findings.csv and findings.md")
     s.set_defaults(func=cmd_findings)
+
+    s = _sub(sub, "drift-rule", "which models drift, and whether a family's instability appears (docs/pilot.md)",
+             "Reads stability.csv (kdcg summarize). A replica drifts when the time-resolved CDF of any of the "
+             "species is flagged or it went unstable; a model drifts when at least --replicas-needed of its "
+             "replicas do; the instability appears for --family when at least --models-needed of its models "
+             "drift. Writes one row per model.",
+             "kdcg drift-rule --stability docs/pilot/tables/stability.csv --out docs/pilot/tables/drift_rule.csv")
+    s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
+    s.add_argument("--species", nargs="+", default=["Cho", "urea"],
+                   help="species whose CDF drift counts (default: Cho urea, the paper's Fig. 7)")
+    s.add_argument("--replicas-needed", type=int, default=2, help="drifting replicas that make a model drift (default 2)")
+    s.add_argument("--family", default="T", help="the family judged (default T, the teachers)")
+    s.add_argument("--models-needed", type=int, default=2,
+                   help="drifting models of the family that make the instability appear (default 2)")
+    s.add_argument("--out", required=True, help="CSV, one row per model")
+    s.set_defaults(func=cmd_drift_rule)
     return p
 
 
