@@ -53,7 +53,7 @@ CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 study pilot pilot-quad: setup
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
-	kdcg drift-rule --stability results-$@/tables/stability.csv --out results-$@/tables/drift_rule.csv
+	kdcg drift-rule --stability results-$@/tables/stability.csv --species Cho urea --out results-$@/tables/drift_rule.csv
 	rm -rf docs/$@/tables docs/$@/figures && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures docs/$@/
 	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"

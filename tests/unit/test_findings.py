@@ -281,7 +281,7 @@ def test_the_pilots_drift_rule_counts_models_not_replicas(tmp_path):
                                                          "models_needed": 2, "appears": True}
     assert not drift_rule.family_verdict(models, "T", 3)["appears"]
     # the command line: the same table, and one line naming the file for a species it lacks
-    main(["drift-rule", "--stability", str(path), "--out", str(tmp_path / "rule.csv")])
+    main(["drift-rule", "--stability", str(path), "--species", "Cho", "urea", "--out", str(tmp_path / "rule.csv")])
     rows = list(csv.DictReader(open(tmp_path / "rule.csv")))
     assert [(r["model"], r["drifting_replicas"], r["model_drifts"]) for r in rows][:3] == [
         ("teacher-1", "2", "True"), ("teacher-2", "1", "False"), ("teacher-3", "2", "True")]

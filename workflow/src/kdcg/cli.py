@@ -477,10 +477,10 @@ def build_parser() -> argparse.ArgumentParser:
              "species is flagged or it went unstable; a model drifts when at least --replicas-needed of its "
              "replicas do; the instability appears for --family when at least --models-needed of its models "
              "drift. Writes one row per model.",
-             "kdcg drift-rule --stability docs/pilot/tables/stability.csv --out docs/pilot/tables/drift_rule.csv")
+             "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")
     s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
-    s.add_argument("--species", nargs="+", default=["Cho", "urea"],
-                   help="species whose CDF drift counts (default: Cho urea, the paper's Fig. 7)")
+    s.add_argument("--species", nargs="+", required=True,
+                   help="species whose CDF drift counts (for reline the paper's Fig. 7 watches Cho and urea)")
     s.add_argument("--replicas-needed", type=int, default=2, help="drifting replicas that make a model drift (default 2)")
     s.add_argument("--family", default="T", help="the family judged (default T, the teachers)")
     s.add_argument("--models-needed", type=int, default=2,
