@@ -7,6 +7,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import REPO
@@ -61,6 +62,24 @@ def test_an_all_unstable_variant_stays_in_every_summary(tmp_path):
         tae = list(csv.DictReader(fh))
     assert [(r["model"], r["replica"], r["status"]) for r in tae if r["status"] == "unstable"] == \
         [("student-se_ei_ft", "1", "unstable"), ("student-se_ei_ft", "2", "unstable")]
+    # stability.csv: beside each drift flag, the numbers it was judged on and each window's
+    # distance from the all-atom CDF; an unstable replica has none of them
+    with open(tmp_path / "tables" / "stability.csv") as fh:
+        stab = {(r["model"], r["replica"]): r for r in csv.DictReader(fh)}
+    for r in (1, 2):
+        ana = json.loads((results / "md" / "teacher-1" / f"replica-{r}" / "analysis.json").read_text())
+        row, windows = stab[("teacher-1", str(r))], ana["cdf_windows"]["windows"]
+        assert len(windows) == 2
+        for s in names:
+            dr = ana["grids"]["cdf"]["dr_A"]
+            drift = ana["cdf_windows"]["drift"][s]
+            assert float(row[f"cdf_tae_first_last_{s}"]) == pytest.approx(drift["tae_first_last"], abs=5e-3)
+            assert float(row[f"cdf_tae_noise_{s}"]) == pytest.approx(drift["tae_noise"], abs=5e-3)
+            aa = np.asarray(reference["cdf"][s])
+            for col, w in (("first", windows[0]), ("last", windows[1])):
+                expected = np.abs(np.asarray(w["cdf"][s]) - aa).sum() * dr
+                assert float(row[f"cdf_tae_aa_{col}_{s}"]) == pytest.approx(expected, rel=5e-3, abs=1e-3)
+    assert all(stab[("student-se_ei_ft", str(r))][f"cdf_tae_aa_last_{s}"] == "" for r in (1, 2) for s in names)
     labels = figures.fig_tae(data, out["summary"], reference, "rdf", tmp_path / "tae_rdf.png")
     assert labels == ["T\n(1/2 not eq.)", "S_E ei_ft\n(2/2 unstable)"]
     assert (tmp_path / "tae_rdf.png").read_bytes()[:4] == b"\x89PNG"

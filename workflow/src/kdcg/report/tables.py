@@ -18,6 +18,7 @@ import numpy as np
 
 from kdcg.report import figures
 from kdcg.analysis import findings as _findings
+from kdcg.cg import structure
 from kdcg.analysis.distributions import QUANTITIES, load_json
 from kdcg.errors import InputError
 from kdcg.naming import classify
@@ -187,13 +188,31 @@ def tables(data: dict, aa_performance: Path, out: Path, reference: dict, finding
         eq = ana.get("equilibration") or {}
         stab.append([r["model"], r["family"], r["variant"], r["seed"], r["replica"], res["status"], res["step"],
                      res["time_ps"], res.get("reason"), eq.get("t_detected_ps"), eq.get("t_used_ps"), eq.get("equilibrated"),
-                     *[(drift.get(s) or {}).get("drifting") for s in species]])
+                     *[(drift.get(s) or {}).get("drifting") for s in species],
+                     *[x for s in species for x in _drift_detail(ana, s, reference)]])
     _write_csv(out / "stability.csv", ["model", "family", "variant", "seed", "replica", "status", "step", "time_ps",
                                        "reason", "t_equilibration_detected_ps", "t_equilibration_used_ps", "equilibrated",
-                                       *[f"cdf_drift_{s}" for s in species]], stab)
+                                       *[f"cdf_drift_{s}" for s in species],
+                                       *[f"cdf_{c}_{s}" for s in species for c in DRIFT_DETAIL]], stab)
     # findings.csv (and .md): the comparisons that test the paper's five findings
     write_findings(out, _findings.findings(reps, _findings.equivalence_margins(findings_config or {}, reference)))
     return {"summary": summary}
+
+
+# per species, beside each drift flag: the first-last TAE and its noise (what the flag compares),
+# and how far the first and the last window sit from the all-atom CDF (drift towards or away from it)
+DRIFT_DETAIL = ("tae_first_last", "tae_noise", "tae_aa_first", "tae_aa_last")
+
+
+def _drift_detail(analysis: dict, species: str, reference: dict) -> list:
+    windows = (analysis.get("cdf_windows") or {}).get("windows") or []
+    drift = ((analysis.get("cdf_windows") or {}).get("drift") or {}).get(species) or {}
+    aa = (reference.get("cdf") or {}).get(species)
+    if not windows or aa is None:
+        return [drift.get("tae_first_last"), drift.get("tae_noise"), None, None]
+    dr = analysis["grids"]["cdf"]["dr_A"]
+    return [drift.get("tae_first_last"), drift.get("tae_noise"),
+            structure.tae(windows[0]["cdf"][species], aa, dr), structure.tae(windows[-1]["cdf"][species], aa, dr)]
 
 
 def write_findings(out: Path, rows: list[dict]) -> None:
