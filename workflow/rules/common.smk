@@ -263,6 +263,23 @@ def replica_batches():
     return [replicas[i : i + k] for i in range(0, len(replicas), k)]
 
 
+# MD job memory, measured at the paper's size (1,000 beads, 8 replicas in one job,
+# config/paper-smoke.yaml; docs/paper-scale.md): peak 6.5-6.9 GB for one model, 13.5 GB for the
+# 8-member ensemble. Per replica and 1,000 beads, with a margin: 900 MB for one model, 1,800 MB
+# for the ensemble, on a base of 1,000 MB.
+MD_BASE_MB = 1000
+MD_REPLICA_MB_PER_1000_BEADS = {"model": 900, "ensemble": 1800}
+
+
+def md_job_mem_mb(wildcards):
+    """Memory (MB) a job of md_replicas asks for: its replicas x the beads x one model's or the
+    ensemble's per-replica figure, at least 2,000 MB."""
+    beads = sum(mol["count"] for mol in config["system"]["molecules"])
+    kind = "ensemble" if wildcards.model == ENSEMBLE else "model"
+    per_replica = MD_REPLICA_MB_PER_1000_BEADS[kind] * beads / 1000
+    return max(2000, int(MD_BASE_MB + len(span_replicas(wildcards.replicas)) * per_replica))
+
+
 def replica_job(replica):
     """The {replicas} wildcard of the job that runs this replica: its batch, or itself alone
     (a replica beyond md.replicas, named as a target)."""

@@ -25,7 +25,7 @@ rule md_replicas:
     threads: 1
     resources:
         runtime=24 * 60,
-        mem_mb=8000,
+        mem_mb=md_job_mem_mb,
     params:
         config_keys=config_keys("md"),
         replicas=lambda wildcards: " ".join(map(str, span_replicas(wildcards.replicas))),

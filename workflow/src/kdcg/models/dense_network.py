@@ -212,13 +212,21 @@ class AnalyticForces(torch.nn.Module):
             factors += [x * x - t, x * y, x * z, y * y - t, y * z]
         n_comp = len(factors)
         angular = torch.stack(factors, dim=-1)  # (B, N, K, C)
-        components = angular.unsqueeze(-1) * sense.unsqueeze(-2)  # (M, B, N, K, C, S)
         n_species = net.onehot.shape[1]
         if len(blocks) != n_species:
             raise ValueError(f"the table has {len(blocks)} species blocks, the model {n_species} species")
         bounds = [(sum(blocks[:f]), sum(blocks[:f + 1])) for f in range(n_species)]
-        # env[i, c, s, f] = sum over the neighbours of species f (one block of the row)
-        env = torch.stack([components[:, :, :, lo:hi].sum(3) for lo, hi in bounds], dim=-1)  # (M, B, N, C, S, F)
+        # env[i, c, s, f] = sum over the neighbours k of species f (one block of the row) of
+        # Y_c(k) sense_s(k): per bead and block a (C x K_f) @ (K_f x S) product, so that the
+        # (K, C, S) outer products are never formed (9 x the slots' sensitivities for HIP-NN-TS)
+        # (with one component, scalar HIP-NN, the product is a plain sum, which fuses faster)
+        products = n_comp > 1
+        if products:
+            angular_t = angular.transpose(-1, -2)  # (B, N, C, K)
+            env = torch.stack([torch.matmul(angular_t[..., lo:hi], sense[..., lo:hi, :]) for lo, hi in bounds],
+                              dim=-1)  # (M, B, N, C, S, F)
+        else:
+            env = torch.stack([sense[..., lo:hi, :].sum(-2, keepdim=True) for lo, hi in bounds], dim=-1)
         env = env.reshape(m, nb, n_comp, s * n_species)
         weights = layer.int_weights  # (M, S*F_in, F_out)
         x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
@@ -254,13 +262,21 @@ class AnalyticForces(torch.nn.Module):
             grad_q = (grad_out * layer.quadscales / quad_norm).unsqueeze(2) * grad_q
             grad_env.append(torch.bmm(grad_q.reshape(m, nb * 5, -1), weights_t).reshape(m, nb, 5, -1))
         grad_env = torch.cat([g.reshape(m, nb, -1, s, n_species) for g in grad_env], dim=2)  # (M, B*N, C, S, F_in)
-        # each pair's dE/d(components): the bead's row at its neighbour's species, the same
-        # for every slot of a block
+        # each pair's dE/d(components) is the bead's row G (C x S) at its neighbour's species,
+        # the same for every slot of a block; contracted with the slot's factors as products:
+        # dE/dr_k = sum_s (Y(k) G)_s sense'_s(k), dE/dY_c(k) = (sense(k) G^T)_c
         grad_env = grad_env.reshape(m, n_frames, n_beads, n_comp, s, n_species)
-        grad_pair = torch.cat([grad_env[..., f].unsqueeze(3).expand(-1, -1, -1, hi - lo, -1, -1)
-                               for f, (lo, hi) in enumerate(bounds)], dim=3)  # (M, B, N, K, C, S)
-        grad_dist = (grad_pair * angular.unsqueeze(-1) * sense_slope.unsqueeze(-2)).sum((-1, -2))  # (M, B, N, K)
-        grad_angular = (grad_pair * sense.unsqueeze(-2)).sum(-1)  # (M, B, N, K, C)
+        grad_dist, grad_angular = [], []
+        for f, (lo, hi) in enumerate(bounds):
+            row = grad_env[..., f]  # (M, B, N, C, S)
+            if products:
+                grad_dist.append((torch.matmul(angular[:, :, lo:hi], row) * sense_slope[..., lo:hi, :]).sum(-1))
+                grad_angular.append(torch.matmul(sense[..., lo:hi, :], row.transpose(-1, -2)))
+            else:
+                grad_dist.append((row * sense_slope[..., lo:hi, :]).sum(-1))  # Y_0 = 1
+                grad_angular.append((row * sense[..., lo:hi, :]).sum(-1, keepdim=True))
+        grad_dist = torch.cat(grad_dist, dim=3)  # (M, B, N, K)
+        grad_angular = torch.cat(grad_angular, dim=3)  # (M, B, N, K, C)
         grad_rhat = torch.zeros_like(coord).unsqueeze(0).expand(m, -1, -1, -1, -1)
         if layer.order >= 1:
             grad_rhat = grad_angular[..., 1:4]
