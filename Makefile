@@ -64,7 +64,8 @@ paper-smoke: setup
 	@start=$$(date +%s); \
 	snakemake --cores $(CORES) --configfile config/paper.yaml config/paper-smoke.yaml && \
 	snakemake --report results-paper-smoke/report.html --configfile config/paper.yaml config/paper-smoke.yaml && \
-	python benchmarks/stage_times.py results-paper-smoke --wall-s $$(( $$(date +%s) - start ))
+	python benchmarks/stage_times.py results-paper-smoke --wall-s $$(( $$(date +%s) - start )) && \
+	python benchmarks/paper_scale.py results-paper-smoke
 
 SOLVENT_FIGURES := rdf.png adf.png cdf.png tae_rdf.png stability.png teachers.png
 # another solvent by its config alone (docs/your-system.md): run, report, copy to the docs
