@@ -277,7 +277,9 @@ def md_job_mem_mb(wildcards):
     beads = sum(mol["count"] for mol in config["system"]["molecules"])
     kind = "ensemble" if wildcards.model == ENSEMBLE else "model"
     per_replica = MD_REPLICA_MB_PER_1000_BEADS[kind] * beads / 1000
-    return max(2000, int(MD_BASE_MB + len(span_replicas(wildcards.replicas)) * per_replica))
+    return max(
+        2000, int(MD_BASE_MB + len(span_replicas(wildcards.replicas)) * per_replica)
+    )
 
 
 def replica_job(replica):
