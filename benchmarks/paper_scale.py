@@ -19,20 +19,15 @@ On one GPU, the figures measured on an H200 (docs/performance.md) are given as o
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import statistics
 from pathlib import Path
 
 import yaml
+from stage_times import last_row
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def job_seconds(path: Path) -> float:
-    with open(path) as fh:
-        return float(list(csv.DictReader(fh, delimiter="\t"))[-1]["s"])
 
 
 def main() -> None:
@@ -96,8 +91,8 @@ def estimate(res: Path, cfg: dict) -> tuple[list[tuple], int, float]:
     per_kind = {"one model": [], "ensemble": []}
     for result in sorted((res / "md").glob("*/replica-1/result.json")):
         r = json.loads(result.read_text())
-        job = next(iter(sorted((res / "md" / r["model"] / "jobs").glob("md-*.json"))), None)
-        in_job = len(json.loads(job.read_text()).get("replicas", [1])) if job else 1
+        jobs = sorted((res / "md" / r["model"] / "jobs").glob("md-*.json"))  # the job's record lists its replicas
+        in_job = len(json.loads(jobs[0].read_text())["replicas"]) if jobs else 1
         per_kind["ensemble" if r["n_members"] > 1 else "one model"].append(r["ms_per_step"] / in_job)
     n_replicas = md["replicas"]
     for kind, values in per_kind.items():
@@ -114,7 +109,7 @@ def estimate(res: Path, cfg: dict) -> tuple[list[tuple], int, float]:
     for path in sorted((res / "benchmarks").glob("analyze-*.tsv")):
         span = re.search(r"replicas-(\d+)(?:-(\d+))?\.tsv$", path.name)
         in_job = int(span.group(2) or span.group(1)) - int(span.group(1)) + 1
-        analysis_s.append(job_seconds(path) / in_job)
+        analysis_s.append(float(last_row(path)["s"]) / in_job)
     smoke_md = yaml.safe_load((res / "config" / "md.yaml").read_text()) if (res / "config" / "md.yaml").exists() else {}
     smoke_samples = (smoke_md.get("md") or smoke_md).get("n_samples", md["n_samples"])
     per_replica = statistics.median(analysis_s)

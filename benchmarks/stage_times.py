@@ -36,15 +36,21 @@ def stage_of(name: str) -> str:
     return next((stage for stage, prefixes in STAGES.items() if name.startswith(prefixes)), "other")
 
 
+def last_row(path: Path) -> dict | None:
+    """A benchmark file's last row: a rerun appends, and the last row is the job that produced
+    the outputs (None for an empty file)."""
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return rows[-1] if rows else None
+
+
 def read(folder: Path) -> dict[str, dict]:
     """Per stage: jobs, summed wall seconds, the largest peak resident memory (MB)."""
     stages: dict[str, dict] = {}
     for path in sorted(folder.glob("*.tsv")):
-        with open(path) as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        if not rows:
+        row = last_row(path)
+        if row is None:
             continue
-        row = rows[-1]  # a rerun appends; the last row is the job that produced the outputs
         entry = stages.setdefault(stage_of(path.stem), {"jobs": 0, "s": 0.0, "max_rss_MB": 0.0})
         entry["jobs"] += 1
         entry["s"] += float(row["s"])

@@ -219,14 +219,9 @@ class AnalyticForces(torch.nn.Module):
         # env[i, c, s, f] = sum over the neighbours k of species f (one block of the row) of
         # Y_c(k) sense_s(k): per bead and block a (C x K_f) @ (K_f x S) product, so that the
         # (K, C, S) outer products are never formed (9 x the slots' sensitivities for HIP-NN-TS)
-        # (with one component, scalar HIP-NN, the product is a plain sum, which fuses faster)
-        products = n_comp > 1
-        if products:
-            angular_t = angular.transpose(-1, -2)  # (B, N, C, K)
-            env = torch.stack([torch.matmul(angular_t[..., lo:hi], sense[..., lo:hi, :]) for lo, hi in bounds],
-                              dim=-1)  # (M, B, N, C, S, F)
-        else:
-            env = torch.stack([sense[..., lo:hi, :].sum(-2, keepdim=True) for lo, hi in bounds], dim=-1)
+        angular_t = angular.transpose(-1, -2)  # (B, N, C, K)
+        env = torch.stack([torch.matmul(angular_t[..., lo:hi], sense[..., lo:hi, :]) for lo, hi in bounds],
+                          dim=-1)  # (M, B, N, C, S, F)
         env = env.reshape(m, nb, n_comp, s * n_species)
         weights = layer.int_weights  # (M, S*F_in, F_out)
         x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
@@ -269,12 +264,8 @@ class AnalyticForces(torch.nn.Module):
         grad_dist, grad_angular = [], []
         for f, (lo, hi) in enumerate(bounds):
             row = grad_env[..., f]  # (M, B, N, C, S)
-            if products:
-                grad_dist.append((torch.matmul(angular[:, :, lo:hi], row) * sense_slope[..., lo:hi, :]).sum(-1))
-                grad_angular.append(torch.matmul(sense[..., lo:hi, :], row.transpose(-1, -2)))
-            else:
-                grad_dist.append((row * sense_slope[..., lo:hi, :]).sum(-1))  # Y_0 = 1
-                grad_angular.append((row * sense[..., lo:hi, :]).sum(-1, keepdim=True))
+            grad_dist.append((torch.matmul(angular[:, :, lo:hi], row) * sense_slope[..., lo:hi, :]).sum(-1))
+            grad_angular.append(torch.matmul(sense[..., lo:hi, :], row.transpose(-1, -2)))
         grad_dist = torch.cat(grad_dist, dim=3)  # (M, B, N, K)
         grad_angular = torch.cat(grad_angular, dim=3)  # (M, B, N, K, C)
         grad_rhat = torch.zeros_like(coord).unsqueeze(0).expand(m, -1, -1, -1, -1)
