@@ -22,6 +22,7 @@ from kdcg.errors import InputError
                                   "config/ethaline.yaml", "config/glyceline.yaml", "tests/config/tiny-ethaline.yaml",
                                   "config/study.yaml + config/pilot.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-quad.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-study-rule.yaml",
                                   "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
