@@ -185,25 +185,27 @@ class AnalyticForces(torch.nn.Module):
         n_frames, n_beads, capacity = neighbour.shape
         m = stacked.n_members
         nb = n_frames * n_beads
-        coord = pair_vectors(positions_A, neighbour, offset_A)  # (B, N, K, 3)
-        dist = coord.norm(dim=-1)
-        rhat = coord / dist.unsqueeze(-1)
+        # slots last: every per-pair array is (..., K) with the slots contiguous, so the compiled
+        # loops fill their vector lanes (with 3 or S = 10 innermost most lanes stayed idle)
+        coord = pair_vectors(positions_A, neighbour, offset_A).transpose(-1, -2)  # (B, N, 3, K)
+        dist = coord.norm(dim=-2)  # (B, N, K)
+        rhat = coord / dist.unsqueeze(-2)
         wrapper = stacked.blocks[0][0]
         layer = wrapper.base
         s = layer.n_dist
-        d = dist.unsqueeze(-1)  # (B, N, K, 1)
-        mu = layer.mu.reshape(m, 1, 1, 1, s)
-        sigma = layer.sigma.reshape(m, 1, 1, 1, s)
-        base = inverse_gaussians(d, mu, sigma)  # (M, B, N, K, S)
+        d = dist.unsqueeze(-2)  # (B, N, 1, K)
+        mu = layer.mu.reshape(m, 1, 1, s, 1)
+        sigma = layer.sigma.reshape(m, 1, 1, s, 1)
+        base = inverse_gaussians(d, mu, sigma)  # (M, B, N, S, K)
         angle = math.pi / 2 * dist / layer.hard_max_dist_A
         inside = (dist <= layer.hard_max_dist_A).to(dist.dtype)
-        cut = (torch.cos(angle) ** 2 * inside).unsqueeze(-1)
-        cut_slope = (-(math.pi / 2 / layer.hard_max_dist_A) * torch.sin(2 * angle) * inside).unsqueeze(-1)
+        cut = (torch.cos(angle) ** 2 * inside).unsqueeze(-2)
+        cut_slope = (-(math.pi / 2 / layer.hard_max_dist_A) * torch.sin(2 * angle) * inside).unsqueeze(-2)
         sense = base * cut
         inverse_gap = d ** -1 - mu ** -1
         sense_slope = base * (cut * inverse_gap * sigma ** 2 / d ** 2 + cut_slope)  # d sense / d r
         # angular factors Y_c of the components (hippynn's order): 1; x, y, z; xx-t, xy, xz, yy-t, yz
-        x, y, z = rhat.unbind(-1)
+        x, y, z = rhat.unbind(-2)
         factors = [torch.ones_like(x)]
         if layer.order >= 1:
             factors += [x, y, z]
@@ -211,7 +213,7 @@ class AnalyticForces(torch.nn.Module):
             t = (x * x + y * y + z * z) / 3.0
             factors += [x * x - t, x * y, x * z, y * y - t, y * z]
         n_comp = len(factors)
-        angular = torch.stack(factors, dim=-1)  # (B, N, K, C)
+        angular = torch.stack(factors, dim=-2)  # (B, N, C, K)
         n_species = net.onehot.shape[1]
         if len(blocks) != n_species:
             raise ValueError(f"the table has {len(blocks)} species blocks, the model {n_species} species")
@@ -219,8 +221,7 @@ class AnalyticForces(torch.nn.Module):
         # env[i, c, s, f] = sum over the neighbours k of species f (one block of the row) of
         # Y_c(k) sense_s(k): per bead and block a (C x K_f) @ (K_f x S) product, so that the
         # (K, C, S) outer products are never formed (9 x the slots' sensitivities for HIP-NN-TS)
-        angular_t = angular.transpose(-1, -2)  # (B, N, C, K)
-        env = torch.stack([torch.matmul(angular_t[..., lo:hi], sense[..., lo:hi, :]) for lo, hi in bounds],
+        env = torch.stack([torch.matmul(angular[..., lo:hi], sense[..., lo:hi].transpose(-1, -2)) for lo, hi in bounds],
                           dim=-1)  # (M, B, N, C, S, F)
         env = env.reshape(m, nb, n_comp, s * n_species)
         weights = layer.int_weights  # (M, S*F_in, F_out)
@@ -264,32 +265,35 @@ class AnalyticForces(torch.nn.Module):
         grad_dist, grad_angular = [], []
         for f, (lo, hi) in enumerate(bounds):
             row = grad_env[..., f]  # (M, B, N, C, S)
-            grad_dist.append((torch.matmul(angular[:, :, lo:hi], row) * sense_slope[..., lo:hi, :]).sum(-1))
-            grad_angular.append(torch.matmul(sense[..., lo:hi, :], row.transpose(-1, -2)))
-        grad_dist = torch.cat(grad_dist, dim=3)  # (M, B, N, K)
-        grad_angular = torch.cat(grad_angular, dim=3)  # (M, B, N, K, C)
-        grad_rhat = torch.zeros_like(coord).unsqueeze(0).expand(m, -1, -1, -1, -1)
-        if layer.order >= 1:
-            grad_rhat = grad_angular[..., 1:4]
-        if layer.order == 2:
-            a4, a5, a6, a7, a8 = grad_angular[..., 4:9].unbind(-1)
-            third = 2.0 / 3.0 * (a4 + a7)
-            grad_rhat = grad_rhat + torch.stack([
-                2 * x * a4 + y * a5 + z * a6 - third * x,
-                x * a5 + 2 * y * a7 + z * a8 - third * y,
-                x * a6 + y * a8 - third * z], dim=-1)
-        radial = (grad_rhat * rhat).sum(-1, keepdim=True)
-        grad_coord = grad_dist.unsqueeze(-1) * rhat + (grad_rhat - radial * rhat) / dist.unsqueeze(-1)
+            grad_dist.append((torch.matmul(row.transpose(-1, -2), angular[..., lo:hi]) * sense_slope[..., lo:hi]).sum(-2))
+            grad_angular.append(torch.matmul(row, sense[..., lo:hi]))
+        grad_dist = torch.cat(grad_dist, dim=-1)  # (M, B, N, K)
+        if layer.order == 0:  # a distance alone: no angular derivative
+            grad_coord = grad_dist.unsqueeze(-2) * rhat  # (M, B, N, 3, K)
+        else:
+            grad_angular = torch.cat(grad_angular, dim=-1)  # (M, B, N, C, K)
+            grad_rhat = grad_angular[..., 1:4, :]
+            if layer.order == 2:
+                a4, a5, a6, a7, a8 = grad_angular[..., 4:9, :].unbind(-2)
+                third = 2.0 / 3.0 * (a4 + a7)
+                grad_rhat = grad_rhat + torch.stack([
+                    2 * x * a4 + y * a5 + z * a6 - third * x,
+                    x * a5 + 2 * y * a7 + z * a8 - third * y,
+                    x * a6 + y * a8 - third * z], dim=-2)
+            radial = (grad_rhat * rhat).sum(-2, keepdim=True)
+            grad_coord = grad_dist.unsqueeze(-2) * rhat + (grad_rhat - radial * rhat) / dist.unsqueeze(-2)
         # the prior: half of each listed pair's energy to its bead, within the cutoff
-        n_prior_species = net.repulsion.taper.shape[0]
         bead_tapers = net.repulsion.taper.index_select(0, net.species - 1)  # (N, species)
         taper = torch.cat([bead_tapers[:, f:f + 1].expand(-1, hi - lo) for f, (lo, hi) in enumerate(bounds)], dim=1)
         half = 0.5 * net.repulsion.pair_energy(dist, taper) * (dist < net.cutoff_A).to(dist.dtype)
         prior_bead = half.sum(-1)
-        grad_coord = grad_coord + (-net.repulsion.alpha * half).unsqueeze(-1) * rhat
+        grad_coord = grad_coord + (-net.repulsion.alpha * half).unsqueeze(-2) * rhat
         # F_i = -sum_k g_ik + sum over i's listings from its neighbours (mirror slots) of their g
-        flat = grad_coord.reshape(m, n_frames * n_beads * capacity, 3)
-        flat = torch.cat([flat, torch.zeros_like(flat[:, :1])], dim=1)
-        listed_from_neighbours = flat.index_select(1, mirror.reshape(-1)).reshape(m, n_frames, n_beads, capacity, 3)
-        forces = (listed_from_neighbours - grad_coord).sum(-2)
+        # read one Cartesian plane at a time: each stays slots-last (ghost slots read the zero past the end)
+        planes = []
+        for axis in range(3):
+            plane = grad_coord[..., axis, :].reshape(m, n_frames * n_beads * capacity)
+            plane = torch.cat([plane, torch.zeros_like(plane[:, :1])], dim=1)
+            planes.append(plane.index_select(1, mirror.reshape(-1)).reshape(m, n_frames, n_beads, capacity))
+        forces = (torch.stack(planes, dim=-2) - grad_coord).sum(-1)  # (M, B, N, 3)
         return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
