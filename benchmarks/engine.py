@@ -9,7 +9,8 @@ list reused (a Verlet skin of 1 A and unchanged positions: the step between two 
 
 Prints ``speedup md_study`` (study network, 200 beads, 4 replicas evaluated together),
 ``speedup md_paper`` (paper network, 1,000 beads), ``speedup train_study`` and
-``gflops md_paper``.
+``gflops md_paper``. The training step is a teacher's: forces against mapped forces, its
+gradient with respect to the weights, an Adam step.
 """
 
 from __future__ import annotations
@@ -41,6 +42,101 @@ def network_flops(cfg: dict, n_beads: int, n_pairs: int) -> float:
     interaction = n_beads * components * s * species * f
     atom_layers = n_beads * m["n_atom_layers"] * 2 * f * f
     return 2.0 * (env + interaction + atom_layers)
+
+
+def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) -> dict:
+    """ms per training batch of the study network, today's path (hippynn's training graph with
+    kdcg's cached padded pair table, as kdcg.training.train runs it) against the compiled one
+    (kdcg.models.dense_network.AnalyticForces with its weights trainable, compiled forward and
+    backward, one neighbour table per batch found once); same seed, same frames, same batches,
+    alternating rounds of an epoch each, medians."""
+    import numpy as np
+    import torch
+    import yaml
+    from hippynn import settings
+    from hippynn.databases import Database
+    from hippynn.experiment.assembly import assemble_for_training
+
+    from kdcg.models.compiled_forces import stacked_parts
+    from kdcg.models.dense_network import AnalyticForces, DenseNetwork, trainable_weights
+    from kdcg.models.model import build_model
+    from kdcg.models.neighbour_table import neighbour_rows
+    from kdcg.models.pairs import cache_training_pairs
+    from kdcg.training.losses import student_loss
+    from kdcg.training.train import database_arrays
+    from kdcg.variants import get_variant
+
+    settings.WARN_LOW_DISTANCES = False
+    cfg = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
+    batch = cfg["training"]["batch_size"]
+    cutoff = cfg["model"]["dist_hard_max_A"]
+    edge = reline_edge_A(n_side ** 3)
+    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
+    species = frames[0][0]
+    R = np.stack([f[1] for f in frames])
+    cell = frames[0][2]
+    F = np.random.default_rng(0).normal(size=R.shape)
+    data = {"Z": np.stack([f[0] for f in frames]), "R": R, "cell": np.stack([f[2] for f in frames]), "F": F}
+    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
+
+    torch.manual_seed(0)
+    m = build_model(cfg["model"], 3, prior)
+    total, _ = student_loss(m, get_variant("teacher"), R.shape[1])
+    modules, info = assemble_for_training(total, {"TotalLoss": total})
+    database = Database(database_arrays(data, None), seed=0, quiet=True, pin_memory=False, **info)
+    database.make_explicit_split("train", torch.arange(n_frames))
+    cache_training_pairs(modules.model, database, torch.device("cpu"), cutoff)
+    modules, info = assemble_for_training(total, {"TotalLoss": total})
+    database.inputs = info["inputs"]
+    n_in = len(info["inputs"])
+    eager_batches = list(database.make_generator("train", "train", batch))
+    eager_opt = torch.optim.Adam(modules.model.parameters(), lr=1e-4, foreach=True)
+
+    def eager_epoch():
+        for b in eager_batches:
+            eager_opt.zero_grad()
+            outputs = modules.model(*b[:n_in])
+            modules.loss(*outputs, *b[n_in:])[0].backward()
+            eager_opt.step()
+
+    torch.manual_seed(0)
+    m = build_model(cfg["model"], 3, prior)
+    from hippynn.graphs import GraphModule
+    stacked, repulsion = stacked_parts(GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]))
+    weights = trainable_weights(stacked)
+    forces_of = AnalyticForces(DenseNetwork(stacked, repulsion, species, cutoff))
+    capacities = neighbour_rows(R, cell, cutoff, None, species, 3)[3]  # the fullest bead of any frame
+    tables = []
+    for start in range(0, n_frames, batch):
+        neighbour, offset, mirror, _, _ = neighbour_rows(R[start:start + batch], cell, cutoff, capacities, species, 3)
+        tables.append((torch.as_tensor(R[start:start + batch], dtype=torch.float32), neighbour, offset, mirror,
+                       torch.as_tensor(F[start:start + batch], dtype=torch.float32)))
+
+    def force_loss(positions, neighbour, offset, mirror, target):
+        diff = forces_of(positions, neighbour, offset, mirror, capacities)[3][0] - target
+        return diff.square().mean().sqrt() + diff.abs().mean()
+
+    compiled_loss = torch.compile(force_loss, dynamic=False)
+    compiled_opt = torch.optim.Adam(weights, lr=1e-4, foreach=True)
+
+    def compiled_epoch():
+        for table in tables:
+            compiled_opt.zero_grad()
+            compiled_loss(*table).backward()
+            compiled_opt.step()
+
+    t0 = time.perf_counter()
+    compiled_epoch()
+    warm_up_s = time.perf_counter() - t0
+    eager_epoch()
+    times = {"eager": [], "compiled": []}
+    for _ in range(rounds):
+        for name, epoch in (("eager", eager_epoch), ("compiled", compiled_epoch)):
+            t0 = time.perf_counter()
+            epoch()
+            times[name].append(1000 * (time.perf_counter() - t0) / len(tables))
+    return dict(frames=n_frames, beads=len(species), batch=batch, warm_up_s=warm_up_s,
+                eager_ms=statistics.median(times["eager"]), compiled_ms=statistics.median(times["compiled"]))
 
 
 def main() -> None:
@@ -99,7 +195,13 @@ def main() -> None:
     for name in cases:
         eager_ms, compiled_ms = cases[name]["ms"]
         print(f"speedup {name}: {eager_ms / compiled_ms:.2f}")
-    print("speedup train_study: not measured (training runs through hippynn's eager graph; see docs/performance.md)")
+    train = train_study(args.threads, args.rounds)
+    print(f"  train_study: {train['frames']} frames x {train['beads']} beads in batches of {train['batch']}, one "
+          f"teacher's force loss (RMSE + MAE), forward + backward + Adam step, pairs cached on both paths: eager "
+          f"(hippynn's training graph, forces by autograd, the loss's gradient through their second derivative) "
+          f"{train['eager_ms']:.2f} ms per batch, compiled (forces written out, one backward pass) "
+          f"{train['compiled_ms']:.2f} ms (warm-up {train['warm_up_s']:.1f} s)")
+    print(f"speedup train_study: {train['eager_ms'] / train['compiled_ms']:.2f}")
     paper = cases["md_paper"]
     table = paper["compiled"]._table
     listed = int((table.offset_A[..., 0] != 2 * (table.cutoff_A + table.skin_A)).sum())

@@ -115,6 +115,52 @@ def test_compiled_engine_matches_and_compiles_once_for_a_smaller_batch(tmp_path,
     assert sum("compiled in" in r.message for r in caplog.records) == 1
 
 
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_a_force_loss_through_the_written_out_forces_has_the_second_derivatives_gradient(tmp_path, network):
+    """Training through AnalyticForces: the gradient of a force loss (RMSE + MAE) with respect to
+    every trainable tensor of the stack equals the one autograd gives by differentiating the
+    autograd forces a second time (kdcg's training path), within float32 rounding."""
+    from kdcg.models.compiled_forces import stacked_parts
+    from kdcg.models.dense_network import AnalyticForces, DenseNetwork, trainable_weights
+    from kdcg.models.model_io import load_model
+
+    (path,) = saved_models(tmp_path, {"network": network, **SMALL, "n_interaction_layers": 1}, 1)
+    species, frames, cell = lattice_frames(4, 4.0, 2)
+    table = NeighbourTable(SMALL["dist_hard_max_A"], 0.0, species, 3)
+    table.update(frames, cell)
+    positions = torch.as_tensor(frames, dtype=torch.float32)
+    target = torch.as_tensor(np.random.default_rng(3).normal(size=frames.shape), dtype=torch.float32)
+
+    def loss_of(forces):
+        diff = forces - target
+        return diff.square().mean().sqrt() + diff.abs().mean()
+
+    gradients = []
+    for written_out in (True, False):
+        stacked, repulsion = stacked_parts(load_model(path)[0])
+        weights = trainable_weights(stacked)
+        network_ = DenseNetwork(stacked, repulsion, species, SMALL["dist_hard_max_A"])
+        if written_out:
+            forces = AnalyticForces(network_)(positions, table.neighbour, table.offset_A, table.mirror,
+                                              table.capacities)[3][0]
+        else:
+            member = positions.unsqueeze(0).clone().requires_grad_(True)
+            prior = positions.clone().requires_grad_(True)
+            energy, prior_energy, _ = network_(member, prior, table.neighbour, table.offset_A)
+            grad_member, grad_prior = torch.autograd.grad(energy.sum() + prior_energy.sum(), (member, prior),
+                                                          create_graph=True)
+            forces = -(grad_member[0] + grad_prior)
+        gradients.append(torch.autograd.grad(loss_of(forces), weights, allow_unused=True))
+    n_compared = 0
+    for got, want in zip(*gradients):
+        if want is None:
+            assert got is None or not got.abs().max() > 0
+            continue
+        n_compared += 1
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()) + 1e-7)
+    assert n_compared >= 8  # interaction weights, sensitivities, atom layers and heads at least
+
+
 def test_neighbour_table_holds_every_pair_once_per_direction_and_pads_with_ghosts():
     species, frames, cell = lattice_frames(4, 3.5, 2)
     reach = 6.0

@@ -297,3 +297,15 @@ class AnalyticForces(torch.nn.Module):
             planes.append(plane.index_select(1, mirror.reshape(-1)).reshape(m, n_frames, n_beads, capacity))
         forces = (torch.stack(planes, dim=-2) - grad_coord).sum(-1)  # (M, B, N, 3)
         return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
+
+
+def trainable_weights(stacked: StackedMembers) -> list[torch.Tensor]:
+    """The floating-point tensors of a stack (weights, biases, sensitivity centres and widths,
+    tensor scales: copies of the members' trained parameters, kept as buffers) set to require
+    gradients, so that a force loss through ``AnalyticForces`` trains them: its forces are
+    written out, so the loss's gradient needs one backward pass, not the second derivative of an
+    autograd force (benchmarks/engine.py times such a training step)."""
+    weights = [b for b in stacked.buffers() if b.is_floating_point()]
+    for w in weights:
+        w.requires_grad_(True)
+    return weights
