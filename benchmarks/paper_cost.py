@@ -8,7 +8,8 @@ Measured in this process, one after another:
     paper's HIP-NN-TS), ms per frame; an epoch also evaluates the validation split and
     training.train_eval_fraction of the training split (at the labels' cost per frame);
   - labels: one evaluation per frame, ms;
-  - CG MD: ms per LAMMPS step of one model and of the 8-teacher ensemble (benchmarks/md.py).
+  - CG MD: ms per LAMMPS step of one model and of the 8-teacher ensemble (benchmarks/md.py),
+    through the force engine md.engine gives a job of the paper's length (auto: compiled on a CPU).
 Then the counts of config/paper.yaml turn them into wall hours per job (at the threads used here)
 and core-hours per stage; where PyTorch sees a GPU, the model stages are priced in GPU-hours (one
 GPU per job) and --gromacs-ns-day gives the all-atom rate measured elsewhere (a GPU node may
@@ -95,7 +96,7 @@ def main() -> None:
     from bench_helpers import reline_frame
 
     from kdcg.models import ensemble
-    from kdcg.models import model_forces
+    from kdcg.models.compiled_forces import open_model_forces
 
     settings.WARN_LOW_DISTANCES = False
     torch.set_num_threads(args.threads)
@@ -108,10 +109,19 @@ def main() -> None:
         species, R, cell = reline_frame()
         paths = save_random_models(cfg, 8, tmp / "models")
         ensemble.build_ensemble(paths, tmp / "ensemble" / "model.pt")
-        skin = cfg["md"]["pair_skin_A"]
-        step_one = md_ms(model_forces.ModelForces(paths[0], pair_skin_A=skin), species, R, cell, args.steps, cfg["md"]["timestep_fs"])
-        step_ens = md_ms(model_forces.ModelForces(tmp / "ensemble" / "model.pt", pair_skin_A=skin), species, R, cell, args.steps,
-                         cfg["md"]["timestep_fs"])
+        mdc = cfg["md"]
+        md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
+
+        def md_model(path):
+            """The force engine a paper-length MD job gets (md.engine: auto picks by device and length)."""
+            model = open_model_forces(path, mdc["engine"], steps=md_steps)
+            model.set_pair_skin(mdc["pair_skin_A"])
+            return model
+
+        one = md_model(paths[0])
+        engine = type(one).__name__
+        step_one = md_ms(one, species, R, cell, args.steps, mdc["timestep_fs"])
+        step_ens = md_ms(md_model(tmp / "ensemble" / "model.pt"), species, R, cell, args.steps, mdc["timestep_fs"])
 
     aa, tr, mdc = cfg["aa_md"], cfg["training"], cfg["md"]
     n_teachers = len(tr["teacher_seeds"])
@@ -122,7 +132,6 @@ def main() -> None:
     # train_eval_fraction of the training split evaluated for the loss curves
     n_evaluated = round(n_frames * tr["valid_fraction"]) + max(1, int(n_train * tr["train_eval_fraction"]))
     epoch_ms = n_train * train_ms + n_evaluated * eval_ms
-    md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
     from bench_helpers import device_description
 
     from kdcg.models.model_io import compute_device
@@ -143,8 +152,8 @@ def main() -> None:
 
     print(f"config/paper.yaml on this machine ({device_description(t)}; GROMACS on {t} CPU threads), measured: GROMACS {ns_day:.2f} ns/day; "
           f"training {train_ms:.0f} ms/frame; evaluation {eval_ms:.0f} ms/frame (an epoch {epoch_ms / 1000:.0f} s: "
-          f"{n_train} frames trained, {n_evaluated} evaluated); MD {step_one:.0f} ms/step one model, "
-          f"{step_ens:.0f} ms/step ensemble")
+          f"{n_train} frames trained, {n_evaluated} evaluated); MD ({engine}, md.engine: {mdc['engine']}) "
+          f"{step_one:.0f} ms/step one model, {step_ens:.0f} ms/step ensemble")
     print(f"{'stage':<24} {'jobs':>5} {'h per job':>10} {'total':>10} {'unit':>7} {'48 h resumes':>13}")
     totals: dict[str, float] = {}
     for stage, jobs, hours, unit, per_job in rows:

@@ -223,3 +223,25 @@ def test_neighbour_table_groups_each_row_by_neighbour_species():
     # mirrors still point at the reverse listing
     i = np.nonzero(~ghost.reshape(-1))[0]
     assert (mirror.reshape(-1)[mirror.reshape(-1)[i]].numpy() == i).all()
+
+
+def test_auto_engine_compiles_long_cpu_jobs_only():
+    """md.engine auto: compiled on a CPU for a job long enough to pay its warm-up back (the
+    study's 100 ps at 5 fs: 20,000 steps), eager for the default run's 3 ps (600 steps) and on a
+    GPU (no measured figure there); a named engine is used as named."""
+    from kdcg.md.replicas import Schedule
+    from kdcg.models.compiled_forces import COMPILED_MIN_STEPS, chosen_engine
+    from kdcg import config as kdcg_config
+    from conftest import REPO
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    study = Schedule.from_config(kdcg_config.load(REPO / "config/study.yaml")["md"]).total_steps
+    default = Schedule.from_config(kdcg_config.load(REPO / "config/config.yaml")["md"]).total_steps
+    assert (study, default) == (20_000, 600)
+    assert chosen_engine("auto", cpu, study) == "compiled" and chosen_engine("auto", cpu, default) == "eager"
+    assert chosen_engine("auto", cpu, COMPILED_MIN_STEPS) == "compiled"
+    assert chosen_engine("auto", cpu, COMPILED_MIN_STEPS - 1) == "eager"
+    assert chosen_engine("auto", gpu, study) == "eager"
+    assert chosen_engine("eager", cpu, study) == "eager" and chosen_engine("compiled", cpu, default) == "compiled"
+    with pytest.raises(ValueError, match="md.engine"):
+        chosen_engine("fast", cpu, study)

@@ -426,7 +426,7 @@ def run_replicas(model_path: Path, dataset_path: Path, cfg: dict, replicas: list
     md = cfg["md"]
     data = load_dataset(dataset_path)
     half_box = 0.5 * float(np.min(np.diag(np.asarray(data["cell"]).reshape(-1, 3, 3)[0])))
-    model = open_model_forces(model_path, md["engine"], data=data)
+    model = open_model_forces(model_path, md["engine"], data=data, steps=Schedule.from_config(md).total_steps)
     log.info("%s: forces through the %s engine (md.engine: %s)", Path(model_path).parent.name,
              type(model).__name__, md["engine"])
     # the pair finder needs cutoff + skin below half the box

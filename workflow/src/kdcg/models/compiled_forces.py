@@ -26,29 +26,34 @@ from kdcg.models.model_forces import Evaluation
 log = logging.getLogger(__name__)
 
 ENGINES = ("eager", "compiled")
-#: md.engine auto: the engine measured faster on each device (benchmarks/engine.py, docs/performance.md).
-#: On 2 CPU cores the compiled graph measured 1.3-1.5 x the eager one for the study network and
-#: 0.8-1.0 x for the paper's, plus 8-23 s of compilation per job where Inductor's cache is cold
-#: (docs/performance.md): not faster for every network, nor for a job of a few minutes; no GPU
-#: figure yet. Eager everywhere until then (resumes through it are bit-identical, tested).
-ENGINE_BY_DEVICE = {"cpu": "eager", "cuda": "eager"}
+#: md.engine auto: the engine measured faster on each device (benchmarks/engine.py,
+#: docs/performance.md). No GPU figure of the compiled engine yet: eager there.
+ENGINE_BY_DEVICE = {"cpu": "compiled", "cuda": "eager"}
+#: ... for a job of at least this many MD steps per replica; a shorter one stays eager. On 2 CPU
+#: cores the compiled graph saves about 3 ms per step of the study network's 4 replicas and its
+#: warm-up took up to 23 s where Inductor's cache was cold (docs/performance.md): it pays back
+#: after roughly 8,000 steps, so a few-ps test or default run would only lose by it.
+COMPILED_MIN_STEPS = 10_000
 
 
-def chosen_engine(engine: str, device: torch.device) -> str:
-    """md.engine resolved for this device: eager or compiled."""
+def chosen_engine(engine: str, device: torch.device, steps: int | None = None) -> str:
+    """md.engine resolved for this device and a job of ``steps`` MD steps per replica (None:
+    long): eager or compiled."""
     if engine == "auto":
+        if steps is not None and steps < COMPILED_MIN_STEPS:
+            return "eager"
         return ENGINE_BY_DEVICE.get(device.type, "eager")
     if engine not in ENGINES:
         raise ValueError(f"md.engine must be auto, eager or compiled, not {engine!r}")
     return engine
 
 
-def open_model_forces(model_path: Path, engine: str, data: dict | None = None):
+def open_model_forces(model_path: Path, engine: str, data: dict | None = None, steps: int | None = None):
     """The model's force evaluator for MD: ModelForces (eager) or CompiledModelForces."""
     from kdcg.models.model_forces import ModelForces
     from kdcg.models.model_io import compute_device
 
-    if chosen_engine(engine, compute_device()) == "compiled":
+    if chosen_engine(engine, compute_device(), steps) == "compiled":
         return CompiledModelForces(model_path, data=data)
     return ModelForces(model_path, data=data)
 
