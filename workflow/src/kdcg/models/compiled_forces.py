@@ -30,9 +30,9 @@ ENGINES = ("eager", "compiled")
 #: docs/performance.md). No GPU figure of the compiled engine yet: eager there.
 ENGINE_BY_DEVICE = {"cpu": "compiled", "cuda": "eager"}
 #: ... for a job of at least this many MD steps per replica; a shorter one stays eager. On 2 CPU
-#: cores the compiled graph saves about 3 ms per step of the study network's 4 replicas and its
-#: warm-up took up to 23 s where Inductor's cache was cold (docs/performance.md): it pays back
-#: after roughly 8,000 steps, so a few-ps test or default run would only lose by it.
+#: cores the compiled graph saves about 2 ms per step of the study network's 4 replicas and its
+#: warm-up took 7 s (Inductor's cache warm) to 23 s (cold) (docs/performance.md): it pays back
+#: after 3,500-11,500 steps, so a few-ps test or default run would only lose by it.
 COMPILED_MIN_STEPS = 10_000
 
 
