@@ -16,7 +16,7 @@ GPU per job) and --gromacs-ns-day gives the all-atom rate measured elsewhere (a 
 have no gmx). Training is priced at its cap (max_epochs, no early stop): an upper
 bound. The last lines say how many resumes the longest job needs under a 48 h limit.
 
-    .venv/bin/python benchmarks/paper_cost.py [--threads 2] [--gromacs-ns-day 5.26]
+    .venv/bin/python benchmarks/paper_cost.py [--threads 2] [--gromacs-ns-day 5.26] [--engine eager]
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20, help="MD steps timed per model")
+    ap.add_argument("--engine", choices=["auto", "eager", "compiled"],
+                    help="md.engine for the MD rows (default: config/paper.yaml's)")
     ap.add_argument("--gromacs-ns-day", type=float, help="all-atom rate measured elsewhere (skips GROMACS here)")
     args = ap.parse_args()
 
@@ -110,6 +112,8 @@ def main() -> None:
         paths = save_random_models(cfg, 8, tmp / "models")
         ensemble.build_ensemble(paths, tmp / "ensemble" / "model.pt")
         mdc = cfg["md"]
+        if args.engine:
+            mdc["engine"] = args.engine
         md_steps = round((mdc["equilibration_ps"] + mdc["n_samples"] * mdc["sample_interval_ps"]) * 1000 / mdc["timestep_fs"])
 
         def md_model(path):
