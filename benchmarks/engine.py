@@ -66,7 +66,10 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
     from kdcg.training.train import database_arrays
     from kdcg.variants import get_variant
 
+    from kdcg.models.model_io import compute_device
+
     settings.WARN_LOW_DISTANCES = False
+    device = compute_device()
     cfg = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
     batch = cfg["training"]["batch_size"]
     cutoff = cfg["model"]["dist_hard_max_A"]
@@ -85,11 +88,12 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
     modules, info = assemble_for_training(total, {"TotalLoss": total})
     database = Database(database_arrays(data, None), seed=0, quiet=True, pin_memory=False, **info)
     database.make_explicit_split("train", torch.arange(n_frames))
-    cache_training_pairs(modules.model, database, torch.device("cpu"), cutoff)
+    cache_training_pairs(modules.model, database, device, cutoff)
     modules, info = assemble_for_training(total, {"TotalLoss": total})
     database.inputs = info["inputs"]
+    modules.model.to(device), modules.loss.to(device)
     n_in = len(info["inputs"])
-    eager_batches = list(database.make_generator("train", "train", batch))
+    eager_batches = [[b.to(device) for b in bt] for bt in database.make_generator("train", "train", batch)]
     eager_opt = torch.optim.Adam(modules.model.parameters(), lr=1e-4, foreach=True)
 
     def eager_epoch():
@@ -98,19 +102,22 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
             outputs = modules.model(*b[:n_in])
             modules.loss(*outputs, *b[n_in:])[0].backward()
             eager_opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     torch.manual_seed(0)
     m = build_model(cfg["model"], 3, prior)
     from hippynn.graphs import GraphModule
     stacked, repulsion = stacked_parts(GraphModule([m.species, m.positions, m.cells], [m.forces, m.energy]))
+    forces_of = AnalyticForces(DenseNetwork(stacked, repulsion, species, cutoff)).to(device)
     weights = trainable_weights(stacked)
-    forces_of = AnalyticForces(DenseNetwork(stacked, repulsion, species, cutoff))
     capacities = neighbour_rows(R, cell, cutoff, None, species, 3)[3]  # the fullest bead of any frame
     tables = []
     for start in range(0, n_frames, batch):
         neighbour, offset, mirror, _, _ = neighbour_rows(R[start:start + batch], cell, cutoff, capacities, species, 3)
-        tables.append((torch.as_tensor(R[start:start + batch], dtype=torch.float32), neighbour, offset, mirror,
-                       torch.as_tensor(F[start:start + batch], dtype=torch.float32)))
+        tables.append(tuple(t.to(device) for t in (torch.as_tensor(R[start:start + batch], dtype=torch.float32),
+                                                   neighbour, offset, mirror,
+                                                   torch.as_tensor(F[start:start + batch], dtype=torch.float32))))
 
     def force_loss(positions, neighbour, offset, mirror, target):
         diff = forces_of(positions, neighbour, offset, mirror, capacities)[3][0] - target
@@ -124,6 +131,8 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
             compiled_opt.zero_grad()
             compiled_loss(*table).backward()
             compiled_opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     t0 = time.perf_counter()
     compiled_epoch()

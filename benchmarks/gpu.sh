@@ -25,5 +25,5 @@ step tests 240 "$py" -m pytest -x -q -m gpu tests/gpu/test_gpu.py -p no:cachepro
 step network_cost 90 "$py" benchmarks/network_cost.py --beads 1000 --repeats 10
 step md 150 "$py" benchmarks/md.py --config config/paper.yaml --members 8 --steps 40 --repeats 20 --rounds 1
 step training_pairs 120 "$py" benchmarks/training_pairs.py --config config/paper.yaml --frames 40 --beads 1000
-step engine 150 "$py" benchmarks/engine.py --rounds 2 --repeats 10
+step engine 240 "$py" benchmarks/engine.py --rounds 2 --repeats 10
 step replicas 200 "$py" benchmarks/replicas.py --config config/paper.yaml --replicas 8 --beads 1000 --timestep-fs 1 --ps 0.2 --threads 4
