@@ -245,3 +245,26 @@ def test_auto_engine_compiles_long_cpu_jobs_only():
     assert chosen_engine("eager", cpu, study) == "eager" and chosen_engine("compiled", cpu, default) == "compiled"
     with pytest.raises(ValueError, match="md.engine"):
         chosen_engine("fast", cpu, study)
+
+
+def test_a_restored_pair_state_gives_the_grown_tables_shapes_and_bits(tmp_path):
+    """The table's capacity grows with a run's history; a resumed MD run takes the shapes saved
+    with its restart file (pair_state), so it evaluates with the uninterrupted run's shapes and
+    gets its bits, where a fresh table would size itself from the frame at hand."""
+    (path,) = saved_models(tmp_path, {"network": "Hipnn", **SMALL, "n_interaction_layers": 1}, 1)
+    species, frames, cell = lattice_frames(4, 4.0, 3)
+    running = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
+    running.evaluate_batch(species, frames[:2], cell)
+    running._table.capacities = tuple(c + 8 for c in running._table.capacities)  # as grown earlier in the run
+    running.forget_pairs()  # a restart point: the table is built anew, at its capacities
+    state = running.pair_state()
+    want = running.evaluate_batch(species, frames[1:], cell)
+    resumed = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
+    resumed.restore_pair_state(state)
+    got = resumed.evaluate_batch(species, frames[1:], cell)
+    fresh = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
+    fresh.evaluate_batch(species, frames[1:], cell)
+    assert resumed._table.capacities == running._table.capacities != fresh._table.capacities
+    for a, b in zip(got, want):
+        assert a.energy_kcal_mol == b.energy_kcal_mol
+        np.testing.assert_array_equal(a.forces_kcal_mol_A, b.forces_kcal_mol_A)

@@ -295,10 +295,10 @@ def test_a_replica_resumed_where_a_bead_sits_outside_the_box_writes_the_uninterr
     original = md._write_restart
     outside = {}  # restart step -> beads outside the box in LAMMPS's own coordinates
 
-    def recording(lmp, run, step):
+    def recording(lmp, run, step, pair_state=None):
         x = lmp.numpy.extract_atom("x")[: int(lmp.get_natoms())]
         outside[step] = int(((x < 0) | (x >= box)).any(axis=1).sum())
-        original(lmp, run, step)
+        original(lmp, run, step, pair_state)
 
     monkeypatch.setattr(md, "_write_restart", recording)
     model = workdir / "teacher-1" / "model.pt"
@@ -306,8 +306,8 @@ def test_a_replica_resumed_where_a_bead_sits_outside_the_box_writes_the_uninterr
     kill_at = min((s for s, n in outside.items() if n and s < sched.total_steps), default=None)
     assert kill_at is not None, f"no restart frame with a bead outside the box: {outside}"
 
-    def killing(lmp, run, step):
-        original(lmp, run, step)
+    def killing(lmp, run, step, pair_state=None):
+        original(lmp, run, step, pair_state)
         if step == kill_at:
             raise _Killed(step)
 

@@ -144,5 +144,6 @@ def attach_model(lmp, model: ModelForces, species, cell, timestep_fs: float, eva
         "fix_modify model energy yes",
     ])
     callback = ForceCallback(evaluate or model, lmp, species, cell)
+    callback.engine = model  # the model itself, also when a batch evaluates it (its pair state at restarts)
     lmp.set_fix_external_callback("model", callback)
     return callback

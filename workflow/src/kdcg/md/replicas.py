@@ -57,10 +57,19 @@ def restart_files(run: Path) -> dict[int, Path]:
     return out
 
 
-def _write_restart(lmp, run: Path, step: int) -> None:
-    """restart.<step>.bin, atomically; of the earlier ones only the latest is kept (replicas
-    killed while writing theirs resume from the step they all have)."""
+def pair_state_file(restart: Path) -> Path:
+    """Beside restart.<step>.bin: the force engine's pair-table shapes at that step (a compiled
+    engine's; kdcg.models.compiled_forces.CompiledModelForces.pair_state)."""
+    return restart.with_name(restart.name.removesuffix(".bin") + ".pairs.json")
+
+
+def _write_restart(lmp, run: Path, step: int, pair_state: dict | None = None) -> None:
+    """restart.<step>.bin, atomically, and the engine's pair state beside it; of the earlier
+    ones only the latest is kept (replicas killed while writing theirs resume from the step
+    they all have)."""
     final = run / RESTART_PATTERN.format(step=step)
+    if pair_state is not None:  # written first: a restart file never lacks the state it had
+        write_json(pair_state_file(final), pair_state)
     tmp = final.with_name(final.name + ".new")
     lmp.command(f"write_restart {tmp}")
     _check_restart(tmp)
@@ -68,6 +77,7 @@ def _write_restart(lmp, run: Path, step: int) -> None:
     earlier = restart_files(run)
     for old in sorted(s for s in earlier if s < step)[:-1]:
         earlier[old].unlink(missing_ok=True)
+        pair_state_file(earlier[old]).unlink(missing_ok=True)
 
 
 def _check_restart(path: Path) -> None:
@@ -230,13 +240,19 @@ def run_replica(model: ModelForces, data: dict, md: dict, temperature_K: float, 
     if resume_step is None:
         resume_step = max(restarts, default=0)
     for later in [s for s in restarts if s > resume_step or resume_step not in restarts]:
-        restarts.pop(later).unlink()
+        dropped = restarts.pop(later)
+        dropped.unlink()
+        pair_state_file(dropped).unlink(missing_ok=True)
     thermo_path, dump_path = run / "thermo.csv", run / "trajectory.lammpstrj"
     lmp = lammps_instance(run / "log.lammps")
     try:
         if resume_step in restarts:
             lmp.command("atom_modify map array sort 0 0.0")
             lmp.command(f"read_restart {restarts[resume_step]}")
+            state_file = pair_state_file(restarts[resume_step])
+            restore = getattr(model, "restore_pair_state", None)
+            if restore is not None and state_file.is_file():  # the shapes the uninterrupted run has here
+                restore(read_json(state_file, "the pair state of a restart"))
             start = int(lmp.extract_global("ntimestep"))
             _truncate_dump(dump_path, start)
             _truncate_thermo(thermo_path, start)
@@ -355,7 +371,8 @@ def _integrate(lmp, callback, sched, md, temperature_K, box, run, out_dir, start
             if status == UNSTABLE or step >= sched.total_steps:
                 break
             if n_next and step % sched.restart_steps == 0:
-                _write_restart(lmp, run, step)
+                state = getattr(callback.engine, "pair_state", None)
+                _write_restart(lmp, run, step, state() if state is not None else None)
                 full_setup = True
                 callback.restart_point()
             if n_next and step % report_every == 0:

@@ -113,6 +113,7 @@ class CompiledModelForces:
         self._frames = 0
         self._table = None
         self.compilations: list[float] = []  # seconds of each first evaluation at new shapes
+        self._restored: dict | None = None  # pair_state of a restart, for the next table
 
     @property
     def n_members(self) -> int:
@@ -125,6 +126,20 @@ class CompiledModelForces:
     def forget_pairs(self) -> None:
         if self._table is not None:
             self._table.forget()
+
+    def pair_state(self) -> dict | None:
+        """What decides the compiled shapes now (table capacities, frames per evaluation): kept
+        with each MD restart file. The capacities grow with the run's history, and a graph of
+        other shapes sums in another order, so a resumed run takes them back
+        (``restore_pair_state``) to give the uninterrupted run's bits."""
+        if self._table is None or self._table.capacities is None:
+            return None
+        return {"capacities": [int(c) for c in self._table.capacities], "frames": int(self._frames)}
+
+    def restore_pair_state(self, state: dict) -> None:
+        """Shapes saved by ``pair_state`` at a restart, used by the next table built."""
+        self._restored = {"capacities": tuple(int(c) for c in state["capacities"]), "frames": int(state["frames"])}
+        self._table = None
 
     def _prepare(self, species) -> None:
         from kdcg.models.dense_network import AnalyticForces, DenseNetwork, analytic_forces_apply
@@ -153,6 +168,9 @@ class CompiledModelForces:
         self._prepare(species)
         positions = np.asarray(positions, dtype=np.float64)
         n = len(positions)
+        restored, self._restored = self._restored, None
+        if restored is not None:
+            self._frames = max(self._frames, restored["frames"])
         if n > self._frames:
             self._frames = n
             self._table = None
@@ -162,6 +180,8 @@ class CompiledModelForces:
             # rows grouped by neighbour species where the forces are written out
             self._table = NeighbourTable(self.cutoff_A, self.skin_A, species if self.analytic else None,
                                          len(self.species_names))
+            if restored is not None:
+                self._table.capacities = restored["capacities"]
         grown = self._table.update(positions, cell)
         first_at_shape = grown or self._table.builds == 1 and self._table.reuses == 0
         t0 = time.perf_counter()
