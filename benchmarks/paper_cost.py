@@ -127,7 +127,7 @@ def main() -> None:
         step_one = md_ms(one, species, R, cell, args.steps, mdc["timestep_fs"])
         step_ens = md_ms(md_model(tmp / "ensemble" / "model.pt"), species, R, cell, args.steps, mdc["timestep_fs"])
 
-    aa, tr, mdc = cfg["aa_md"], cfg["training"], cfg["md"]
+    aa, tr = cfg["aa_md"], cfg["training"]
     n_teachers = len(tr["teacher_seeds"])
     n_students = 3 * n_teachers + 6
     n_frames = round(aa["production_ps"] / aa["output_interval_ps"])
