@@ -203,6 +203,19 @@ def test_neighbour_table_grows_its_capacity_when_a_bead_has_more_neighbours(capl
     assert table.capacity >= most[0]
 
 
+def test_only_an_overflowing_block_grows_and_no_block_shrinks():
+    """A table grown during a run keeps its other blocks' sizes: a run's shapes (each one a
+    compiled graph) only ever grow, rather than moving back and forth with the liquid's
+    fluctuations."""
+    species, frames, cell = lattice_frames(4, 3.5, 1)
+    *_, fresh, most = neighbour_rows(frames, cell, 6.0, None, species, 3)
+    roomy = (most[0] - 1, fresh[1] + 16, fresh[2] + 24)  # block 1 too small, blocks 2 and 3 roomy
+    *_, grown, _ = neighbour_rows(frames, cell, 6.0, roomy, species, 3)
+    assert grown == (capacity_for(most[0]), fresh[1] + 16, fresh[2] + 24)
+    *_, kept, _ = neighbour_rows(frames, cell, 6.0, grown, species, 3)
+    assert kept == grown
+
+
 def test_neighbour_table_groups_each_row_by_neighbour_species():
     """With species, a row holds species 1's neighbours in its first block, then species 2's ...:
     the same pairs as the ungrouped table, each in its species' block."""

@@ -34,6 +34,10 @@ ENGINE_BY_DEVICE = {"cpu": "compiled", "cuda": "eager"}
 #: warm-up took 7 s (Inductor's cache warm) to 23 s (cold) (docs/performance.md): it pays back
 #: after 3,500-11,500 steps, so a few-ps test or default run would only lose by it.
 COMPILED_MIN_STEPS = 10_000
+#: graphs torch may compile for one engine's forward (a new capacity or batch size each) before
+#: it falls back to running it eagerly; torch's default of 8 could be reached by a long run
+#: whose table grows often. The engine warns when it passes this.
+RECOMPILE_LIMIT = 64
 
 
 def chosen_engine(engine: str, device: torch.device, steps: int | None = None) -> str:
@@ -154,6 +158,9 @@ class CompiledModelForces:
             len(species), len(species) * 64, self.device) if self.device.type == "cpu" else self.n_members
         self.analytic = self.analytic_allowed and analytic_forces_apply(self.stacked)
         module = AnalyticForces(self._network) if self.analytic else self._network
+        if self.compile:
+            dynamo = torch._dynamo.config
+            dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
         self._run = torch.compile(module, dynamic=False) if self.compile else module
         self._table = None
         self._frames = 0
@@ -191,6 +198,10 @@ class CompiledModelForces:
             self.compilations.append(seconds)
             log.info("compiled engine: %d frame(s) x %d beads x %d pair slots compiled in %.1f s",
                      self._frames, positions.shape[1], self._table.capacity, seconds)
+            if len(self.compilations) > torch._dynamo.config.recompile_limit:
+                log.warning("compiled engine: %d shapes compiled, beyond torch's recompile limit of %d: this "
+                            "shape runs eagerly (slower, the same results)", len(self.compilations),
+                            torch._dynamo.config.recompile_limit)
         spreads = np.full(n, float("nan"))
         if self.n_members > 1:
             spreads = np.sqrt(member_forces.var(axis=0).sum(axis=-1).mean(axis=-1))[:n]

@@ -44,8 +44,9 @@ def neighbour_rows(positions_A: np.ndarray, cell_A: np.ndarray, reach_A: float, 
     positions_A (frames, beads, 3), cell_A (3, 3) orthorhombic, ``reach_A`` = cutoff + skin.
     With ``species`` (beads,) 1..S, each row holds its neighbours grouped by their species, in
     blocks of fixed size (species 1 first), so that a sum over one species' neighbours is a sum
-    over one block; without, one block. ``capacities``: the blocks' sizes; None, or a block
-    that cannot hold some bead's neighbours: ``capacity_for`` the fullest bead's count.
+    over one block; without, one block. ``capacities``: the blocks' sizes; None: each
+    ``capacity_for`` its fullest bead's count; a block that cannot hold some bead's neighbours
+    grows to that, the others stay as given.
 
     Returns (neighbour (frames, beads, slots) int64: index frame * beads + j of each neighbour
     j, offset_A (frames, beads, slots, 3) float32: the image shift added to R_i - R_j, mirror
@@ -61,8 +62,12 @@ def neighbour_rows(positions_A: np.ndarray, cell_A: np.ndarray, reach_A: float, 
     counts = [np.bincount(first.numpy() * n_groups + group_of[second.numpy()], minlength=n_beads * n_groups)
               .reshape(n_beads, n_groups) for first, second, _ in found]
     most = tuple(int(max(int(c[:, g].max()) for c in counts)) if n_beads else 0 for g in range(n_groups))
-    if capacities is None or len(capacities) != n_groups or any(c < m for c, m in zip(capacities, most)):
+    if capacities is None or len(capacities) != n_groups:
         capacities = tuple(capacity_for(m) for m in most)
+    elif any(c < m for c, m in zip(capacities, most)):
+        # only the blocks that overflow grow; the others keep their size, so that a run's
+        # shapes (each a compiled graph) only ever grow and settle after a few growths
+        capacities = tuple(c if c >= m else capacity_for(m) for c, m in zip(capacities, most))
     starts = np.concatenate([[0], np.cumsum(capacities)[:-1]]).astype(np.int64)
     slots = int(sum(capacities))
     pad = pad_shift_A(reach_A)
