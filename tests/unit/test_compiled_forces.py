@@ -79,12 +79,36 @@ def test_dense_engine_gives_the_eager_paths_energies_and_forces(tmp_path, networ
         ensemble.build_ensemble(paths, path)
     species, frames, cell = lattice_frames(4, 4.0, 2)
     want = ModelForces(path, pair_skin_A=1.0).evaluate_batch(species, frames, cell)
-    engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
-    assert engine.n_members == len(paths)
-    assert_same_evaluations(engine.evaluate_batch(species, frames, cell), want)
-    assert engine.analytic == (blocks == 1)
-    # each frame alone: the same as in the batch
-    assert_same_evaluations([engine(species, frames[1], cell)], want[1:])
+    for scalar_kernels in (True, False):  # a scalar network's numba pair stage, and without it
+        engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False, scalar_kernels=scalar_kernels)
+        assert engine.n_members == len(paths)
+        assert_same_evaluations(engine.evaluate_batch(species, frames, cell), want)
+        assert engine.analytic == (blocks == 1)
+        assert engine.scalar_kernels == (scalar_kernels and blocks == 1 and network == "Hipnn")
+        # each frame alone: the same as in the batch
+        assert_same_evaluations([engine(species, frames[1], cell)], want[1:])
+
+
+def test_scalar_kernels_give_the_same_bits_on_one_thread_and_two(tmp_path):
+    """The numba pair stage sums each row in one thread: its results do not depend on how many
+    threads share the rows (MD resumes and seeds stay bit-exact at any thread count)."""
+    import numba
+
+    (path,) = saved_models(tmp_path, {"network": "Hipnn", **SMALL, "n_interaction_layers": 1}, 1)
+    species, frames, cell = lattice_frames(4, 4.0, 2)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            torch.set_num_threads(n)
+            engine = CompiledModelForces(path, pair_skin_A=1.0, compile=False)
+            results.append(engine.evaluate_batch(species, frames, cell))
+            assert engine.scalar_kernels
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert a.energy_kcal_mol == b.energy_kcal_mol
+        np.testing.assert_array_equal(a.forces_kcal_mol_A, b.forces_kcal_mol_A)
 
 
 def test_dense_engine_at_the_papers_sizes(tmp_path):

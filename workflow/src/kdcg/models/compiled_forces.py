@@ -96,7 +96,7 @@ class CompiledModelForces:
     through the static-shape engine; ``compile=False`` runs the same graph eagerly (tests)."""
 
     def __init__(self, model_path: Path, pair_skin_A: float = 0.0, data: dict | None = None, compile: bool = True,
-                 analytic: bool = True):
+                 analytic: bool = True, scalar_kernels: bool = True):
         from kdcg.models.model_io import compute_device, load_model
 
         self.path = Path(model_path)
@@ -111,6 +111,9 @@ class CompiledModelForces:
         # else autograd through the dense graph
         self.analytic_allowed = analytic
         self.analytic = False
+        # a scalar network's pair stage in numba kernels on a CPU (kdcg.models.scalar_pair_kernels)
+        self.scalar_kernels_allowed = scalar_kernels
+        self.scalar_kernels = False
         self._network = None
         self._run = None
         self._species_key = None
@@ -146,7 +149,8 @@ class CompiledModelForces:
         self._table = None
 
     def _prepare(self, species) -> None:
-        from kdcg.models.dense_network import AnalyticForces, DenseNetwork, analytic_forces_apply
+        from kdcg.models.dense_network import (AnalyticForces, DenseNetwork, ScalarKernelForces, analytic_forces_apply,
+                                               scalar_kernels_apply)
 
         species = np.asarray(species, dtype=np.int64)
         key = species.tobytes()
@@ -157,11 +161,16 @@ class CompiledModelForces:
         self._network.members_per_pass = self._network.stacked.automatic_members_per_pass(
             len(species), len(species) * 64, self.device) if self.device.type == "cpu" else self.n_members
         self.analytic = self.analytic_allowed and analytic_forces_apply(self.stacked)
-        module = AnalyticForces(self._network) if self.analytic else self._network
-        if self.compile:
-            dynamo = torch._dynamo.config
-            dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
-        self._run = torch.compile(module, dynamic=False) if self.compile else module
+        self.scalar_kernels = (self.analytic and self.scalar_kernels_allowed and self.device.type == "cpu"
+                               and scalar_kernels_apply(self.stacked))
+        if self.scalar_kernels:  # compiled by numba at its first call (cached on disk), not by torch.compile
+            self._run = ScalarKernelForces(self._network, compile=self.compile)
+        else:
+            module = AnalyticForces(self._network) if self.analytic else self._network
+            if self.compile:
+                dynamo = torch._dynamo.config
+                dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+            self._run = torch.compile(module, dynamic=False) if self.compile else module
         self._table = None
         self._frames = 0
 
@@ -196,8 +205,9 @@ class CompiledModelForces:
         if first_at_shape and self.compile:
             seconds = time.perf_counter() - t0
             self.compilations.append(seconds)
-            log.info("compiled engine: %d frame(s) x %d beads x %d pair slots compiled in %.1f s",
-                     self._frames, positions.shape[1], self._table.capacity, seconds)
+            log.info("compiled engine (%s): %d frame(s) x %d beads x %d pair slots compiled in %.1f s",
+                     "scalar pair kernels, numba" if self.scalar_kernels else "torch.compile", self._frames,
+                     positions.shape[1], self._table.capacity, seconds)
             if len(self.compilations) > torch._dynamo.config.recompile_limit:
                 log.warning("compiled engine: %d shapes compiled, beyond torch's recompile limit of %d: this "
                             "shape runs eagerly (slower, the same results)", len(self.compilations),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from kdcg.models.model import PairRepulsion
@@ -154,6 +155,54 @@ def analytic_forces_apply(stacked: StackedMembers) -> bool:
                                              for layer in stacked.blocks[0]))
 
 
+def bead_layers(net: "DenseNetwork", env: torch.Tensor, n_frames: int, n_beads: int):
+    """The per-bead part of a one-block network (``analytic_forces_apply``), forward and back:
+    from the environment sums env (M, B*N, C, S*F_in) to the bead energies without the prior
+    (M, B, N) kcal/mol and dE/d env (M, B*N, C, S, F_in), the derivative written out (the
+    chain through the atom layers, then the transpose of the interaction's weights)."""
+    stacked = net.stacked
+    wrapper = stacked.blocks[0][0]
+    layer = wrapper.base
+    m, nb = env.shape[0], env.shape[1]
+    s = layer.n_dist
+    n_species = net.onehot.shape[1]
+    weights = layer.int_weights  # (M, S*F_in, F_out)
+    x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
+    out, vec, vec_norm, quad, quad_norm = layer.environment_output(env)
+    interaction = out + layer.selfint(x0)
+    # the per-bead layers, forward, keeping what their derivative needs
+    features = wrapper.res(wrapper.activation(interaction)) + (wrapper.adjust(x0) if wrapper.adjust is not None else x0)
+    inputs = []
+    for atom_layer in stacked.blocks[0][1:]:
+        pre = atom_layer.base(features)
+        inputs.append(pre)
+        features = atom_layer.res(atom_layer.activation(pre)) + (
+            atom_layer.adjust(features) if atom_layer.adjust is not None else features)
+    head0, head1 = stacked.head
+    bead = (head0(x0) + head1(features)).squeeze(-1).reshape(m, n_frames, n_beads)
+    # backward through the per-bead layers: dE/d(features), then dE/d(interaction output)
+    grad = head1.weight.transpose(1, 2).expand(m, nb, -1)  # (M, B*N, F)
+    for atom_layer, pre in zip(reversed(stacked.blocks[0][1:]), reversed(inputs)):
+        through = torch.matmul(grad, atom_layer.res.weight.transpose(1, 2)) * activation_slope(atom_layer.activation, pre)
+        through = torch.matmul(through, atom_layer.base.weight.transpose(1, 2))
+        skip = torch.matmul(grad, atom_layer.adjust.weight.transpose(1, 2)) if atom_layer.adjust is not None else grad
+        grad = through + skip
+    grad_out = torch.matmul(grad, wrapper.res.weight.transpose(1, 2)) * activation_slope(wrapper.activation, interaction)
+    weights_t = weights.transpose(1, 2)  # (M, F_out, S*F_in)
+    grad_env = [torch.bmm(grad_out, weights_t)]  # (M, B*N, S*F_in) per component
+    if layer.order >= 1:
+        grad_vec = (grad_out * layer.vecscales / vec_norm).unsqueeze(2) * vec  # (M, B*N, 3, F_out)
+        grad_env.append(torch.bmm(grad_vec.reshape(m, nb * 3, -1), weights_t).reshape(m, nb, 3, -1))
+    if layer.order == 2:
+        grad_q = 2 * quad
+        grad_q = grad_q + torch.stack([quad[:, :, 3], torch.zeros_like(quad[:, :, 0]), torch.zeros_like(quad[:, :, 0]),
+                                       quad[:, :, 0], torch.zeros_like(quad[:, :, 0])], dim=2)
+        grad_q = (grad_out * layer.quadscales / quad_norm).unsqueeze(2) * grad_q
+        grad_env.append(torch.bmm(grad_q.reshape(m, nb * 5, -1), weights_t).reshape(m, nb, 5, -1))
+    grad_env = torch.cat([g.reshape(m, nb, -1, s, n_species) for g in grad_env], dim=2)  # (M, B*N, C, S, F_in)
+    return bead, grad_env
+
+
 class AnalyticForces(torch.nn.Module):
     """Energies and each member's forces of a one-block network (``analytic_forces_apply``)
     without autograd: the derivative written out, so that one compiled forward graph holds it.
@@ -224,40 +273,7 @@ class AnalyticForces(torch.nn.Module):
         env = torch.stack([torch.matmul(angular[..., lo:hi], sense[..., lo:hi].transpose(-1, -2)) for lo, hi in bounds],
                           dim=-1)  # (M, B, N, C, S, F)
         env = env.reshape(m, nb, n_comp, s * n_species)
-        weights = layer.int_weights  # (M, S*F_in, F_out)
-        x0 = net.onehot.repeat(n_frames, 1).unsqueeze(0).expand(m, -1, -1).contiguous()  # (M, B*N, F_in)
-        out, vec, vec_norm, quad, quad_norm = layer.environment_output(env)
-        interaction = out + layer.selfint(x0)
-        # the per-bead layers, forward, keeping what their derivative needs
-        features = wrapper.res(wrapper.activation(interaction)) + (wrapper.adjust(x0) if wrapper.adjust is not None else x0)
-        inputs = []
-        for atom_layer in stacked.blocks[0][1:]:
-            pre = atom_layer.base(features)
-            inputs.append(pre)
-            features = atom_layer.res(atom_layer.activation(pre)) + (
-                atom_layer.adjust(features) if atom_layer.adjust is not None else features)
-        head0, head1 = stacked.head
-        bead = (head0(x0) + head1(features)).squeeze(-1).reshape(m, n_frames, n_beads)
-        # backward through the per-bead layers: dE/d(features), then dE/d(interaction output)
-        grad = head1.weight.transpose(1, 2).expand(m, nb, -1)  # (M, B*N, F)
-        for atom_layer, pre in zip(reversed(stacked.blocks[0][1:]), reversed(inputs)):
-            through = torch.matmul(grad, atom_layer.res.weight.transpose(1, 2)) * activation_slope(atom_layer.activation, pre)
-            through = torch.matmul(through, atom_layer.base.weight.transpose(1, 2))
-            skip = torch.matmul(grad, atom_layer.adjust.weight.transpose(1, 2)) if atom_layer.adjust is not None else grad
-            grad = through + skip
-        grad_out = torch.matmul(grad, wrapper.res.weight.transpose(1, 2)) * activation_slope(wrapper.activation, interaction)
-        weights_t = weights.transpose(1, 2)  # (M, F_out, S*F_in)
-        grad_env = [torch.bmm(grad_out, weights_t)]  # (M, B*N, S*F_in) per component
-        if layer.order >= 1:
-            grad_vec = (grad_out * layer.vecscales / vec_norm).unsqueeze(2) * vec  # (M, B*N, 3, F_out)
-            grad_env.append(torch.bmm(grad_vec.reshape(m, nb * 3, -1), weights_t).reshape(m, nb, 3, -1))
-        if layer.order == 2:
-            grad_q = 2 * quad
-            grad_q = grad_q + torch.stack([quad[:, :, 3], torch.zeros_like(quad[:, :, 0]), torch.zeros_like(quad[:, :, 0]),
-                                           quad[:, :, 0], torch.zeros_like(quad[:, :, 0])], dim=2)
-            grad_q = (grad_out * layer.quadscales / quad_norm).unsqueeze(2) * grad_q
-            grad_env.append(torch.bmm(grad_q.reshape(m, nb * 5, -1), weights_t).reshape(m, nb, 5, -1))
-        grad_env = torch.cat([g.reshape(m, nb, -1, s, n_species) for g in grad_env], dim=2)  # (M, B*N, C, S, F_in)
+        bead, grad_env = bead_layers(net, env, n_frames, n_beads)  # (M, B, N), (M, B*N, C, S, F_in)
         # each pair's dE/d(components) is the bead's row G (C x S) at its neighbour's species,
         # the same for every slot of a block; contracted with the slot's factors as products:
         # dE/dr_k = sum_s (Y(k) G)_s sense'_s(k), dE/dY_c(k) = (sense(k) G^T)_c
@@ -296,6 +312,60 @@ class AnalyticForces(torch.nn.Module):
             plane = torch.cat([plane, torch.zeros_like(plane[:, :1])], dim=1)
             planes.append(plane.index_select(1, mirror.reshape(-1)).reshape(m, n_frames, n_beads, capacity))
         forces = (torch.stack(planes, dim=-2) - grad_coord).sum(-1)  # (M, B, N, 3)
+        return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
+
+
+def scalar_kernels_apply(stacked: StackedMembers) -> bool:
+    """``ScalarKernelForces`` computes what ``AnalyticForces`` does for a scalar network (tensor
+    order 0, the study's ``Hipnn``)."""
+    return analytic_forces_apply(stacked) and stacked.blocks[0][0].base.order == 0
+
+
+class ScalarKernelForces(torch.nn.Module):
+    """``AnalyticForces`` of a scalar network on a CPU with its pair stage in hand-written
+    kernels (kdcg.models.scalar_pair_kernels, numba): the same inputs and outputs, the per-bead
+    layers (``bead_layers``) in PyTorch between the two kernels. Not for torch.compile, and no
+    autograd (MD only)."""
+
+    def __init__(self, network: DenseNetwork, compile: bool = True):
+        super().__init__()
+        if not scalar_kernels_apply(network.stacked):
+            raise TypeError("the scalar kernels need one interaction block of tensor order 0 and softplus activations")
+        self.network = network
+        # the per-bead layers are some 30 small operations: compiled, their launches are one call
+        self.bead_layers = torch.compile(bead_layers, dynamic=False) if compile else bead_layers
+
+    @torch.no_grad()
+    def forward(self, positions_A, neighbour, offset_A, mirror, blocks: tuple):
+        import numba
+
+        from kdcg.models import scalar_pair_kernels as kernels
+
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # torch's count
+        net = self.network
+        layer = net.stacked.blocks[0][0].base
+        n_frames, n_beads, capacity = neighbour.shape
+        n_species = net.onehot.shape[1]
+        if len(blocks) != n_species:
+            raise ValueError(f"the table has {len(blocks)} species blocks, the model {n_species} species")
+        rows = n_frames * n_beads
+        slot_group = np.repeat(np.arange(n_species, dtype=np.int64), blocks)
+        env, slope, dist, unit = kernels.environment(
+            positions_A.reshape(rows, 3).numpy(), neighbour.reshape(rows, capacity).numpy(),
+            offset_A.reshape(rows, capacity, 3).numpy(), slot_group, layer.mu.reshape(layer.mu.shape[0], -1).numpy(),
+            layer.sigma.reshape(layer.sigma.shape[0], -1).numpy(), layer.hard_max_dist_A,
+            max(layer.hard_max_dist_A, net.cutoff_A), n_species)
+        m = env.shape[0]
+        env = torch.from_numpy(env).transpose(-1, -2).reshape(m, rows, 1, -1)  # (M, B*N, C = 1, S*F_in)
+        bead, grad_env = self.bead_layers(net, env, n_frames, n_beads)
+        repulsion = net.repulsion
+        member_forces, prior_bead = kernels.forces(
+            grad_env.reshape(m, rows, layer.n_dist, n_species).contiguous().numpy(), slope, dist, unit,
+            mirror.reshape(rows, capacity).numpy(), slot_group, (net.species - 1).repeat(n_frames).numpy(),
+            repulsion.taper.numpy().astype(np.float32), np.float32(repulsion.force_at_taper / repulsion.alpha),
+            np.float32(repulsion.alpha), np.float32(net.cutoff_A), np.float32(layer.hard_max_dist_A))
+        prior_bead = torch.from_numpy(prior_bead).reshape(n_frames, n_beads)
+        forces = torch.from_numpy(member_forces).reshape(m, n_frames, n_beads, 3)
         return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
 
 
