@@ -176,13 +176,16 @@ def main() -> None:
             t0 = time.perf_counter()
             compiled.evaluate_batch(species, frames, cell)
             warm_up_s = time.perf_counter() - t0
-            cases[name] = dict(cfg=cfg, species=species, frames=frames, cell=cell, eager=eager, compiled=compiled,
-                               warm_up_s=warm_up_s, times={"eager": [], "compiled": []})
+            engines = {"eager": eager, "compiled": compiled}
+            if compiled.scalar_kernels:  # beside it, the same engine with the pair stage compiled by Inductor
+                engines["inductor"] = CompiledModelForces(path, pair_skin_A=1.0, scalar_kernels=False)
+                engines["inductor"].evaluate_batch(species, frames, cell)
+            cases[name] = dict(cfg=cfg, species=species, frames=frames, cell=cell, engines=engines, compiled=compiled,
+                               warm_up_s=warm_up_s, times={kind: [] for kind in engines})
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds}", file=sys.stderr, flush=True)
             for case in cases.values():
-                for kind in ("eager", "compiled"):
-                    model = case[kind]
+                for kind, model in case["engines"].items():
                     model.evaluate_batch(case["species"], case["frames"], case["cell"])  # pair list built
                     times = []
                     for _ in range(args.repeats):
@@ -197,9 +200,14 @@ def main() -> None:
         eager_ms = statistics.median(case["times"]["eager"])
         compiled_ms = statistics.median(case["times"]["compiled"])
         table = case["compiled"]._table
+        pair_stage = "numba scalar pair kernels" if case["compiled"].scalar_kernels else "torch.compile"
         print(f"  {name}: {len(case['frames'])} frame(s) x {len(case['species'])} beads, eager {eager_ms:.2f} ms, "
-              f"compiled {compiled_ms:.2f} ms ({table.capacity} pair slots per bead; warm-up "
-              f"{case['warm_up_s']:.1f} s, paid once per job)")
+              f"compiled {compiled_ms:.2f} ms (pair stage: {pair_stage}; {table.capacity} pair slots per bead; "
+              f"warm-up {case['warm_up_s']:.1f} s, paid once per job)")
+        if "inductor" in case["times"]:
+            inductor_ms = statistics.median(case["times"]["inductor"])
+            print(f"    the same engine with its pair stage through torch.compile: {inductor_ms:.2f} ms "
+                  f"(speedup {eager_ms / inductor_ms:.2f})")
         case["ms"] = (eager_ms, compiled_ms)
     for name in cases:
         eager_ms, compiled_ms = cases[name]["ms"]

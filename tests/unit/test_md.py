@@ -655,3 +655,5 @@ def test_md_through_the_compiled_engine_follows_the_eager_trajectories(workdir, 
         steps_e, x_e = _positions(tmp_path / "eager" / f"replica-{r}" / "trajectory.lammpstrj")
         assert steps_c == steps_e
         np.testing.assert_allclose(x_c, x_e, atol=1e-2)
+        # a finished replica keeps no restart file, nor the engine's pair state beside one
+        assert not list((tmp_path / "compiled" / f"replica-{r}" / "run").glob("restart.*"))

@@ -413,6 +413,7 @@ def _finish(run: Path, out_dir: Path) -> dict:
     link_or_copy(run / "result.json", out_dir / "result.json")
     for path in restart_files(run).values():
         path.unlink(missing_ok=True)
+        pair_state_file(path).unlink(missing_ok=True)
     return read_json(out_dir / "result.json", "replica result")
 
 
