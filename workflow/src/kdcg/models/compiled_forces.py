@@ -10,6 +10,11 @@ capacity that has to grow, or a batch with more frames than before, compiles onc
 A batch with fewer frames is padded with copies of its last frame, so a replica leaving a batch
 does not recompile. Inductor keeps what it compiled in its on-disk cache
 (TORCHINDUCTOR_CACHE_DIR), so later jobs of the same shapes start faster.
+
+A scalar network (the study's ``Hipnn``) on a CPU takes its pair stage from hand-written numba
+kernels instead (kdcg.models.scalar_pair_kernels; ``scalar_kernels=False`` keeps Inductor's),
+with only its per-bead layers compiled by torch.compile: measured faster
+(benchmarks/engine.py, docs/performance.md); numba caches its machine code on disk too.
 """
 
 from __future__ import annotations
