@@ -9,7 +9,8 @@ list reused (a Verlet skin of 1 A and unchanged positions: the step between two 
 
 Prints ``speedup md_study`` (study network, 200 beads, 4 replicas evaluated together),
 ``speedup md_paper`` (paper network, 1,000 beads), ``speedup train_study`` and
-``gflops md_paper``. The training step is a teacher's: forces against mapped forces, its
+``gflops md_paper``; beside them ``speedup md_study_ensemble`` (the study's stacked ensemble of
+4 members, 4 replicas: the study's longest MD job). The training step is a teacher's: forces against mapped forces, its
 gradient with respect to the weights, an Adam step.
 """
 
@@ -160,17 +161,23 @@ def main() -> None:
     import yaml
 
     from kdcg.models.compiled_forces import CompiledModelForces
+    from kdcg.models.ensemble import build_ensemble
     from kdcg.models.model_forces import ModelForces
 
     torch.set_num_threads(args.threads)
     cases = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, config, n_side, n_frames in (("md_study", "study", 6, 4), ("md_paper", "paper", 10, 1)):
+        for name, config, n_side, n_frames, n_members in (("md_study", "study", 6, 4, 1), ("md_paper", "paper", 10, 1, 1),
+                                                          ("md_study_ensemble", "study", 6, 4, 4)):
             cfg = yaml.safe_load((REPO / "config" / f"{config}.yaml").read_text())
             species, R, cell = reline_frame(n_side, reline_edge_A(n_side ** 3))
             rng = np.random.default_rng(1)
             frames = np.stack([R + rng.normal(0, 0.05, R.shape) for _ in range(n_frames)])
-            (path,) = save_random_models(cfg, 1, Path(tmp) / name)
+            paths = save_random_models(cfg, n_members, Path(tmp) / name)
+            path = paths[0]
+            if n_members > 1:  # the study's stacked ensemble of 4 teachers
+                path = Path(tmp) / name / "ensemble" / "model.pt"
+                build_ensemble(paths, path)
             eager = ModelForces(path, pair_skin_A=1.0)
             compiled = CompiledModelForces(path, pair_skin_A=1.0)
             t0 = time.perf_counter()

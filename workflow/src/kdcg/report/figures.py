@@ -561,7 +561,8 @@ def fig_stability(data: dict, path: Path) -> None:
     grid = np.full((len(models), n_rep), np.nan)
     for r in data["replicas"]:
         grid[models.index(r["model"]), r["replica"] - 1] = r["result"]["status"] == "stable"
-    fig, ax = plt().subplots(figsize=(1.2 + 0.45 * n_rep, 1.0 + 0.22 * len(models)))
+    # wide enough for the title's two lines beside a few replicas
+    fig, ax = plt().subplots(figsize=(max(3.2, 1.2 + 0.45 * n_rep), 1.2 + 0.22 * len(models)))
     ax.imshow(grid, cmap=ListedColormap(["tab:red", "tab:green"]), vmin=0, vmax=1, aspect="auto")
     for i, j in zip(*np.nonzero(grid == 0)):
         ax.text(j, i, "✗", ha="center", va="center", color="white", fontsize=8)
@@ -569,7 +570,8 @@ def fig_stability(data: dict, path: Path) -> None:
     ax.set_xticks(range(n_rep), [str(k + 1) for k in range(n_rep)])
     ax.set_xlabel("replica")
     n_bad = int((grid == 0).sum())
-    ax.set_title(f"MD stability: green stable, red unstable ({n_bad} of {int(np.isfinite(grid).sum())})", fontsize=8)
+    ax.set_title(f"MD stability: green stable, red unstable\n({n_bad} of {int(np.isfinite(grid).sum())} replicas unstable)",
+                 fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 
