@@ -111,6 +111,19 @@ def test_scalar_kernels_give_the_same_bits_on_one_thread_and_two(tmp_path):
         np.testing.assert_array_equal(a.forces_kcal_mol_A, b.forces_kcal_mol_A)
 
 
+def test_an_ensemble_evaluates_a_frame_with_no_pair_within_its_cutoff(tmp_path):
+    """Two beads farther apart than the cutoff: the stacked ensemble's energy is its members'
+    mean, its forces zero (it raised on the empty pair list before)."""
+    paths = saved_models(tmp_path, {"network": "Hipnn", **SMALL, "n_interaction_layers": 1}, 2)
+    path = tmp_path / "ensemble" / "model.pt"
+    ensemble.build_ensemble(paths, path)
+    species, frame, cell = np.array([1, 2]), np.array([[1.0, 1.0, 1.0], [8.0, 1.0, 1.0]]), np.eye(3) * 20.0
+    got = ModelForces(path)(species, frame, cell)
+    members = [ModelForces(p)(species, frame, cell).energy_kcal_mol for p in paths]
+    assert got.energy_kcal_mol == pytest.approx(np.mean(members), rel=1e-6)
+    np.testing.assert_array_equal(got.forces_kcal_mol_A, 0.0)
+
+
 def test_dense_engine_at_the_papers_sizes(tmp_path):
     """HIP-NN-TS of Table 1 (32 features, 20 sensitivities, 10 A) on 512 beads at about the
     paper's bead density."""

@@ -122,7 +122,8 @@ class StackedInteraction(torch.nn.Module):
             quad = quad - trace[..., None, None] * torch.eye(3, dtype=quad.dtype, device=quad.device)
             quad = quad.reshape(n_members, n_pairs, 9)[..., self.upper_ind]
             parts.append((sense.unsqueeze(2) * quad.unsqueeze(3)).reshape(n_members, n_pairs, 5 * self.n_dist))
-        stacked = torch.cat(parts, dim=2).reshape(n_members * n_pairs, -1)
+        stacked = torch.cat(parts, dim=2)
+        stacked = stacked.reshape(n_members * n_pairs, stacked.shape[2])  # explicit width: a frame may hold no pair
         env = custom_kernels.envsum(stacked, features.reshape(n_members * n_beads, self.nf_in), first_rep, second_rep)
         env = env.reshape(n_members, n_beads, self.n_components, self.n_dist * self.nf_in)
 
