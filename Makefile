@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
@@ -19,7 +19,8 @@ help:
 	@echo "  make pilot          set up, run the pilot of docs/pilot.md (config/pilot.yaml: 300 ps, the paper's"
 	@echo "                      training rule), copy its tables and figures to docs/pilot/; make pilot-quad: HIP-NN-TS;"
 	@echo "                      make pilot-study-rule: the pilot with the study's training rule (docs/pilot.md);"
-	@echo "                      make pilot-dataset-2: that on a second all-atom data set, teachers 5-8"
+	@echo "                      make pilot-dataset-2: that on a second all-atom data set, teachers 5-8;"
+	@echo "                      make pilot-dataset-2-2fs: that with a 2 fs CG MD step"
 	@echo "  make paper-smoke    set up, run every size of config/paper.yaml end to end with durations shortened"
 	@echo "                      (config/paper-smoke.yaml, <= 1 h on 2 cores), print each stage's cost (docs/paper-scale.md)"
 	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
@@ -54,7 +55,8 @@ CONFIGS_pilot := config/study.yaml config/pilot.yaml
 CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 CONFIGS_pilot-study-rule := config/study.yaml config/pilot.yaml config/pilot-study-rule.yaml
 CONFIGS_pilot-dataset-2 := $(CONFIGS_pilot-study-rule) config/pilot-dataset-2.yaml
-study pilot pilot-quad pilot-study-rule pilot-dataset-2: setup
+CONFIGS_pilot-dataset-2-2fs := $(CONFIGS_pilot-dataset-2) config/pilot-dataset-2-2fs.yaml
+study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs: setup
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
 	kdcg drift-rule --stability results-$@/tables/stability.csv --species Cho urea --out results-$@/tables/drift_rule.csv

@@ -23,6 +23,10 @@ from kdcg.errors import InputError
                                   "config/study.yaml + config/pilot.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-quad.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-study-rule.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-study-rule.yaml"
+                                  " + config/pilot-dataset-2.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-study-rule.yaml"
+                                  " + config/pilot-dataset-2.yaml + config/pilot-dataset-2-2fs.yaml",
                                   "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
