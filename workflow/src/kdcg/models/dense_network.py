@@ -334,6 +334,14 @@ class ScalarKernelForces(torch.nn.Module):
         self.network = network
         # the per-bead layers are some 30 small operations: compiled, their launches are one call
         self.bead_layers = torch.compile(bead_layers, dynamic=False) if compile else bead_layers
+        # the kernels' constants of the model, as numpy arrays once rather than at every MD step
+        layer = network.stacked.blocks[0][0].base
+        repulsion = network.repulsion
+        self._sensitivity = (layer.mu.reshape(layer.mu.shape[0], -1).numpy(),
+                             layer.sigma.reshape(layer.sigma.shape[0], -1).numpy(), layer.hard_max_dist_A,
+                             max(layer.hard_max_dist_A, network.cutoff_A))
+        self._prior = (repulsion.taper.numpy().astype(np.float32), np.float32(repulsion.force_at_taper / repulsion.alpha),
+                       np.float32(repulsion.alpha), np.float32(network.cutoff_A), np.float32(layer.hard_max_dist_A))
 
     @torch.no_grad()
     def forward(self, positions_A, neighbour, offset_A, mirror, blocks: tuple):
@@ -352,18 +360,14 @@ class ScalarKernelForces(torch.nn.Module):
         slot_group = np.repeat(np.arange(n_species, dtype=np.int64), blocks)
         env, slope, dist, unit = kernels.environment(
             positions_A.reshape(rows, 3).numpy(), neighbour.reshape(rows, capacity).numpy(),
-            offset_A.reshape(rows, capacity, 3).numpy(), slot_group, layer.mu.reshape(layer.mu.shape[0], -1).numpy(),
-            layer.sigma.reshape(layer.sigma.shape[0], -1).numpy(), layer.hard_max_dist_A,
-            max(layer.hard_max_dist_A, net.cutoff_A), n_species)
+            offset_A.reshape(rows, capacity, 3).numpy(), slot_group, *self._sensitivity, n_species)
         m = env.shape[0]
         env = torch.from_numpy(env).transpose(-1, -2).reshape(m, rows, 1, -1)  # (M, B*N, C = 1, S*F_in)
         bead, grad_env = self.bead_layers(net, env, n_frames, n_beads)
-        repulsion = net.repulsion
         member_forces, prior_bead = kernels.forces(
             grad_env.reshape(m, rows, layer.n_dist, n_species).contiguous().numpy(), slope, dist, unit,
             mirror.reshape(rows, capacity).numpy(), slot_group, (net.species - 1).repeat(n_frames).numpy(),
-            repulsion.taper.numpy().astype(np.float32), np.float32(repulsion.force_at_taper / repulsion.alpha),
-            np.float32(repulsion.alpha), np.float32(net.cutoff_A), np.float32(layer.hard_max_dist_A))
+            *self._prior)
         prior_bead = torch.from_numpy(prior_bead).reshape(n_frames, n_beads)
         forces = torch.from_numpy(member_forces).reshape(m, n_frames, n_beads, 3)
         return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
