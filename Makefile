@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
@@ -20,7 +20,8 @@ help:
 	@echo "                      training rule), copy its tables and figures to docs/pilot/; make pilot-quad: HIP-NN-TS;"
 	@echo "                      make pilot-study-rule: the pilot with the study's training rule (docs/pilot.md);"
 	@echo "                      make pilot-dataset-2: that on a second all-atom data set, teachers 5-8;"
-	@echo "                      make pilot-dataset-2-2fs: that with a 2 fs CG MD step"
+	@echo "                      make pilot-dataset-2-2fs: that with a 2 fs CG MD step;"
+	@echo "                      make pilot-2fs: make pilot with a 2 fs step; make pilot-2fs-control: its models at 5 fs"
 	@echo "  make paper-smoke    set up, run every size of config/paper.yaml end to end with durations shortened"
 	@echo "                      (config/paper-smoke.yaml, <= 1 h on 2 cores), print each stage's cost (docs/paper-scale.md)"
 	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
@@ -56,7 +57,9 @@ CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 CONFIGS_pilot-study-rule := config/study.yaml config/pilot.yaml config/pilot-study-rule.yaml
 CONFIGS_pilot-dataset-2 := $(CONFIGS_pilot-study-rule) config/pilot-dataset-2.yaml
 CONFIGS_pilot-dataset-2-2fs := $(CONFIGS_pilot-dataset-2) config/pilot-dataset-2-2fs.yaml
-study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs: setup
+CONFIGS_pilot-2fs := $(CONFIGS_pilot) config/pilot-2fs.yaml
+CONFIGS_pilot-2fs-control := $(CONFIGS_pilot-2fs) config/pilot-2fs-control.yaml
+study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control: setup
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
 	kdcg drift-rule --stability results-$@/tables/stability.csv --species Cho urea --out results-$@/tables/drift_rule.csv

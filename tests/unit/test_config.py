@@ -27,6 +27,8 @@ from kdcg.errors import InputError
                                   " + config/pilot-dataset-2.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-study-rule.yaml"
                                   " + config/pilot-dataset-2.yaml + config/pilot-dataset-2-2fs.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-2fs.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-2fs.yaml + config/pilot-2fs-control.yaml",
                                   "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
