@@ -318,3 +318,51 @@ def test_a_restored_pair_state_gives_the_grown_tables_shapes_and_bits(tmp_path):
     for a, b in zip(got, want):
         assert a.energy_kcal_mol == b.energy_kcal_mol
         np.testing.assert_array_equal(a.forces_kcal_mol_A, b.forces_kcal_mol_A)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_a_loss_through_the_scalar_kernels_has_the_written_out_forces_gradient(tmp_path, members):
+    """Training through the numba pair kernels and their adjoints (ScalarKernelForces): the
+    forces, bead energies and the gradient of a loss on both with respect to every trainable
+    tensor of the stack (sensitivities' centres and widths included) equal AnalyticForces',
+    which autograd differentiates as plain PyTorch, within float32 rounding."""
+    from kdcg.models.compiled_forces import stacked_parts
+    from kdcg.models.dense_network import AnalyticForces, DenseNetwork, ScalarKernelForces, trainable_weights
+    from kdcg.models.model_io import load_model
+
+    cfg = {"network": "Hipnn", **SMALL, "n_interaction_layers": 1}
+    paths = saved_models(tmp_path, cfg, members)
+    path = paths[0]
+    if members > 1:
+        path = tmp_path / "ensemble" / "model.pt"
+        ensemble.build_ensemble(paths, path)
+    graph = load_model(path)[0]
+    species, frames, cell = lattice_frames(4, 4.0, 2)
+    table = NeighbourTable(SMALL["dist_hard_max_A"], 0.0, species, 3)
+    table.update(frames, cell)
+    positions = torch.as_tensor(frames, dtype=torch.float32)
+    rng = np.random.default_rng(4)
+    target = torch.as_tensor(rng.normal(size=(members, *frames.shape)), dtype=torch.float32)
+    bead_target = torch.as_tensor(rng.normal(size=frames.shape[:2]), dtype=torch.float32)
+
+    results = []
+    for engine in (AnalyticForces, ScalarKernelForces):
+        stacked, repulsion = stacked_parts(graph)
+        weights = trainable_weights(stacked)
+        run = engine(DenseNetwork(stacked, repulsion, species, SMALL["dist_hard_max_A"]), **(
+            {"compile": False} if engine is ScalarKernelForces else {}))
+        _, _, bead, forces = run(positions, table.neighbour, table.offset_A, table.mirror, table.capacities)
+        diff = forces - target
+        loss = diff.square().mean().sqrt() + diff.abs().mean() + 0.3 * (bead - bead_target).square().mean()
+        results.append((forces.detach(), bead.detach(), torch.autograd.grad(loss, weights, allow_unused=True)))
+    (want_f, want_b, want_g), (got_f, got_b, got_g) = results
+    torch.testing.assert_close(got_f, want_f, rtol=0, atol=1e-5 * float(want_f.abs().max()) + 1e-4)
+    torch.testing.assert_close(got_b, want_b, rtol=1e-5, atol=1e-5)
+    n_compared = 0
+    for got, want in zip(got_g, want_g):
+        if want is None:
+            assert got is None or not got.abs().max() > 0
+            continue
+        n_compared += 1
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()) + 1e-7)
+    assert n_compared >= 8

@@ -321,11 +321,67 @@ def scalar_kernels_apply(stacked: StackedMembers) -> bool:
     return analytic_forces_apply(stacked) and stacked.blocks[0][0].base.order == 0
 
 
+class PairEnvironment(torch.autograd.Function):
+    """kdcg.models.scalar_pair_kernels.environment as a function of the sensitivities' centres
+    and widths mu, sigma (M, S) A: env (M, R, G, S) and slope (M, R, K, S) differentiable, the
+    geometry (dist, unit) not. The positions are data, not differentiated."""
+
+    @staticmethod
+    def forward(ctx, mu, sigma, positions, neighbour, offset, slot_group, hard_max_A, reach_A, n_groups):
+        from kdcg.models import scalar_pair_kernels as kernels
+
+        mu_np, sigma_np = mu.detach().numpy(), sigma.detach().numpy()
+        env, slope, dist, unit = kernels.environment(positions, neighbour, offset, slot_group, mu_np, sigma_np,
+                                                     hard_max_A, reach_A, n_groups)
+        ctx.kernel_inputs = (dist, slot_group, mu_np, sigma_np, hard_max_A)
+        dist_t, unit_t = torch.from_numpy(dist), torch.from_numpy(unit)
+        ctx.mark_non_differentiable(dist_t, unit_t)
+        return torch.from_numpy(env), torch.from_numpy(slope), dist_t, unit_t
+
+    @staticmethod
+    def backward(ctx, d_env, d_slope, _dist, _unit):
+        from kdcg.models import scalar_pair_kernels as kernels
+
+        dist, slot_group, mu, sigma, hard_max_A = ctx.kernel_inputs
+        d_mu, d_sigma = kernels.environment_backward(d_env.contiguous().numpy(), d_slope.contiguous().numpy(), dist,
+                                                     slot_group, mu, sigma, hard_max_A)
+        return (torch.from_numpy(d_mu.astype(np.float32)), torch.from_numpy(d_sigma.astype(np.float32)),
+                None, None, None, None, None, None, None)
+
+
+class PairForces(torch.autograd.Function):
+    """kdcg.models.scalar_pair_kernels.forces as a function of the per-bead gradient grad_env
+    (M, R, S, G) and the slots' slopes (M, R, K, S): each member's forces (M, R, 3)
+    differentiable; the prior's bead energies (R,) not (the prior has no trained weights)."""
+
+    @staticmethod
+    def forward(ctx, grad_env, slope, dist, unit, mirror, slot_group, species, prior):
+        from kdcg.models import scalar_pair_kernels as kernels
+
+        grad_env_np, slope_np = grad_env.detach().contiguous().numpy(), slope.detach().numpy()
+        forces, prior_bead = kernels.forces(grad_env_np, slope_np, dist.numpy(), unit.numpy(), mirror, slot_group,
+                                            species, *prior)
+        ctx.kernel_inputs = (grad_env_np, slope_np, dist.numpy(), unit.numpy(), mirror, slot_group, prior[3], prior[4])
+        prior_bead = torch.from_numpy(prior_bead)
+        ctx.mark_non_differentiable(prior_bead)
+        return torch.from_numpy(forces), prior_bead
+
+    @staticmethod
+    def backward(ctx, d_forces, _prior_bead):
+        from kdcg.models import scalar_pair_kernels as kernels
+
+        d_grad_env, d_slope = kernels.forces_backward(d_forces.contiguous().numpy(), *ctx.kernel_inputs)
+        return torch.from_numpy(d_grad_env), torch.from_numpy(d_slope), None, None, None, None, None, None
+
+
 class ScalarKernelForces(torch.nn.Module):
     """``AnalyticForces`` of a scalar network on a CPU with its pair stage in hand-written
     kernels (kdcg.models.scalar_pair_kernels, numba): the same inputs and outputs, the per-bead
-    layers (``bead_layers``) in PyTorch between the two kernels. Not for torch.compile, and no
-    autograd (MD only)."""
+    layers (``bead_layers``) in PyTorch between the two kernels. Differentiable with respect to
+    the weights (``PairEnvironment``, ``PairForces`` and autograd through the per-bead layers),
+    so that a force loss trains through it (kdcg.training.kernel_graph); not with respect to the
+    positions, and not for torch.compile. ``compile`` compiles the per-bead layers (MD, no
+    gradients)."""
 
     def __init__(self, network: DenseNetwork, compile: bool = True):
         super().__init__()
@@ -334,20 +390,19 @@ class ScalarKernelForces(torch.nn.Module):
         self.network = network
         # the per-bead layers are some 30 small operations: compiled, their launches are one call
         self.bead_layers = torch.compile(bead_layers, dynamic=False) if compile else bead_layers
-        # the kernels' constants of the model, as numpy arrays once rather than at every MD step
-        layer = network.stacked.blocks[0][0].base
-        repulsion = network.repulsion
-        self._sensitivity = (layer.mu.reshape(layer.mu.shape[0], -1).numpy(),
-                             layer.sigma.reshape(layer.sigma.shape[0], -1).numpy(), layer.hard_max_dist_A,
-                             max(layer.hard_max_dist_A, network.cutoff_A))
-        self._prior = (repulsion.taper.numpy().astype(np.float32), np.float32(repulsion.force_at_taper / repulsion.alpha),
-                       np.float32(repulsion.alpha), np.float32(network.cutoff_A), np.float32(layer.hard_max_dist_A))
+        self._prior = self.prior_constants(network)
 
-    @torch.no_grad()
+    @staticmethod
+    def prior_constants(network: DenseNetwork) -> tuple:
+        """The kernels' constants of the prior and the cut-offs, as numpy once rather than at every call."""
+        repulsion = network.repulsion
+        hard_max_A = network.stacked.blocks[0][0].base.hard_max_dist_A
+        return (repulsion.taper.detach().numpy().astype(np.float32),
+                np.float32(repulsion.force_at_taper / repulsion.alpha), np.float32(repulsion.alpha),
+                np.float32(network.cutoff_A), np.float32(hard_max_A))
+
     def forward(self, positions_A, neighbour, offset_A, mirror, blocks: tuple):
         import numba
-
-        from kdcg.models import scalar_pair_kernels as kernels
 
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # torch's count
         net = self.network
@@ -357,19 +412,20 @@ class ScalarKernelForces(torch.nn.Module):
         if len(blocks) != n_species:
             raise ValueError(f"the table has {len(blocks)} species blocks, the model {n_species} species")
         rows = n_frames * n_beads
+        m = layer.mu.shape[0]
         slot_group = np.repeat(np.arange(n_species, dtype=np.int64), blocks)
-        env, slope, dist, unit = kernels.environment(
-            positions_A.reshape(rows, 3).numpy(), neighbour.reshape(rows, capacity).numpy(),
-            offset_A.reshape(rows, capacity, 3).numpy(), slot_group, *self._sensitivity, n_species)
-        m = env.shape[0]
-        env = torch.from_numpy(env).transpose(-1, -2).reshape(m, rows, 1, -1)  # (M, B*N, C = 1, S*F_in)
-        bead, grad_env = self.bead_layers(net, env, n_frames, n_beads)
-        member_forces, prior_bead = kernels.forces(
-            grad_env.reshape(m, rows, layer.n_dist, n_species).contiguous().numpy(), slope, dist, unit,
-            mirror.reshape(rows, capacity).numpy(), slot_group, (net.species - 1).repeat(n_frames).numpy(),
-            *self._prior)
-        prior_bead = torch.from_numpy(prior_bead).reshape(n_frames, n_beads)
-        forces = torch.from_numpy(member_forces).reshape(m, n_frames, n_beads, 3)
+        env, slope, dist, unit = PairEnvironment.apply(
+            layer.mu.reshape(m, -1), layer.sigma.reshape(m, -1), positions_A.detach().reshape(rows, 3).numpy(),
+            neighbour.reshape(rows, capacity).numpy(), offset_A.reshape(rows, capacity, 3).numpy(), slot_group,
+            layer.hard_max_dist_A, max(layer.hard_max_dist_A, net.cutoff_A), n_species)
+        env = env.transpose(-1, -2).reshape(m, rows, 1, -1)  # (M, B*N, C = 1, S*F_in)
+        bead_layers_now = self.bead_layers if not torch.is_grad_enabled() else bead_layers  # compiled: no gradients
+        bead, grad_env = bead_layers_now(net, env, n_frames, n_beads)
+        member_forces, prior_bead = PairForces.apply(
+            grad_env.reshape(m, rows, layer.n_dist, n_species), slope, dist, unit,
+            mirror.reshape(rows, capacity).numpy(), slot_group, (net.species - 1).repeat(n_frames).numpy(), self._prior)
+        prior_bead = prior_bead.reshape(n_frames, n_beads)
+        forces = member_forces.reshape(m, n_frames, n_beads, 3)
         return bead.sum(-1), prior_bead.sum(-1), bead.mean(0) + prior_bead, forces
 
 

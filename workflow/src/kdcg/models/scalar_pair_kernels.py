@@ -131,3 +131,84 @@ def forces(grad_env, slope, dist, unit, mirror, slot_group, species, taper_A, pr
                 out[m, i, 1] -= both * unit[i, k, 1]
                 out[m, i, 2] -= both * unit[i, k, 2]
     return out, prior_bead
+
+
+# The adjoints below make the two kernels trainable (kdcg.models.dense_network's
+# ``PairEnvironment`` and ``PairForces`` autograd functions): a force loss needs the gradient of
+# the forces with respect to the weights, which the written-out forces give with one backward
+# pass of their own instead of autograd's second derivative.
+
+
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def forces_backward(grad_forces, grad_env, slope, dist, unit, mirror, slot_group, prior_cutoff_A, hard_max_A):
+    """The adjoint of ``forces`` for its differentiable inputs: given dL/dforces (M, R, 3),
+    returns dL/d grad_env (M, R, S, G) and dL/d slope (M, R, K, S) (zero at slots past the
+    network's cut-off, where the slopes are constants). The prior's part has no weights.
+
+    A listing's dE/dr pulls on its own bead along its unit vector and on the bead of its mirror
+    slot along the mirror's, so its adjoint is h = -(dL/dF_i . u_ik) - (dL/dF_j . u_mirror)."""
+    n_members, n_rows, n_sense, n_groups = grad_env.shape
+    n_slots = dist.shape[1]
+    n_listed = n_rows * n_slots
+    d_grad_env = np.zeros((n_members, n_rows, n_sense, n_groups), dtype=np.float32)
+    d_slope = np.zeros((n_members, n_rows, n_slots, n_sense), dtype=np.float32)
+    for i in numba.prange(n_rows):
+        for k in range(n_slots):
+            if dist[i, k] > hard_max_A:  # ghost, or past the network's cut-off: no weight in it
+                continue
+            back = mirror[i, k]
+            row, slot = back // n_slots, back % n_slots
+            g = slot_group[k]
+            for m in range(n_members):
+                h = -(grad_forces[m, i, 0] * unit[i, k, 0] + grad_forces[m, i, 1] * unit[i, k, 1]
+                      + grad_forces[m, i, 2] * unit[i, k, 2])
+                if back < n_listed:
+                    h -= (grad_forces[m, row, 0] * unit[row, slot, 0] + grad_forces[m, row, 1] * unit[row, slot, 1]
+                          + grad_forces[m, row, 2] * unit[row, slot, 2])
+                for s in range(n_sense):
+                    d_grad_env[m, i, s, g] += h * slope[m, i, k, s]
+                    d_slope[m, i, k, s] = h * grad_env[m, i, s, g]
+    return d_grad_env, d_slope
+
+
+@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
+def environment_backward(d_env, d_slope, dist, slot_group, mu, sigma, hard_max_A):
+    """The adjoint of ``environment`` for the sensitivities' centres and widths: given dL/d env
+    (M, R, G, S) and dL/d slope (M, R, K, S), returns dL/d mu and dL/d sigma (M, S), summed in
+    float64 (one partial sum per row, so that rows run in parallel without races)."""
+    n_members, n_sense = mu.shape
+    n_rows, n_slots = dist.shape
+    partial_mu = np.zeros((n_rows, n_members, n_sense), dtype=np.float64)
+    partial_sigma = np.zeros((n_rows, n_members, n_sense), dtype=np.float64)
+    inverse_mu = (np.float32(1.0) / mu).astype(np.float32)
+    width = (sigma * sigma).astype(np.float32)
+    quarter = np.float32(math.pi / 2.0) / np.float32(hard_max_A)
+    floor = np.float32(LOG_SMALLEST_SENSITIVITY)
+    for i in numba.prange(n_rows):
+        for k in range(n_slots):
+            r = dist[i, k]
+            if r > hard_max_A:
+                continue
+            inverse_r = np.float32(1.0) / r
+            inverse_r2 = inverse_r * inverse_r
+            angle = quarter * r
+            c = np.float32(math.cos(angle))
+            cut = c * c
+            cut_slope = -quarter * np.float32(math.sin(2.0 * angle))
+            g = slot_group[k]
+            for m in range(n_members):
+                for s in range(n_sense):
+                    gap = inverse_r - inverse_mu[m, s]
+                    w = width[m, s]
+                    exponent = np.float32(-0.5) * (gap * gap * w)
+                    if exponent < floor:  # the sensitivity is a constant 0 there
+                        continue
+                    base = np.float32(math.exp(exponent))
+                    along = cut * gap * w * inverse_r2 + cut_slope  # slope = base x along
+                    ge, gs = d_env[m, i, g, s], d_slope[m, i, k, s]
+                    # d/d gap and d/d w of env's term base x cut and of the slope
+                    d_gap = -gap * w * base * (ge * cut + gs * along) + gs * base * cut * w * inverse_r2
+                    d_w = np.float32(-0.5) * gap * gap * base * (ge * cut + gs * along) + gs * base * cut * gap * inverse_r2
+                    partial_mu[i, m, s] += d_gap * inverse_mu[m, s] * inverse_mu[m, s]  # d gap / d mu = 1 / mu^2
+                    partial_sigma[i, m, s] += d_w * np.float32(2.0) * sigma[m, s]  # d w / d sigma = 2 sigma
+    return partial_mu.sum(axis=0), partial_sigma.sum(axis=0)
