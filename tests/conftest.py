@@ -108,7 +108,7 @@ SMALL_TRAINING_CONFIG = {
                  "valid_fraction": 0.17, "test_fraction": 0.17,
                  "learning_rate": 3e-3, "batch_size": 2, "eval_batch_size": 4, "max_epochs": 2,
                  "plateau_patience": 2, "plateau_factor": 0.5, "termination_patience": 10,
-                 "min_improvement": 0.0, "models_per_job": 1, "hippynn_plots": False,
+                 "min_improvement": 0.0, "models_per_job": 1, "hippynn_plots": False, "engine": "auto",
                  "train_eval_fraction": 0.25},
 }
 

@@ -39,8 +39,10 @@ ALL = slice(None)  # every member of a stack
 CPU_BYTES_PER_PASS = 8 * 2 ** 20
 
 
-def _stacked(tensors) -> torch.Tensor:
-    return torch.stack([t.detach().clone() for t in tensors])
+def _stacked(tensors, tied: bool = False) -> torch.Tensor:
+    """The members' tensors stacked: copies, or with ``tied`` a function of them that autograd
+    follows back to the members' parameters (training through a stack, ``StackedMembers.tie``)."""
+    return torch.stack(list(tensors)) if tied else torch.stack([t.detach().clone() for t in tensors])
 
 
 class StackedLinear(torch.nn.Module):
@@ -48,9 +50,15 @@ class StackedLinear(torch.nn.Module):
 
     def __init__(self, layers: list[torch.nn.Linear]):
         super().__init__()
-        self.register_buffer("weight", _stacked([lay.weight.t() for lay in layers]))  # (M, in, out)
+        self.register_buffer("weight", None)
+        self.register_buffer("bias", None)
+        self.take(layers)
+
+    def take(self, layers: list[torch.nn.Linear], tied: bool = False) -> None:
+        """The members' weights, copied or tied (``_stacked``)."""
+        self.weight = _stacked([lay.weight.t() for lay in layers], tied)  # (M, in, out)
         has_bias = layers[0].bias is not None
-        self.register_buffer("bias", _stacked([lay.bias.unsqueeze(0) for lay in layers]) if has_bias else None)
+        self.bias = _stacked([lay.bias.unsqueeze(0) for lay in layers], tied) if has_bias else None
 
     def forward(self, x: torch.Tensor, members: slice = ALL) -> torch.Tensor:
         """x (M', N, in) for the members ``members`` picks, or (N, in) shared by them."""
@@ -79,18 +87,28 @@ class StackedInteraction(torch.nn.Module):
                 raise TypeError("stacked members need hippynn's inverse sensitivities and cosine cutoff")
         self.n_dist, self.nf_in, self.nf_out = first.n_dist, first.nf_in, first.nf_out
         self.hard_max_dist_A = float(first.sensitivity.hard_max_dist)
-        self.register_buffer("mu", _stacked([lay.sensitivity.mu for lay in layers]))  # (M, 1, S)
-        self.register_buffer("sigma", _stacked([lay.sensitivity.sigma for lay in layers]))
-        # hippynn's (S, out, in) weights as one (S * in, out) matrix per member
-        self.register_buffer("int_weights", _stacked(
-            [lay.int_weights.permute(0, 2, 1).reshape(self.n_dist * self.nf_in, self.nf_out) for lay in layers]))
+        for name in ("mu", "sigma", "int_weights") + (("vecscales",) if self.order >= 1 else ()) + (
+                ("quadscales",) if self.order == 2 else ()):
+            self.register_buffer(name, None)
         self.selfint = StackedLinear([lay.selfint for lay in layers])
+        self.take(layers)
         if self.order >= 1:
             self.cusp_reg = float(first.cusp_reg)
-            self.register_buffer("vecscales", _stacked([lay.vecscales.unsqueeze(0) for lay in layers]))
         if self.order == 2:
-            self.register_buffer("quadscales", _stacked([lay.quadscales.unsqueeze(0) for lay in layers]))
             self.register_buffer("upper_ind", torch.as_tensor([0, 1, 2, 4, 5], dtype=torch.int64), persistent=False)
+
+    def take(self, layers: list[InteractLayer], tied: bool = False) -> None:
+        """The members' weights, copied or tied (``_stacked``)."""
+        self.mu = _stacked([lay.sensitivity.mu for lay in layers], tied)  # (M, 1, S)
+        self.sigma = _stacked([lay.sensitivity.sigma for lay in layers], tied)
+        # hippynn's (S, out, in) weights as one (S * in, out) matrix per member
+        self.int_weights = _stacked([lay.int_weights.permute(0, 2, 1).reshape(self.n_dist * self.nf_in, self.nf_out)
+                                     for lay in layers], tied)
+        self.selfint.take([lay.selfint for lay in layers], tied)
+        if self.order >= 1:
+            self.vecscales = _stacked([lay.vecscales.unsqueeze(0) for lay in layers], tied)
+        if self.order == 2:
+            self.quadscales = _stacked([lay.quadscales.unsqueeze(0) for lay in layers], tied)
 
     @property
     def n_components(self) -> int:
@@ -162,6 +180,13 @@ class StackedResNet(torch.nn.Module):
         self.res = StackedLinear([w.res_layer for w in wrappers])
         self.adjust = StackedLinear([w.adjust_layer for w in wrappers]) if wrappers[0].needs_size_adjust else None
 
+    def take(self, wrappers: list[ResNetWrapper], tied: bool = False) -> None:
+        """The members' weights, copied or tied (``_stacked``), this wrapper's base layer's too."""
+        self.base.take([w.base_layer for w in wrappers], tied)
+        self.res.take([w.res_layer for w in wrappers], tied)
+        if self.adjust is not None:
+            self.adjust.take([w.adjust_layer for w in wrappers], tied)
+
     def forward(self, features, *pair_inputs, members: slice = ALL):
         difference = self.res(self.activation(self.base(features, *pair_inputs, members=members)), members)
         return difference + (self.adjust(features, members) if self.adjust is not None else features)
@@ -190,6 +215,17 @@ class StackedMembers(torch.nn.Module):
             raise TypeError("stacked members need HEnergy heads over every feature level")
         self.head = torch.nn.ModuleList(StackedLinear([head.layers[k] for head in heads]) for k in range(len(heads[0].layers)))
         self.members_per_pass: int | None = None  # None: automatic_members_per_pass
+
+    def tie(self, networks: list[torch.nn.Module], heads: list[torch.nn.Module]) -> None:
+        """Every stacked tensor made anew as a function of these members' parameters (the ones
+        the stack was built from, or of the same shapes), so that a loss computed through the
+        stack trains them (kdcg.training.kernel_graph). Autograd frees such a graph after each
+        backward pass, so a training ties again before each batch."""
+        for b, block in enumerate(self.blocks):
+            for j, wrapper in enumerate(block):
+                wrapper.take([net.blocks[b][j] for net in networks], tied=True)
+        for k, head in enumerate(self.head):
+            head.take([h.layers[k] for h in heads], tied=True)
 
     def forward(self, onehot, pair_first, pair_second, pair_coord, mol_index, n_molecules,
                 prior_atom_energies, prior_mol_energies):

@@ -28,6 +28,7 @@ import torch
 from kdcg.config import NOT_WEIGHT_KEYS
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.files import write_torch
+from kdcg.training.kernel_graph import training_engine
 from kdcg.training.labels import load_labels
 from kdcg.training.losses import student_loss, validation_losses
 from kdcg.cg.mapping import load_dataset
@@ -135,13 +136,15 @@ def force_parity_plots(model: CGModel, max_epochs: int):
 
 
 def run_epochs(training_modules, database, controller, tracker, callbacks, batch_callbacks,
-               store_structure_file: bool, plots_over_time: bool) -> None:
+               store_structure_file: bool, plots_over_time: bool, engine: str = "hippynn") -> None:
     """hippynn's training loop, then the best weights back in the model and the final test of
     every split (printed, kept in the tracker), as hippynn's ``train_model`` does; the plot of
     every metric over the epochs (PDFs, most of the plots' 2.2 s a default teacher on a laptop
     core, benchmarks/training_jobs.py: the report's loss figure is drawn from metrics.json either
     way) only with ``plots_over_time``. A KeyboardInterrupt ends the job, not the training (hippynn's
-    ``train_model`` went on to test and save the model): the next run resumes."""
+    ``train_model`` went on to test and save the model): the next run resumes. ``engine``
+    (``training_engine``): kernels runs the epochs and the final test through
+    kdcg.training.kernel_graph, after the structure file holds hippynn's own graph."""
     import pickle
     from hippynn.experiment import serialization
     from hippynn.experiment.routines import test_model, training_loop
@@ -154,15 +157,19 @@ def run_epochs(training_modules, database, controller, tracker, callbacks, batch
     database.inputs, database.targets = evaluator.db_info["inputs"], evaluator.db_info["targets"]
     if store_structure_file:
         serialization.create_structure_file(training_modules, database, controller)
-    training_loop(training_modules=training_modules, database=database, controller=controller,
-                  metric_tracker=tracker, callbacks=callbacks, batch_callbacks=batch_callbacks,
-                  store_best=True, store_all_better=False, store_every=0, quiet=False)
-    torch.save(tracker, "training_metrics.pt")
-    if tracker.best_model:
-        model.load_state_dict(tracker.best_model)
-    if plots_over_time:
-        tracker.plot_over_time()
-    test_model(database, evaluator, when="FinalTraining", batch_size=controller.eval_batch_size, metric_tracker=tracker)
+    from kdcg.training.kernel_graph import kernel_engine
+
+    with kernel_engine(model) if engine == "kernels" else contextlib.nullcontext():
+        training_loop(training_modules=training_modules, database=database, controller=controller,
+                      metric_tracker=tracker, callbacks=callbacks, batch_callbacks=batch_callbacks,
+                      store_best=True, store_all_better=False, store_every=0, quiet=False)
+        torch.save(tracker, "training_metrics.pt")
+        if tracker.best_model:
+            model.load_state_dict(tracker.best_model)
+        if plots_over_time:
+            tracker.plot_over_time()
+        test_model(database, evaluator, when="FinalTraining", batch_size=controller.eval_batch_size,
+                   metric_tracker=tracker)
     with open("training_metrics.pkl", "wb") as f:
         pickle.dump(tracker, f)
 
@@ -248,12 +255,14 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                                                   stopping_key="TotalLoss")
             training_modules, controller, tracker = setup_training(training_modules, SetupParams(controller=controller, device=device))
             stamp.write_text(fingerprint)
+        engine = training_engine(tcfg["engine"], training_modules.model, device)
+        print(f"[kdcg] training engine: {engine} (training.engine: {tcfg['engine']})", flush=True)
         epoch_cb = EpochCheckpoint(out_dir, training_modules.model, controller, tracker, started, earlier_s)
         # controller.max_epochs includes early stopping (PatienceController)
         if controller.current_epoch < controller.max_epochs:
             run_epochs(training_modules, database, controller, tracker, callbacks=[epoch_cb],
                        batch_callbacks=[_nan_batch_guard(out_dir)], store_structure_file=not resumable,
-                       plots_over_time=tcfg["hippynn_plots"])
+                       plots_over_time=tcfg["hippynn_plots"], engine=engine)
         else:
             print("[kdcg] training already finished", flush=True)
 
@@ -269,7 +278,7 @@ def train(variant_name: str, seed: int, dataset_path: Path, prior_path: Path, ou
                     "best_epoch": int(getattr(controller, "best_weights_epoch", getattr(controller, "last_best", -1))),
                     # the epochs' seconds up to the last checkpoint, all jobs: a job that finds the
                     # training finished adds nothing, set-up and the held-out test are not counted
-                    "train_seconds": epoch_cb.total_s, "resumed": resumable,
+                    "train_seconds": epoch_cb.total_s, "resumed": resumable, "engine": engine,
                     "split_mode": tcfg["split_mode"], "test_frames": splits["test"].tolist(),
                     "valid_frames": splits["valid"].tolist(),
                     "n_train": int(len(database.splits["train"][DB_SPECIES])),
