@@ -585,3 +585,86 @@ def test_a_train_eval_fraction_that_evaluates_no_frame_is_refused(workdir, tmp_p
     with pytest.raises(InputError, match=r"train_eval_fraction 0\.01 of \d+ training frames evaluates no frame"):
         training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / "t", cfg)
     assert not (tmp_path / "t" / "last_checkpoint.pt").exists()
+
+
+def _scalar_config(**training_keys) -> dict:
+    cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["model"]["network"] = "Hipnn"
+    cfg["training"].update(training_keys)
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
+def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(name, workdir):
+    """training.engine kernels (kdcg.training.kernel_graph) against hippynn's training graph on
+    one batch of the training split: every output the loss and the metrics read, the loss, and
+    its gradient with respect to every parameter, within float32 rounding; hippynn's graph is
+    itself again afterwards."""
+    from hippynn.databases import Database
+    from hippynn.experiment.assembly import assemble_for_training
+    from hippynn.graphs import GraphModule
+
+    from kdcg.models.pairs import cache_training_pairs
+    from kdcg.training.kernel_graph import kernel_engine
+    from kdcg.training.splits import apply_to_database, split_frames
+
+    cfg = _scalar_config()
+    data = load_dataset(workdir / "dataset.npz")
+    prior = read_prior(workdir / "prior.json", data)
+    n, N = data["R"].shape[:2]
+    rng = np.random.default_rng(2)
+    label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
+    variant = variants.get_variant(name)
+    torch.manual_seed(0)
+    m = build_model(cfg["model"], 3, prior)
+    total, _ = losses.student_loss(m, variant, N)
+    validation = losses.validation_losses(m, total, variant.is_student)
+    tm, info = assemble_for_training(total, validation)
+    database = Database(training.database_arrays(data, label_arrays if variant.is_student else None), seed=0,
+                        quiet=True, pin_memory=False, **info)
+    apply_to_database(database, split_frames(n, cfg["training"]))
+    cache_training_pairs(tm.model, database, torch.device("cpu"), cfg["model"]["dist_hard_max_A"])
+    tm, info = assemble_for_training(total, validation)
+    batch = [database.splits["train"][k][:3] for k in info["inputs"] + info["targets"]]
+    n_inputs = len(info["inputs"])
+
+    def step():
+        tm.model.zero_grad()
+        outputs = tm.model(*batch[:n_inputs])
+        loss = tm.loss(*outputs, *batch[n_inputs:])[0]
+        loss.backward()
+        return ([o.detach().clone() for o in outputs], loss.item(),
+                {k: p.grad.clone() for k, p in tm.model.named_parameters() if p.grad is not None})
+
+    want_out, want_loss, want_grads = step()
+    with kernel_engine(tm.model):
+        got_out, got_loss, got_grads = step()
+    assert type(tm.model) is GraphModule and not hasattr(tm.model, "_kdcg")
+    assert len(got_out) == len(want_out) == (4 if variant.is_student else 1)  # a teacher's loss reads its forces only
+    for got, want in zip(got_out, want_out):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()) + 1e-6)
+    assert got_loss == pytest.approx(want_loss, rel=1e-5)
+    assert got_grads.keys() == want_grads.keys() and len(want_grads) >= 10
+    for k in want_grads:
+        torch.testing.assert_close(got_grads[k], want_grads[k], rtol=1e-4, atol=1e-5 * float(want_grads[k].abs().max()) + 1e-8)
+
+
+def test_auto_trains_the_scalar_network_through_the_kernels_and_refuses_them_where_they_do_not_apply(workdir, tmp_path):
+    """auto picks the kernels for the scalar network on a CPU and hippynn for HIP-NN-TS; kernels
+    asked for a HIP-NN-TS is one clear error. Three epochs through each engine from one seed give
+    the same loss history within float32 drift, and the same seed twice the same weights."""
+    def run(name, network="Hipnn", **keys):
+        cfg = _scalar_config(max_epochs=3, **keys)
+        cfg["model"]["network"] = network
+        return training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, cfg)
+
+    auto, again, reference = run("auto"), run("again", engine="kernels"), run("hippynn", engine="hippynn")
+    assert (auto["engine"], again["engine"], reference["engine"]) == ("kernels", "kernels", "hippynn")
+    assert auto["loss_history"] == again["loss_history"] and auto["weights_sha256"] == again["weights_sha256"]
+    for a, b in zip(auto["loss_history"], reference["loss_history"]):
+        assert a["valid"] == pytest.approx(b["valid"], rel=1e-3)
+    assert auto["test_forces_vs_aa"]["rmse"] == pytest.approx(reference["test_forces_vs_aa"]["rmse"], rel=1e-3)
+    assert run("quad", network="HipnnQuad")["engine"] == "hippynn"
+    with pytest.raises(InputError, match="training.engine: kernels"):
+        run("quad-kernels", network="HipnnQuad", engine="kernels")
