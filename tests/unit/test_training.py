@@ -431,11 +431,14 @@ def _state(folder):
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-@pytest.mark.parametrize("killed_after", [0, 1, 2])
-def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir, tmp_path, monkeypatch, killed_after):
+@pytest.mark.parametrize("killed_after, network", [(0, "HipnnQuad"), (1, "HipnnQuad"), (2, "HipnnQuad"), (1, "Hipnn")])
+def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir, tmp_path, monkeypatch, killed_after,
+                                                                         network):
     """Killed right after epoch k's checkpoint (the last epoch included), the rerun gives the
-    uninterrupted run's weights bit for bit; so does rerunning a finished training."""
+    uninterrupted run's weights bit for bit; so does rerunning a finished training. HIP-NN-TS
+    trains through hippynn's graph, the scalar network through the kernels (training.engine auto)."""
     cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
+    cfg["model"]["network"] = network
     cfg["training"].update(max_epochs=3, termination_patience=10, plateau_patience=10, min_improvement=0.01)
     args = ("teacher", 2, workdir / "dataset.npz", workdir / "prior.json")
     straight = training.train(*args, tmp_path / "straight", cfg)
@@ -456,6 +459,7 @@ def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir
     torch.manual_seed(12345)  # whatever this process did since: the checkpoint restores its own RNG state
     resumed = training.train(*args, tmp_path / "killed", cfg)
     assert resumed["resumed"] is True
+    assert resumed["engine"] == straight["engine"] == ("kernels" if network == "Hipnn" else "hippynn")
     if killed_after == 2:  # nothing left to train: the resumed job adds no second
         assert resumed["train_seconds"] == first_job_s
     else:  # both jobs' epochs counted (ms resolution; an epoch takes more)
