@@ -10,8 +10,8 @@ whole job's median wall seconds, the ratios, and the largest relative difference
 validation losses between the engines (float32 drift, not a different training).
 
 The frames: --dataset and --prior of a finished run (`make run` writes results/cg/dataset.npz
-and results/models/prior.json), or without them a synthetic box of --beads beads on a jittered
-lattice at the study's bead density, whose forces come from a soft pair repulsion.
+and results/models/prior.json), or without them a synthetic box of --beads reline beads on a
+jittered lattice at reline's density, with random mapped forces.
 
     .venv/bin/python benchmarks/training_engine.py [--config config/study.yaml] [--epochs 8]
         [--rounds 2] [--threads 2] [--dataset D --prior P | --beads 216 --frames 200]
@@ -31,41 +31,30 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_helpers import cpu_name  # noqa: E402
+from bench_helpers import cpu_name, reline_edge_A, reline_frame  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
-#: beads per A^3 of the study's box (200 beads, 50 ChCl + 100 urea, reline at 298 K)
-STUDY_BEAD_DENSITY = 0.0104
 
 
 def synthetic_dataset(folder: Path, n_beads: int, n_frames: int, cfg: dict) -> tuple[Path, Path]:
-    """A jittered cubic lattice of three species at the study's bead density; forces from a
-    soft repulsion (kcal/mol/A); the prior fitted to it as the workflow does."""
+    """Frames of one box of reline's beads on a jittered lattice at reline's density
+    (bench_helpers.reline_frame; the first frame's species in every frame), random mapped
+    forces (kcal/mol/A: the timing does not depend on them), the prior fitted as the workflow does."""
     from kdcg.models.prior import write_prior
     from kdcg.units import DATASET_UNITS
 
     n_side = round(n_beads ** (1 / 3))
     n = n_side ** 3
-    edge = (n / STUDY_BEAD_DENSITY) ** (1 / 3)
-    rng = np.random.default_rng(0)
-    grid = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * edge / n_side
-    species = (np.arange(n) % 3) + 1
-    positions = np.empty((n_frames, n, 3))
-    forces = np.zeros_like(positions)
-    for k in range(n_frames):
-        x = grid + rng.normal(0, 0.8, size=grid.shape)
-        d = x[:, None] - x[None]
-        d -= edge * np.round(d / edge)
-        r = np.linalg.norm(d, axis=-1) + np.eye(n)
-        magnitude = 40.0 * np.exp(-r / 1.5) * (1 - np.eye(n))
-        forces[k] = (magnitude[..., None] * d / r[..., None]).sum(1)
-        positions[k] = x % edge
+    edge = reline_edge_A(n)
+    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
+    species = frames[0][0]
     dataset = folder / "dataset.npz"
-    np.savez(dataset, R=positions.astype(np.float32), F=forces.astype(np.float32), Z=np.tile(species, (n_frames, 1)),
-             cell=np.tile(np.eye(3) * edge, (n_frames, 1, 1)).astype(np.float32), masses=np.ones(n),
-             time_ps=np.arange(n_frames, dtype=float), species_names=np.array(["A", "B", "C"]),
-             bead_resid=np.arange(1, n + 1), bead_resname=np.array(["A", "B", "C"] * (n // 3)),
+    np.savez(dataset, R=np.stack([f[1] for f in frames]).astype(np.float32),
+             F=np.random.default_rng(0).normal(size=(n_frames, n, 3)).astype(np.float32),
+             Z=np.tile(species, (n_frames, 1)), cell=np.tile(np.eye(3) * edge, (n_frames, 1, 1)).astype(np.float32),
+             masses=np.ones(n), time_ps=np.arange(n_frames, dtype=float), species_names=np.array(["Cho", "Cl", "Urea"]),
+             bead_resid=np.arange(1, n + 1), bead_resname=np.array(["Cho", "Cl", "Urea"])[species - 1],
              units=json.dumps(DATASET_UNITS), source=json.dumps({"synthetic": True}))
     prior = folder / "prior.json"
     write_prior(dataset, cfg, prior)

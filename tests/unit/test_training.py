@@ -96,6 +96,16 @@ def test_training_loss_has_exactly_the_variant_terms(name, workdir):
     assert value == pytest.approx(expect, rel=2e-5)
 
 
+def _data_prior_and_labels(workdir):
+    """The module's dataset and prior, and random teacher labels of its frames."""
+    data = load_dataset(workdir / "dataset.npz")
+    prior = read_prior(workdir / "prior.json", data)
+    n, N = data["R"].shape[:2]
+    rng = np.random.default_rng(2)
+    return data, prior, {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)),
+                         "energy": rng.normal(size=n)}
+
+
 @pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
 def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_search(name, workdir):
     """The fast path (pairs found once per frame, kdcg.models.pairs.cache_training_pairs) against the
@@ -108,11 +118,8 @@ def test_training_on_cached_pairs_gives_the_losses_and_gradients_of_the_pair_sea
     from kdcg.models.pairs import cache_training_pairs
     from kdcg.training.splits import apply_to_database, split_frames
 
-    data = load_dataset(workdir / "dataset.npz")
-    prior = read_prior(workdir / "prior.json", data)
+    data, prior, label_arrays = _data_prior_and_labels(workdir)
     n, N = data["R"].shape[:2]
-    rng = np.random.default_rng(2)
-    label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
     variant = variants.get_variant(name)
     cutoff_A = SMALL_TRAINING_CONFIG["model"]["dist_hard_max_A"]
 
@@ -613,11 +620,8 @@ def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(
     from kdcg.training.splits import apply_to_database, split_frames
 
     cfg = _scalar_config()
-    data = load_dataset(workdir / "dataset.npz")
-    prior = read_prior(workdir / "prior.json", data)
+    data, prior, label_arrays = _data_prior_and_labels(workdir)
     n, N = data["R"].shape[:2]
-    rng = np.random.default_rng(2)
-    label_arrays = {"forces": rng.normal(size=(n, N, 3)), "bead_energies": rng.normal(size=(n, N)), "energy": rng.normal(size=n)}
     variant = variants.get_variant(name)
     torch.manual_seed(0)
     m = build_model(cfg["model"], 3, prior)

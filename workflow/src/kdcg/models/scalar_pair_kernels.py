@@ -28,6 +28,14 @@ from kdcg.models.sensitivity import LOG_SMALLEST_SENSITIVITY
 _FASTMATH = {"contract", "reassoc", "arcp", "afn"}
 
 
+@numba.njit(inline="always", fastmath=_FASTMATH, cache=True)
+def _cosine_cut(r, quarter):
+    """hippynn's cosine cut-off cos^2(pi r / 2 r_max) and its slope d/dr; quarter = pi / 2 r_max."""
+    angle = quarter * r
+    c = np.float32(math.cos(angle))
+    return c * c, -quarter * np.float32(math.sin(2.0 * angle))
+
+
 @numba.njit(parallel=True, fastmath=_FASTMATH, cache=True)
 def environment(positions, neighbour, offset, slot_group, mu, sigma, hard_max_A, reach_A, n_groups):
     """positions (R, 3) float32 A, neighbour (R, K) flat row index of each slot's bead, offset
@@ -69,10 +77,7 @@ def environment(positions, neighbour, offset, slot_group, mu, sigma, hard_max_A,
             if r > hard_max_A:  # within the prior's reach only
                 slope[:, i, k, :] = 0.0
                 continue
-            angle = quarter * r
-            c = np.float32(math.cos(angle))
-            cut = c * c
-            cut_slope = -quarter * np.float32(math.sin(2.0 * angle))
+            cut, cut_slope = _cosine_cut(r, quarter)
             g = slot_group[k]
             for m in range(n_members):
                 for s in range(n_sense):
@@ -191,10 +196,7 @@ def environment_backward(d_env, d_slope, dist, slot_group, mu, sigma, hard_max_A
                 continue
             inverse_r = np.float32(1.0) / r
             inverse_r2 = inverse_r * inverse_r
-            angle = quarter * r
-            c = np.float32(math.cos(angle))
-            cut = c * c
-            cut_slope = -quarter * np.float32(math.sin(2.0 * angle))
+            cut, cut_slope = _cosine_cut(r, quarter)
             g = slot_group[k]
             for m in range(n_members):
                 for s in range(n_sense):
