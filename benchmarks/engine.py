@@ -101,14 +101,18 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
     eager_batches = [[b.to(device) for b in bt] for bt in database.make_generator("train", "train", batch)]
     eager_opt = torch.optim.Adam(modules.model.parameters(), lr=1e-4, foreach=True)
 
-    def eager_epoch():
+    def graph_epoch(training_modules, optimizer):
+        """An epoch of hippynn's training loop over the batches: hippynn's graph or the kernels' engine."""
         for b in eager_batches:
-            eager_opt.zero_grad()
-            outputs = modules.model(*b[:n_in])
-            modules.loss(*outputs, *b[n_in:])[0].backward()
-            eager_opt.step()
+            optimizer.zero_grad()
+            outputs = training_modules.model(*b[:n_in])
+            training_modules.loss(*outputs, *b[n_in:])[0].backward()
+            optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    def eager_epoch():
+        graph_epoch(modules, eager_opt)
 
     torch.manual_seed(0)
     m = build_model(cfg["model"], 3, prior)
@@ -148,11 +152,7 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
     kernel_context.__enter__()
 
     def kernel_epoch():
-        for b in eager_batches:
-            kernel_opt.zero_grad()
-            outputs = kernel_modules.model(*b[:n_in])
-            kernel_modules.loss(*outputs, *b[n_in:])[0].backward()
-            kernel_opt.step()
+        graph_epoch(kernel_modules, kernel_opt)
 
     t0 = time.perf_counter()
     compiled_epoch()
