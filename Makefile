@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
@@ -22,6 +22,7 @@ help:
 	@echo "                      make pilot-dataset-2: that on a second all-atom data set, teachers 5-8;"
 	@echo "                      make pilot-dataset-2-2fs: that with a 2 fs CG MD step;"
 	@echo "                      make pilot-2fs: make pilot with a 2 fs step; make pilot-2fs-control: its models at 5 fs"
+	@echo "                      make pilot-rerun: make pilot unchanged on today's engine, for its stage costs"
 	@echo "  make paper-smoke    set up, run every size of config/paper.yaml end to end with durations shortened"
 	@echo "                      (config/paper-smoke.yaml, <= 1 h on 2 cores), print each stage's cost (docs/paper-scale.md)"
 	@echo "  make ethaline       set up, run config/ethaline.yaml (choline chloride : ethylene glycol), copy its"
@@ -59,12 +60,16 @@ CONFIGS_pilot-dataset-2 := $(CONFIGS_pilot-study-rule) config/pilot-dataset-2.ya
 CONFIGS_pilot-dataset-2-2fs := $(CONFIGS_pilot-dataset-2) config/pilot-dataset-2-2fs.yaml
 CONFIGS_pilot-2fs := $(CONFIGS_pilot) config/pilot-2fs.yaml
 CONFIGS_pilot-2fs-control := $(CONFIGS_pilot-2fs) config/pilot-2fs-control.yaml
-study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control: setup
+CONFIGS_pilot-rerun := $(CONFIGS_pilot) config/pilot-rerun.yaml
+study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun: setup
+	@date +%s > .start-$@
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
 	kdcg drift-rule --stability results-$@/tables/stability.csv --species Cho urea --out results-$@/tables/drift_rule.csv
-	rm -rf docs/$@/tables docs/$@/figures && mkdir -p docs/$@
-	cp -r results-$@/tables results-$@/figures docs/$@/
+	rm -rf docs/$@/tables docs/$@/figures docs/$@/benchmarks && mkdir -p docs/$@
+	cp -r results-$@/tables results-$@/figures results-$@/benchmarks docs/$@/
+	python benchmarks/stage_times.py results-$@ --wall-s $$(( $$(date +%s) - $$(cat .start-$@) )) | tee docs/$@/stage_times.txt
+	@rm -f .start-$@
 	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
 
 # the paper's sizes in shape, durations shortened (docs/paper-scale.md): the run, its report, each
