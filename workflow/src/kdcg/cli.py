@@ -242,6 +242,20 @@ def cmd_drift_rule(args) -> None:
           f"the instability {'appears' if v['appears'] else 'does not appear'}")
 
 
+def cmd_power(args) -> None:
+    from kdcg.analysis import power
+
+    tables = Path(args.tables)
+    drift_path = tables / "drift_rule.csv"
+    rows = power.plan(power.read_scores(tables / "tae.csv"),
+                      power.read_drift(drift_path) if drift_path.exists() else None)
+    power.write_table(rows, Path(args.out))
+    for r in rows:
+        needed = r["models_needed"] if r["models_needed"] is not None else "none"
+        print(f"({r['finding']}) {r['quantity']:<5} {r['design']:<62} now {r['models_now']:>2}, needed {needed}"
+              f"{'  ' + r['note'] if r['note'] else ''}")
+
+
 def cmd_findings(args) -> None:
     from kdcg.analysis import findings
     from kdcg.report.tables import write_findings
@@ -487,6 +501,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drifting models of the family that make the instability appear (default 2)")
     s.add_argument("--out", required=True, help="CSV, one row per model")
     s.set_defaults(func=cmd_drift_rule)
+
+    s = _sub(sub, "power", "how many trained models each finding's test needs, planned from a run (docs/study.md)",
+             "Reads tae.csv (and drift_rule.csv when present) of a finished run's tables. Takes the run's model "
+             "means and spreads as true and gives, per finding and quantity, the models its test needs for 80 % "
+             "power at alpha 0.05 (kdcg.analysis.power says which test and which assumptions).",
+             "kdcg power --tables docs/pilot-2fs/tables --out docs/pilot-2fs/tables/power.csv")
+    s.add_argument("--tables", required=True, help="a run's tables/ folder (tae.csv; drift_rule.csv if present)")
+    s.add_argument("--out", required=True, help="CSV, one row per finding, quantity and design")
+    s.set_defaults(func=cmd_power)
     return p
 
 
