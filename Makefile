@@ -66,6 +66,7 @@ study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilo
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)
 	kdcg drift-rule --stability results-$@/tables/stability.csv --species Cho urea --out results-$@/tables/drift_rule.csv
+	kdcg power --tables results-$@/tables --out results-$@/tables/power.csv
 	rm -rf docs/$@/tables docs/$@/figures docs/$@/benchmarks && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures results-$@/benchmarks docs/$@/
 	python benchmarks/stage_times.py results-$@ --wall-s $$(( $$(date +%s) - $$(cat .start-$@) )) | tee docs/$@/stage_times.txt
