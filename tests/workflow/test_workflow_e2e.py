@@ -272,6 +272,8 @@ def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
     """config/study.yaml as shipped (network, training schedule, its student variants, 5 fs MD
     with 4 replicas evaluated together, analysis) on the tiny system, with only the lengths cut:
     every stage runs, the models are exactly the study's, and the report says what was run."""
+    import torch
+
     from kdcg.variants import model_names
 
     wf = workflow_copy(tmp_path)
@@ -293,6 +295,8 @@ def test_study_config_runs_its_stages_on_the_tiny_system(tmp_path):
     for name in trained:
         metrics = json.loads((results / "models" / name / "metrics.json").read_text())
         assert 1 <= metrics["epochs"] <= 2
+        # training.engine auto: the study's one-layer Hipnn on a CPU trains through the numba kernels
+        assert metrics["engine"] == ("kernels" if not torch.cuda.is_available() else "hippynn"), name
     steps = round(0.3 * 1000 / study["md"]["timestep_fs"])
     for name in [*trained, "ensemble"]:
         for r in range(1, study["md"]["replicas"] + 1):
