@@ -9,13 +9,14 @@ export MPLBACKEND := Agg
 CORES ?= all
 RESULTS := results
 
-.PHONY: help setup run study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
+.PHONY: help setup run study study-100ps pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun paper-smoke ethaline glyceline test test-fast dry-run-paper lint docs clean
 
 help:
 	@echo "kdcg make targets (CORES=N limits the cores, default: all):"
 	@echo "  make run            set up, run the default workflow (config/config.yaml), write the report"
-	@echo "  make study          set up, run the laptop study (config/study.yaml, ~2 h on 2 cores), copy its"
-	@echo "                      tables and figures to docs/study/ (docs/study.md reads them)"
+	@echo "  make study          set up, run the main study (config/study.yaml + config/study-300ps.yaml: 8 teachers,"
+	@echo "                      300 ps, the paper's training rule; ~2-2.4 h on 2 cores), copy its tables and figures"
+	@echo "                      to docs/study/ (docs/study.md reads them); make study-100ps: the 100 ps study before it"
 	@echo "  make pilot          set up, run the pilot of docs/pilot.md (config/pilot.yaml: 300 ps, the paper's"
 	@echo "                      training rule), copy its tables and figures to docs/pilot/; make pilot-quad: HIP-NN-TS;"
 	@echo "                      make pilot-study-rule: the pilot with the study's training rule (docs/pilot.md);"
@@ -52,7 +53,8 @@ ENSEMBLE_MD = md/ensemble/replica-1/result.json
 
 # the study (docs/study.md) and the pilots (docs/pilot.md, overlays on the study's config): run,
 # report, tables and figures to docs/<name>/
-CONFIGS_study := config/study.yaml
+CONFIGS_study := config/study.yaml config/study-300ps.yaml
+CONFIGS_study-100ps := config/study.yaml config/study-100ps.yaml
 CONFIGS_pilot := config/study.yaml config/pilot.yaml
 CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 CONFIGS_pilot-study-rule := config/study.yaml config/pilot.yaml config/pilot-study-rule.yaml
@@ -61,7 +63,7 @@ CONFIGS_pilot-dataset-2-2fs := $(CONFIGS_pilot-dataset-2) config/pilot-dataset-2
 CONFIGS_pilot-2fs := $(CONFIGS_pilot) config/pilot-2fs.yaml
 CONFIGS_pilot-2fs-control := $(CONFIGS_pilot-2fs) config/pilot-2fs-control.yaml
 CONFIGS_pilot-rerun := $(CONFIGS_pilot) config/pilot-rerun.yaml
-study pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun: setup
+study study-100ps pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-dataset-2-2fs pilot-2fs pilot-2fs-control pilot-rerun: setup
 	@date +%s > .start-$@
 	snakemake --cores $(CORES) --prioritize results-$@/$(ENSEMBLE_MD) --configfile $(CONFIGS_$@)
 	snakemake --report results-$@/report.html --configfile $(CONFIGS_$@)

@@ -29,6 +29,9 @@ from kdcg.errors import InputError
                                   " + config/pilot-dataset-2.yaml + config/pilot-dataset-2-2fs.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-2fs.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-2fs.yaml + config/pilot-2fs-control.yaml",
+                                  "config/study.yaml + config/pilot.yaml + config/pilot-rerun.yaml",
+                                  "config/study.yaml + config/study-300ps.yaml",
+                                  "config/study.yaml + config/study-100ps.yaml",
                                   "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
     cfg = config.load_merged([REPO / p for p in path.split(" + ")])  # an overlay with the configs it extends
@@ -40,6 +43,25 @@ def test_the_study_runs_its_cg_md_to_100_ps():
     md = config.load(REPO / "config/study.yaml")["md"]
     assert md["equilibration_ps"] + md["n_samples"] * md["sample_interval_ps"] == 100.0
     assert md["timestep_fs"] == 5.0 and md["replicas"] == 4
+
+
+def test_the_main_study_is_the_design_docs_study_md_fixed():
+    """make study: the 100 ps study's system and network, the paper's 8 teachers and training rule,
+    S_T for every seed and the ensemble's student, 4 replicas x 300 ps at 5 fs from t = 0."""
+    from kdcg.variants import model_names
+
+    cfg = config.load_merged([REPO / "config/study.yaml", REPO / "config/study-300ps.yaml"])
+    base = config.load(REPO / "config/study.yaml")
+    tr, md = cfg["training"], cfg["md"]
+    assert cfg["results_dir"] == "results-study" and cfg["model"] == base["model"] and cfg["aa_md"] == base["aa_md"]
+    assert tr["teacher_seeds"] == list(range(1, 9))
+    assert (tr["max_epochs"], tr["plateau_patience"], tr["termination_patience"], tr["min_improvement"]) == (500, 10, 25, 0.0)
+    names = model_names(tr["teacher_seeds"], tr["student_variants"])
+    assert len(names) == 17 and "student-se_ei_ft_faa" in names and "student-st_ei_ft_faa-8" in names
+    assert md["equilibration_ps"] + md["n_samples"] * md["sample_interval_ps"] == 300.0
+    assert md["timestep_fs"] == 5.0 and md["replicas"] == 4 and cfg["analysis"]["cdf_windows"] == 6
+    old = config.load_merged([REPO / "config/study.yaml", REPO / "config/study-100ps.yaml"])
+    assert old["results_dir"] == "results-study-100ps" and {**old, "results_dir": "results-study"} == base
 
 
 def test_paper_config_is_the_paper():
@@ -310,7 +332,7 @@ def test_every_subcommand_has_a_description_an_example_and_help_for_each_option(
 
     parser = cli.build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert len(subparsers.choices) == 19
+    assert len(subparsers.choices) == 20
     for name, sub in subparsers.choices.items():
         assert sub.description and len(sub.description) > 20, name
         assert sub.epilog.startswith("example:\n  kdcg " + name), name

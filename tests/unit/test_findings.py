@@ -233,7 +233,7 @@ def test_the_committed_study_reanalysed_from_its_tables(tmp_path):
 
     from conftest import REPO
 
-    out = subprocess.run([sys.executable, "-m", "kdcg", "findings", "--tables", str(REPO / "docs/study/tables"),
+    out = subprocess.run([sys.executable, "-m", "kdcg", "findings", "--tables", str(REPO / "docs/study-100ps/tables"),
                           "--margin-tae", "0.47", "0.12", "0.09", "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
     assert "54 rows" in out

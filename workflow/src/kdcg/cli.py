@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = _sub(sub, "findings", "judge the paper's findings again from a finished run's tables",
              "Reads tae.csv and stability.csv (kdcg summarize) and writes findings.csv and findings.md with the "
              "tests of kdcg.analysis.findings: a committed study is re-analysed without its MD.",
-             "kdcg findings --tables docs/study/tables --margin-tae 0.47 0.12 0.09 --out-dir /tmp/reanalysis")
+             "kdcg findings --tables docs/study-100ps/tables --margin-tae 0.47 0.12 0.09 --out-dir /tmp/reanalysis")
     s.add_argument("--tables", required=True, help="folder with the run's tae.csv and stability.csv")
     s.add_argument("--margin-tae", type=float, nargs=3, required=True, metavar=("RDF", "ADF", "CDF"),
                    help="equivalence margins per quantity (TAE units), fixed before looking (the run's AA sampling noise)")
