@@ -287,3 +287,27 @@ def test_the_pilots_drift_rule_counts_models_not_replicas(tmp_path):
         ("teacher-1", "2", "True"), ("teacher-2", "1", "False"), ("teacher-3", "2", "True")]
     with pytest.raises(drift_rule.InputError, match="no drift flags for species 'EG'"):
         drift_rule.model_drift(drift_rule.read_stability(path), ["EG"], 2, path)
+
+
+def test_the_drift_summary_per_family_has_exact_intervals_and_fisher_counts():
+    """2 of 8 teachers drift, the one ensemble does not, 8 S_T students of which 7 share their
+    teacher's verdict: Clopper-Pearson 2/8 is 0.0319-0.6509; the ensemble against the teachers is
+    Fisher's [[0, 1], [2, 6]], p 1 (one model can do no better than 1/9, [[0, 1], [8, 0]])."""
+    from kdcg.analysis import drift_rule
+
+    def model(name, family, drifts):
+        return drift_rule.ModelDrift(name, family, 4, 4 if drifts else 0, 0, {}, drifts)
+
+    teachers = [model(f"teacher-{s}", "T", s in (2, 4)) for s in range(1, 9)]
+    students = [model(f"student-st_ei_ft_faa-{s}", "S_T", s in (2, 4, 5)) for s in range(1, 9)]
+    rows = {r["family"]: r for r in drift_rule.family_summary(
+        teachers + [model("ensemble", "E", False)] + students + [model("student-se_ei_ft_faa", "S_E", True)])}
+    t = rows["T"]
+    assert (t["models"], t["drifting_models"], t["fisher_p_vs_teachers"]) == (8, 2, None)
+    assert t["ci95_low"] == pytest.approx(0.0319, abs=1e-4) and t["ci95_high"] == pytest.approx(0.6509, abs=1e-4)
+    assert rows["E"]["fisher_p_vs_teachers"] == pytest.approx(1.0)
+    assert (rows["E"]["ci95_low"], rows["E"]["ci95_high"]) == pytest.approx((0.0, 0.975))
+    assert rows["S_T"]["same_verdict_as_own_teacher"] == "7 of 8"
+    all_drift = [model(f"teacher-{s}", "T", True) for s in range(1, 9)]
+    p = drift_rule.family_summary(all_drift + [model("ensemble", "E", False)])[1]["fisher_p_vs_teachers"]
+    assert p == pytest.approx(1 / 9)

@@ -237,6 +237,14 @@ def cmd_drift_rule(args) -> None:
     for m in models:
         print(f"{m.model:<28} {m.drifting} of {m.replicas} replicas drift ({m.unstable} unstable)"
               f"{'  -> drifts' if m.drifts else ''}")
+    out = Path(args.out)
+    summary = drift_rule.family_summary(models)
+    drift_rule.write_summary(summary, out.with_name(out.stem + "_families.csv"))
+    for f in summary:
+        extra = f", Fisher p vs teachers {f['fisher_p_vs_teachers']:.3g}" if f["fisher_p_vs_teachers"] is not None else ""
+        extra += f", same verdict as its own teacher {f['same_verdict_as_own_teacher']}" if f["same_verdict_as_own_teacher"] else ""
+        print(f"{f['family']:<4} {f['drifting_models']} of {f['models']} drift ({f['fraction']:.0%}, exact 95 % interval "
+              f"{f['ci95_low']:.2f}-{f['ci95_high']:.2f}){extra}")
     v = drift_rule.family_verdict(models, args.family, args.models_needed)
     print(f"family {v['family']}: {v['drifting_models']} of {v['models']} models drift (needed {v['models_needed']}): "
           f"the instability {'appears' if v['appears'] else 'does not appear'}")
@@ -490,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
              "Reads stability.csv (kdcg summarize). A replica drifts when the time-resolved CDF of any of the "
              "species is flagged or it went unstable; a model drifts when at least --replicas-needed of its "
              "replicas do; the instability appears for --family when at least --models-needed of its models "
-             "drift. Writes one row per model.",
+             "drift. Writes one row per model, and beside it <out>_families.csv: per family the drifting fraction "
+             "with its exact 95 % interval, Fisher's p against the teachers, and how many single-teacher students "
+             "share their teacher's verdict.",
              "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")
     s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
     s.add_argument("--species", nargs="+", required=True,

@@ -74,3 +74,48 @@ def write_table(models: list[ModelDrift], species: list[str], out: Path) -> None
         for m in models:
             w.writerow([m.model, m.family, m.replicas, m.drifting, m.unstable, *[m.flagged[s] for s in species],
                         m.drifts])
+
+
+SUMMARY_HEADER = ["family", "models", "drifting_models", "fraction", "ci95_low", "ci95_high", "fisher_p_vs_teachers",
+                  "same_verdict_as_own_teacher"]
+
+
+def family_summary(models: list[ModelDrift]) -> list[dict]:
+    """Per family (T, E, S_T, S_E; those present): how many models drift, the fraction with its
+    exact (Clopper-Pearson) 95 % interval, Fisher's exact two-sided p of its drift count against
+    the teachers' (the unit is the model: with one ensemble the smallest p is 1/(k + 1)), and for
+    single-teacher students how many share their own teacher's verdict."""
+    from scipy import stats
+
+    from kdcg.naming import FAMILIES, classify, teacher_name
+
+    by_name = {m.model: m for m in models}
+    teachers = [m for m in models if m.family == "T"]
+    t_drift = sum(m.drifts for m in teachers)
+    rows = []
+    for family in FAMILIES:
+        members = [m for m in models if m.family == family]
+        if not members:
+            continue
+        n, k = len(members), sum(m.drifts for m in members)
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        fisher = None
+        if family != "T" and teachers:
+            fisher = float(stats.fisher_exact([[k, n - k], [t_drift, len(teachers) - t_drift]]).pvalue)
+        same = None
+        if family == "S_T":
+            pairs = [(m, by_name.get(teacher_name(classify(m.model)[2]))) for m in members]
+            same = f"{sum(t is not None and t.drifts == m.drifts for m, t in pairs)} of {len(pairs)}"
+        rows.append({"family": family, "models": n, "drifting_models": k, "fraction": k / n,
+                     "ci95_low": float(ci.low), "ci95_high": float(ci.high), "fisher_p_vs_teachers": fisher,
+                     "same_verdict_as_own_teacher": same})
+    return rows
+
+
+def write_summary(rows: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_HEADER)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: (f"{v:.3g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
