@@ -132,3 +132,46 @@ def md_ms(model, species, R, cell, steps: int, timestep_fs: float) -> float:
         return 1000.0 * (time.perf_counter() - t0) / steps
     finally:
         lmp.close()
+
+
+def study_teacher_training(n_frames: int, device, n_side: int = 6):
+    """A teacher of config/study.yaml assembled for training as kdcg.training.train assembles it
+    (hippynn's training modules, the padded pair table cached on the database), over n_frames
+    synthetic frames of a reline-density box of n_side**3 beads (frame 0's species in every
+    frame: the compiled and kernel paths are built for one system) with random forces
+    (kcal/mol/A: timings do not depend on them). Returns a namespace of cfg, species, R, cell
+    (frame 0's), F, prior, modules, info and database, the modules on ``device``."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+    import yaml
+    from hippynn.databases import Database
+    from hippynn.experiment.assembly import assemble_for_training
+
+    from kdcg.models.model import build_model
+    from kdcg.models.pairs import cache_training_pairs
+    from kdcg.training.losses import student_loss
+    from kdcg.training.train import database_arrays
+    from kdcg.variants import get_variant
+
+    cfg = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
+    edge = reline_edge_A(n_side ** 3)
+    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
+    species = frames[0][0]
+    R = np.stack([f[1] for f in frames])
+    F = np.random.default_rng(0).normal(size=R.shape)
+    data = {"Z": np.stack([species] * n_frames), "R": R, "cell": np.stack([f[2] for f in frames]), "F": F}
+    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
+    torch.manual_seed(0)
+    m = build_model(cfg["model"], 3, prior)
+    total, _ = student_loss(m, get_variant("teacher"), R.shape[1])
+    modules, info = assemble_for_training(total, {"TotalLoss": total})
+    database = Database(database_arrays(data, None), seed=0, quiet=True, pin_memory=False, **info)
+    database.make_explicit_split("train", torch.arange(n_frames))
+    cache_training_pairs(modules.model, database, device, cfg["model"]["dist_hard_max_A"])
+    modules, info = assemble_for_training(total, {"TotalLoss": total})
+    database.inputs = info["inputs"]  # the pair indices the cache added
+    modules.model.to(device), modules.loss.to(device)
+    return SimpleNamespace(cfg=cfg, species=species, R=R, cell=frames[0][2], F=F, prior=prior, modules=modules,
+                           info=info, database=database)

@@ -53,49 +53,23 @@ def train_study(threads: int, rounds: int, n_frames: int = 40, n_side: int = 6) 
     (kdcg.models.dense_network.AnalyticForces with its weights trainable, compiled forward and
     backward, one neighbour table per batch found once); same seed, same frames, same batches,
     alternating rounds of an epoch each, medians."""
-    import numpy as np
     import torch
-    import yaml
     from hippynn import settings
-    from hippynn.databases import Database
-    from hippynn.experiment.assembly import assemble_for_training
 
+    from bench_helpers import study_teacher_training
     from kdcg.models.compiled_forces import stacked_parts
     from kdcg.models.dense_network import AnalyticForces, DenseNetwork, trainable_weights
     from kdcg.models.model import build_model
-    from kdcg.models.neighbour_table import neighbour_rows
-    from kdcg.models.pairs import cache_training_pairs
-    from kdcg.training.losses import student_loss
-    from kdcg.training.train import database_arrays
-    from kdcg.variants import get_variant
-
     from kdcg.models.model_io import compute_device
+    from kdcg.models.neighbour_table import neighbour_rows
 
     settings.WARN_LOW_DISTANCES = False
     device = compute_device()
-    cfg = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
+    setup = study_teacher_training(n_frames, device, n_side)
+    cfg, species, R, cell, F, prior = setup.cfg, setup.species, setup.R, setup.cell, setup.F, setup.prior
+    modules, info, database = setup.modules, setup.info, setup.database
     batch = cfg["training"]["batch_size"]
     cutoff = cfg["model"]["dist_hard_max_A"]
-    edge = reline_edge_A(n_side ** 3)
-    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(n_frames)]
-    species = frames[0][0]
-    R = np.stack([f[1] for f in frames])
-    cell = frames[0][2]
-    F = np.random.default_rng(0).normal(size=R.shape)
-    # one system: every frame holds frame 0's beads (the compiled and kernel paths are built for one)
-    data = {"Z": np.stack([species] * n_frames), "R": R, "cell": np.stack([f[2] for f in frames]), "F": F}
-    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
-
-    torch.manual_seed(0)
-    m = build_model(cfg["model"], 3, prior)
-    total, _ = student_loss(m, get_variant("teacher"), R.shape[1])
-    modules, info = assemble_for_training(total, {"TotalLoss": total})
-    database = Database(database_arrays(data, None), seed=0, quiet=True, pin_memory=False, **info)
-    database.make_explicit_split("train", torch.arange(n_frames))
-    cache_training_pairs(modules.model, database, device, cutoff)
-    modules, info = assemble_for_training(total, {"TotalLoss": total})
-    database.inputs = info["inputs"]
-    modules.model.to(device), modules.loss.to(device)
     kernel_modules = copy.deepcopy(modules)  # the same initial weights, trained through the kernels
     n_in = len(info["inputs"])
     eager_batches = [[b.to(device) for b in bt] for bt in database.make_generator("train", "train", batch)]

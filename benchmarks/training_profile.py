@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "src"))
 
-from bench_helpers import cpu_name, reline_edge_A, reline_frame  # noqa: E402
+from bench_helpers import cpu_name  # noqa: E402
 
 PHASES = ("forward", "loss", "backward", "optimizer")
 
@@ -41,45 +41,20 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12, help="operators listed")
     args = ap.parse_args()
 
-    import numpy as np
     import torch
-    import yaml
     from hippynn import settings
-    from hippynn.databases import Database
-    from hippynn.experiment.assembly import assemble_for_training
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from kdcg.models.model import build_model
-    from kdcg.models.pairs import cache_training_pairs
+    from bench_helpers import study_teacher_training
     from kdcg.training.kernel_graph import kernel_engine, training_engine
-    from kdcg.training.losses import student_loss
-    from kdcg.training.train import database_arrays
-    from kdcg.variants import get_variant
 
     settings.WARN_LOW_DISTANCES = False
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    cfg = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
+    setup = study_teacher_training(args.frames, device)
+    cfg, species, modules, database = setup.cfg, setup.species, setup.modules, setup.database
     batch = cfg["training"]["batch_size"]
-    n_side = 6
-    edge = reline_edge_A(n_side ** 3)
-    frames = [reline_frame(n_side=n_side, edge_A=edge, seed=k) for k in range(args.frames)]
-    species = frames[0][0]
-    R = np.stack([f[1] for f in frames])
-    data = {"Z": np.stack([species] * args.frames), "R": R, "cell": np.stack([f[2] for f in frames]),
-            "F": np.random.default_rng(0).normal(size=R.shape)}
-    prior = {"taper_A": [[3.0] * 3] * 3, "strength_kcal_mol_A": 5.0, "dr_A": 0.15, "fraction_at_taper": 0.05}
-
-    torch.manual_seed(0)
-    m = build_model(cfg["model"], 3, prior)
-    total, _ = student_loss(m, get_variant("teacher"), R.shape[1])
-    modules, info = assemble_for_training(total, {"TotalLoss": total})
-    database = Database(database_arrays(data, None), seed=0, quiet=True, pin_memory=False, **info)
-    database.make_explicit_split("train", torch.arange(args.frames))
-    cache_training_pairs(modules.model, database, device, cfg["model"]["dist_hard_max_A"])
-    modules, info = assemble_for_training(total, {"TotalLoss": total})
-    database.inputs = info["inputs"]  # the pair indices the cache added
-    n_in = len(info["inputs"])
+    n_in = len(setup.info["inputs"])
     batches = list(database.make_generator("train", "train", batch))
     optimizer = torch.optim.Adam(modules.model.parameters(), lr=1e-4, foreach=True)
     assert training_engine("kernels", modules.model, device) == "kernels"
