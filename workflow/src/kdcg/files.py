@@ -62,6 +62,24 @@ def write_json(path: Path, obj, **dumps_kwargs) -> None:
     os.replace(tmp, path)
 
 
+def write_table_csv(path: Path, header: list[str], rows: list[dict], float_format: str = ".4g") -> None:
+    """A CSV of dict rows in the header's order: floats at float_format, None as an empty cell."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    w = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: (format(v, float_format) if isinstance(v, float) else ("" if v is None else v))
+                    for k, v in row.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+
+
 def write_torch(obj, path: Path) -> None:
     import torch
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdcg.errors import InputError
+from kdcg.files import write_table_csv
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,4 @@ def family_summary(models: list[ModelDrift]) -> list[dict]:
 
 
 def write_summary(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SUMMARY_HEADER)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.3g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+    write_table_csv(out, SUMMARY_HEADER, rows, ".3g")

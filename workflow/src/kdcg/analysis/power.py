@@ -40,6 +40,7 @@ from scipy import stats
 from kdcg.analysis.distributions import QUANTITIES
 from kdcg.analysis.inference import ALPHA, POWER
 from kdcg.errors import InputError
+from kdcg.files import write_table_csv
 from kdcg.naming import ENSEMBLE, student_name
 
 MAX_MODELS = 200
@@ -235,9 +236,4 @@ def plan(scores: RunScores, drift: dict[str, bool] | None = None) -> list[dict]:
 
 
 def write_table(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=HEADER)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+    write_table_csv(out, HEADER, rows)
