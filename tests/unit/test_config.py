@@ -31,6 +31,7 @@ from kdcg.errors import InputError
                                   "config/study.yaml + config/pilot.yaml + config/pilot-2fs.yaml + config/pilot-2fs-control.yaml",
                                   "config/study.yaml + config/pilot.yaml + config/pilot-rerun.yaml",
                                   "config/study.yaml + config/study-300ps.yaml",
+                                  "config/study.yaml + config/study-300ps.yaml + config/study-300ps-2fs.yaml",
                                   "config/study.yaml + config/study-100ps.yaml",
                                   "config/paper.yaml + config/paper-smoke.yaml"])
 def test_shipped_configs_are_valid(path):
