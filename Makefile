@@ -54,7 +54,7 @@ ENSEMBLE_MD = md/ensemble/replica-1/result.json
 # the study (docs/study.md) and the pilots (docs/pilot.md, overlays on the study's config): run,
 # report, tables and figures to docs/<name>/
 CONFIGS_study := config/study.yaml config/study-300ps.yaml
-CONFIGS_study-100ps := config/study.yaml config/study-100ps.yaml
+CONFIGS_study-100ps := config/study.yaml
 CONFIGS_pilot := config/study.yaml config/pilot.yaml
 CONFIGS_pilot-quad := config/study.yaml config/pilot.yaml config/pilot-quad.yaml
 CONFIGS_pilot-study-rule := config/study.yaml config/pilot.yaml config/pilot-study-rule.yaml
