@@ -67,17 +67,23 @@ def open_model_forces(model_path: Path, engine: str, data: dict | None = None, s
     return ModelForces(model_path, data=data)
 
 
+def graph_modules(graph) -> dict:
+    """node name -> torch module of every module node a kdcg model graph computes."""
+    modules = {}
+    for node in graph.forward_output_list:
+        module = getattr(node, "torch_module", None)
+        if isinstance(module, torch.nn.Module):
+            modules[node.name] = module
+    return modules
+
+
 def stacked_parts(graph):
     """(StackedMembers, PairRepulsion) of a loaded kdcg model graph: one network, a stacked
     ensemble, or an ensemble of members one after another."""
     from kdcg.models.model import PairRepulsion
     from kdcg.models.stacked_members import StackedMembers
 
-    modules = {}
-    for node in graph.forward_output_list:
-        module = getattr(node, "torch_module", None)
-        if isinstance(module, torch.nn.Module):
-            modules[node.name] = module
+    modules = graph_modules(graph)
     repulsion = modules.get("repulsion")
     if not isinstance(repulsion, PairRepulsion):
         raise TypeError("the model has no repulsive prior node 'repulsion'")

@@ -168,27 +168,18 @@ class KernelTrainingGraph(GraphModule):
         return neighbour, offset, mirror
 
 
-def _named_modules(graph: GraphModule) -> dict:
-    modules = {}
-    for node in graph.forward_output_list:
-        module = getattr(node, "torch_module", None)
-        if isinstance(module, torch.nn.Module):
-            modules[node.name] = module
-    return modules
-
-
 @contextlib.contextmanager
 def kernel_engine(graph: GraphModule):
     """``graph`` (hippynn's training GraphModule of a kdcg model) trains through the kernels
     within the block, and is hippynn's graph again after it."""
-    from kdcg.models.compiled_forces import stacked_parts
+    from kdcg.models.compiled_forces import graph_modules, stacked_parts
 
     if not kernels_apply(graph):
         raise InputError(None, "training.engine kernels: the model is not one scalar HIP-NN")
     if type(graph) is not GraphModule:
         raise TypeError(f"kernel_engine needs hippynn's GraphModule, not {type(graph).__name__}")
     stacked, repulsion = stacked_parts(graph)
-    modules = _named_modules(graph)
+    modules = graph_modules(graph)
     outputs = [(node.name, node._index_state) for node in graph.nodes_to_compute]
     unknown = [name for name, _ in outputs if name not in ("forces", "forces_vs_teacher", "bead_energies", "energy")]
     if unknown:

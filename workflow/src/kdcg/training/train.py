@@ -28,7 +28,7 @@ import torch
 from kdcg.config import NOT_WEIGHT_KEYS
 from kdcg.errors import InputError, TrainingDiverged
 from kdcg.files import write_torch
-from kdcg.training.kernel_graph import training_engine
+from kdcg.training.kernel_graph import kernel_engine, training_engine
 from kdcg.training.labels import load_labels
 from kdcg.training.losses import student_loss, validation_losses
 from kdcg.cg.mapping import load_dataset
@@ -157,8 +157,6 @@ def run_epochs(training_modules, database, controller, tracker, callbacks, batch
     database.inputs, database.targets = evaluator.db_info["inputs"], evaluator.db_info["targets"]
     if store_structure_file:
         serialization.create_structure_file(training_modules, database, controller)
-    from kdcg.training.kernel_graph import kernel_engine
-
     with kernel_engine(model) if engine == "kernels" else contextlib.nullcontext():
         training_loop(training_modules=training_modules, database=database, controller=controller,
                       metric_tracker=tracker, callbacks=callbacks, batch_callbacks=batch_callbacks,
