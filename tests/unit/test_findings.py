@@ -311,3 +311,39 @@ def test_the_drift_summary_per_family_has_exact_intervals_and_fisher_counts():
     all_drift = [model(f"teacher-{s}", "T", True) for s in range(1, 9)]
     p = drift_rule.family_summary(all_drift + [model("ensemble", "E", False)])[1]["fisher_p_vs_teachers"]
     assert p == pytest.approx(1 / 9)
+
+
+def test_the_drift_rules_markdown_gives_each_models_replica_figures_and_st_pairs(tmp_path):
+    """Two replicas per model with known figures: ranges over replicas, the mean first → last TAE
+    to all-atom, an unstable replica's missing figures left out, epochs from training.csv beside
+    stability.csv, and the single-teacher student beside its own teacher."""
+    import csv
+
+    from kdcg.analysis import drift_rule
+    from kdcg.cli import main
+
+    header = ["model", "family", "variant", "seed", "replica", "status", "t_equilibration_detected_ps",
+              "cdf_drift_Cho", "cdf_tae_first_last_Cho", "cdf_tae_noise_Cho", "cdf_tae_aa_first_Cho",
+              "cdf_tae_aa_last_Cho"]
+    reps = {
+        "teacher-1": [("stable", 10.0, True, 0.8, 0.1, 0.3, 1.1), ("stable", 40.0, True, 0.6, 0.12, 0.5, 0.9)],
+        "student-st_ei_ft_faa-1": [("stable", 0.0, False, 0.1, 0.1, 0.3, 0.3),
+                                   ("unstable", "", "", "", "", "", "")],
+    }
+    with open(tmp_path / "stability.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for model, rs in reps.items():
+            family, variant, seed = classify(model)
+            for r, figures in enumerate(rs, 1):
+                w.writerow([model, family, variant, seed, r, *figures])
+    (tmp_path / "training.csv").write_text("model,epochs\nteacher-1,177\nstudent-st_ei_ft_faa-1,500\n")
+    main(["drift-rule", "--stability", str(tmp_path / "stability.csv"), "--species", "Cho", "--out",
+          str(tmp_path / "rule.csv")])
+    lines = (tmp_path / "rule.md").read_text().splitlines()
+    assert lines[2] == "| teacher-1 | 177 | 2 | 0 | 2 | 0.60–0.80 | 0.10–0.12 | 0.40 → 1.00 | 10–40 | yes |"
+    assert lines[3] == "| student-st_ei_ft_faa-1 | 500 | 2 | 1 | 0 | 0.10 | 0.10 | 0.30 → 0.30 | 0 | no |"
+    assert lines[-1] == "| student-st_ei_ft_faa-1 | no | teacher-1 | yes | no |"
+    rows = drift_rule.read_stability(tmp_path / "stability.csv")
+    models = drift_rule.model_drift(rows, ["Cho"], 2, tmp_path / "stability.csv")
+    assert "| teacher-1 | — |" in drift_rule.markdown(rows, models, ["Cho"])  # no training.csv: no epochs

@@ -232,7 +232,8 @@ def cmd_drift_rule(args) -> None:
     from kdcg.analysis import drift_rule
 
     path = Path(args.stability)
-    models = drift_rule.model_drift(drift_rule.read_stability(path), args.species, args.replicas_needed, path)
+    rows = drift_rule.read_stability(path)
+    models = drift_rule.model_drift(rows, args.species, args.replicas_needed, path)
     drift_rule.write_table(models, args.species, Path(args.out))
     for m in models:
         print(f"{m.model:<28} {m.drifting} of {m.replicas} replicas drift ({m.unstable} unstable)"
@@ -240,6 +241,8 @@ def cmd_drift_rule(args) -> None:
     out = Path(args.out)
     summary = drift_rule.family_summary(models)
     drift_rule.write_summary(summary, out.with_name(out.stem + "_families.csv"))
+    epochs = drift_rule.read_epochs(path.with_name("training.csv"))
+    out.with_suffix(".md").write_text(drift_rule.markdown(rows, models, args.species, epochs))
     for f in summary:
         extra = f", Fisher p vs teachers {f['fisher_p_vs_teachers']:.3g}" if f["fisher_p_vs_teachers"] is not None else ""
         extra += f", same verdict as its own teacher {f['same_verdict_as_own_teacher']}" if f["same_verdict_as_own_teacher"] else ""
@@ -500,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
              "replicas do; the instability appears for --family when at least --models-needed of its models "
              "drift. Writes one row per model, and beside it <out>_families.csv: per family the drifting fraction "
              "with its exact 95 % interval, Fisher's p against the teachers, and how many single-teacher students "
-             "share their teacher's verdict.",
+             "share their teacher's verdict; and <out>.md: the verdicts as Markdown with each model's replica "
+             "figures (training.csv's epochs when it lies beside stability.csv) and each single-teacher student "
+             "beside its teacher.",
              "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")
     s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
     s.add_argument("--species", nargs="+", required=True,

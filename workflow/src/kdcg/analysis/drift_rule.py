@@ -115,3 +115,64 @@ def family_summary(models: list[ModelDrift]) -> list[dict]:
 
 def write_summary(rows: list[dict], out: Path) -> None:
     write_table_csv(out, SUMMARY_HEADER, rows, ".3g")
+
+
+def _span(values: list[float], spec: str = ".2f") -> str:
+    """min-max of a replica quantity ("—" when none is finite), one figure when they round alike."""
+    vals = [v for v in values if v == v]
+    if not vals:
+        return "—"
+    lo, hi = format(min(vals), spec), format(max(vals), spec)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _floats(reps: list[dict], column: str) -> list[float]:
+    return [float(r[column]) if r.get(column) not in (None, "") else float("nan") for r in reps]
+
+
+def markdown(rows: list[dict], models: list[ModelDrift], species: list[str], epochs: dict[str, str] | None = None) -> str:
+    """The rule's verdicts as Markdown, one row per model with the replica figures behind them:
+    replicas flagged per species, each species' first-last window TAE and its noise (ranges over
+    the replicas), the mean TAE to all-atom of the first and the last window, pymbar's detected
+    equilibration (ps); then, for single-teacher students, each beside its own teacher."""
+    from kdcg.naming import classify, teacher_name
+
+    by_model: dict[str, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(row)
+    epochs = epochs or {}
+    head = ["model", "epochs", "replicas", "unstable", "flagged " + " / ".join(species)]
+    for s in species:
+        head += [f"{s} first-last TAE", f"{s} noise", f"{s} vs AA, first → last window"]
+    head += ["pymbar equilibration (ps)", "drifts"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        reps = by_model[m.model]
+        cells = [m.model, epochs.get(m.model, "—"), str(m.replicas), str(m.unstable),
+                 " / ".join(str(m.flagged[s]) for s in species)]
+        for s in species:
+            first, last = _floats(reps, f"cdf_tae_aa_first_{s}"), _floats(reps, f"cdf_tae_aa_last_{s}")
+            pairs = [(a, b) for a, b in zip(first, last) if a == a and b == b]
+            means = (f"{sum(a for a, _ in pairs) / len(pairs):.2f} → {sum(b for _, b in pairs) / len(pairs):.2f}"
+                     if pairs else "—")
+            cells += [_span(_floats(reps, f"cdf_tae_first_last_{s}")), _span(_floats(reps, f"cdf_tae_noise_{s}")), means]
+        cells += [_span(_floats(reps, "t_equilibration_detected_ps"), ".0f"), "yes" if m.drifts else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    by_name = {m.model: m for m in models}
+    students = [m for m in models if m.family == "S_T"]
+    if students:
+        lines += ["", "| single-teacher student | drifts | its teacher | drifts | same verdict |", "|---|---|---|---|---|"]
+        for m in students:
+            t = by_name.get(teacher_name(classify(m.model)[2]))
+            t_drifts = "—" if t is None else ("yes" if t.drifts else "no")
+            same = "—" if t is None else ("yes" if t.drifts == m.drifts else "no")
+            lines.append(f"| {m.model} | {'yes' if m.drifts else 'no'} | {t.model if t else '—'} | {t_drifts} | {same} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_epochs(path: Path) -> dict[str, str]:
+    """model -> epochs trained, from a run's training.csv ({} when the file is absent)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as fh:
+        return {r["model"]: r["epochs"] for r in csv.DictReader(fh) if r.get("epochs")}
