@@ -308,6 +308,11 @@ def test_the_drift_summary_per_family_has_exact_intervals_and_fisher_counts():
     assert rows["E"]["fisher_p_vs_teachers"] == pytest.approx(1.0)
     assert (rows["E"]["ci95_low"], rows["E"]["ci95_high"]) == pytest.approx((0.0, 0.975))
     assert rows["S_T"]["same_verdict_as_own_teacher"] == "7 of 8"
+    # teachers 2, 4 drift, students 2, 4, 5: [[2, 0], [1, 5]], one-sided p = C(3,2) C(5,0) / C(8,2) = 3/28
+    assert rows["S_T"]["fisher_p_follows_own_teacher"] == pytest.approx(3 / 28)
+    agreeing = [model(f"student-st_ei_ft_faa-{s}", "S_T", s <= 5) for s in range(1, 9)]
+    mirror = drift_rule.family_summary([model(f"teacher-{s}", "T", s <= 5) for s in range(1, 9)] + agreeing)
+    assert mirror[1]["fisher_p_follows_own_teacher"] == pytest.approx(1 / 56)  # the main study's 8 of 8
     all_drift = [model(f"teacher-{s}", "T", True) for s in range(1, 9)]
     p = drift_rule.family_summary(all_drift + [model("ensemble", "E", False)])[1]["fisher_p_vs_teachers"]
     assert p == pytest.approx(1 / 9)

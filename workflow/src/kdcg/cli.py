@@ -246,6 +246,8 @@ def cmd_drift_rule(args) -> None:
     for f in summary:
         extra = f", Fisher p vs teachers {f['fisher_p_vs_teachers']:.3g}" if f["fisher_p_vs_teachers"] is not None else ""
         extra += f", same verdict as its own teacher {f['same_verdict_as_own_teacher']}" if f["same_verdict_as_own_teacher"] else ""
+        extra += (f" (Fisher p {f['fisher_p_follows_own_teacher']:.3g})"
+                  if f["fisher_p_follows_own_teacher"] is not None else "")
         print(f"{f['family']:<4} {f['drifting_models']} of {f['models']} drift ({f['fraction']:.0%}, exact 95 % interval "
               f"{f['ci95_low']:.2f}-{f['ci95_high']:.2f}){extra}")
     v = drift_rule.family_verdict(models, args.family, args.models_needed)
@@ -503,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
              "replicas do; the instability appears for --family when at least --models-needed of its models "
              "drift. Writes one row per model, and beside it <out>_families.csv: per family the drifting fraction "
              "with its exact 95 % interval, Fisher's p against the teachers, and how many single-teacher students "
-             "share their teacher's verdict; and <out>.md: the verdicts as Markdown with each model's replica "
+             "share their teacher's verdict (with Fisher's one-sided p that they follow it); and <out>.md: the verdicts as Markdown with each model's replica "
              "figures (training.csv's epochs when it lies beside stability.csv) and each single-teacher student "
              "beside its teacher.",
              "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")

@@ -78,14 +78,16 @@ def write_table(models: list[ModelDrift], species: list[str], out: Path) -> None
 
 
 SUMMARY_HEADER = ["family", "models", "drifting_models", "fraction", "ci95_low", "ci95_high", "fisher_p_vs_teachers",
-                  "same_verdict_as_own_teacher"]
+                  "same_verdict_as_own_teacher", "fisher_p_follows_own_teacher"]
 
 
 def family_summary(models: list[ModelDrift]) -> list[dict]:
     """Per family (T, E, S_T, S_E; those present): how many models drift, the fraction with its
     exact (Clopper-Pearson) 95 % interval, Fisher's exact two-sided p of its drift count against
     the teachers' (the unit is the model: with one ensemble the smallest p is 1/(k + 1)), and for
-    single-teacher students how many share their own teacher's verdict."""
+    single-teacher students how many share their own teacher's verdict, with Fisher's exact
+    one-sided p that a student drifts more often where its teacher drifts (the 2 x 2 table of
+    teacher / student verdicts over the seeds; 8 agreeing seeds with 5 drifting give 1/56)."""
     from scipy import stats
 
     from kdcg.naming import FAMILIES, classify, teacher_name
@@ -103,13 +105,18 @@ def family_summary(models: list[ModelDrift]) -> list[dict]:
         fisher = None
         if family != "T" and teachers:
             fisher = float(stats.fisher_exact([[k, n - k], [t_drift, len(teachers) - t_drift]]).pvalue)
-        same = None
+        same = follows = None
         if family == "S_T":
             pairs = [(m, by_name.get(teacher_name(classify(m.model)[2]))) for m in members]
             same = f"{sum(t is not None and t.drifts == m.drifts for m, t in pairs)} of {len(pairs)}"
+            known = [(t.drifts, m.drifts) for m, t in pairs if t is not None]
+            if known:
+                table = [[sum(t and s for t, s in known), sum(t and not s for t, s in known)],
+                         [sum(s and not t for t, s in known), sum(not t and not s for t, s in known)]]
+                follows = float(stats.fisher_exact(table, alternative="greater").pvalue)
         rows.append({"family": family, "models": n, "drifting_models": k, "fraction": k / n,
                      "ci95_low": float(ci.low), "ci95_high": float(ci.high), "fisher_p_vs_teachers": fisher,
-                     "same_verdict_as_own_teacher": same})
+                     "same_verdict_as_own_teacher": same, "fisher_p_follows_own_teacher": follows})
     return rows
 
 
