@@ -505,9 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
              "replicas do; the instability appears for --family when at least --models-needed of its models "
              "drift. Writes one row per model, and beside it <out>_families.csv: per family the drifting fraction "
              "with its exact 95 % interval, Fisher's p against the teachers, and how many single-teacher students "
-             "share their teacher's verdict (with Fisher's one-sided p that they follow it); and <out>.md: the verdicts as Markdown with each model's replica "
-             "figures (training.csv's epochs when it lies beside stability.csv) and each single-teacher student "
-             "beside its teacher.",
+             "share their teacher's verdict (with Fisher's one-sided p that they follow it); and <out>.md: the "
+             "verdicts as Markdown with each model's replica figures (training.csv's epochs when it lies beside "
+             "stability.csv) and each single-teacher student beside its teacher.",
              "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")
     s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
     s.add_argument("--species", nargs="+", required=True,

@@ -39,15 +39,21 @@ def read_stability(path: Path) -> list[dict]:
     return rows
 
 
+def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
+    """A stability table's replica rows per model, in the table's order."""
+    by_model: dict[str, list[dict]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(row)
+    return by_model
+
+
 def model_drift(rows: list[dict], species: list[str], replicas_needed: int, path: Path | None = None) -> list[ModelDrift]:
     """Per model, in the table's order: how many replicas drift, and whether the model does."""
     for s in species:
         if f"cdf_drift_{s}" not in rows[0]:
             have = sorted(k[len("cdf_drift_"):] for k in rows[0] if k.startswith("cdf_drift_"))
             raise InputError(path, f"has no drift flags for species {s!r} (it has {', '.join(have) or 'none'})")
-    by_model: dict[str, list[dict]] = {}
-    for row in rows:
-        by_model.setdefault(row["model"], []).append(row)
+    by_model = _by_model(rows)
     out = []
     for model, reps in by_model.items():
         flagged = {s: sum(r[f"cdf_drift_{s}"] == "True" for r in reps) for s in species}
@@ -144,9 +150,7 @@ def markdown(rows: list[dict], models: list[ModelDrift], species: list[str], epo
     equilibration (ps); then, for single-teacher students, each beside its own teacher."""
     from kdcg.naming import classify, teacher_name
 
-    by_model: dict[str, list[dict]] = {}
-    for row in rows:
-        by_model.setdefault(row["model"], []).append(row)
+    by_model = _by_model(rows)
     epochs = epochs or {}
     head = ["model", "epochs", "replicas", "unstable", "flagged " + " / ".join(species)]
     for s in species:
