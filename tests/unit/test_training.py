@@ -442,8 +442,9 @@ def _state(folder):
 def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir, tmp_path, monkeypatch, killed_after,
                                                                          network):
     """Killed right after epoch k's checkpoint (the last epoch included), the rerun gives the
-    uninterrupted run's weights bit for bit; so does rerunning a finished training. HIP-NN-TS
-    trains through hippynn's graph, the scalar network through the kernels (training.engine auto)."""
+    uninterrupted run's weights bit for bit; so does rerunning a finished training. Both networks
+    train through the written-out forces (training.engine auto): HIP-NN-TS in PyTorch, the scalar
+    network through the numba kernels."""
     cfg = copy.deepcopy(SMALL_TRAINING_CONFIG)
     cfg["model"]["network"] = network
     cfg["training"].update(max_epochs=3, termination_patience=10, plateau_patience=10, min_improvement=0.01)
@@ -466,7 +467,7 @@ def test_a_job_killed_after_any_epoch_resumes_to_the_uninterrupted_model(workdir
     torch.manual_seed(12345)  # whatever this process did since: the checkpoint restores its own RNG state
     resumed = training.train(*args, tmp_path / "killed", cfg)
     assert resumed["resumed"] is True
-    assert resumed["engine"] == straight["engine"] == ("kernels" if network == "Hipnn" else "hippynn")
+    assert resumed["engine"] == straight["engine"] == "kernels"
     if killed_after == 2:  # nothing left to train: the resumed job adds no second
         assert resumed["train_seconds"] == first_job_s
     else:  # both jobs' epochs counted (ms resolution; an epoch takes more)
@@ -605,8 +606,9 @@ def _scalar_config(**training_keys) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("name", ["teacher", "se_ei_ft_faa"])
-def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(name, workdir):
+@pytest.mark.parametrize("name,network", [("teacher", "Hipnn"), ("se_ei_ft_faa", "Hipnn"), ("teacher", "HipnnQuad"),
+                                          ("se_ei_ft_faa", "HipnnQuad")])
+def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(name, network, workdir):
     """training.engine kernels (kdcg.training.kernel_graph) against hippynn's training graph on
     one batch of the training split: every output the loss and the metrics read, the loss, and
     its gradient with respect to every parameter, within float32 rounding; hippynn's graph is
@@ -620,6 +622,7 @@ def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(
     from kdcg.training.splits import apply_to_database, split_frames
 
     cfg = _scalar_config()
+    cfg["model"]["network"] = network
     data, prior, label_arrays = _data_prior_and_labels(workdir)
     n, N = data["R"].shape[:2]
     variant = variants.get_variant(name)
@@ -659,12 +662,14 @@ def test_the_kernel_engine_gives_the_training_graphs_outputs_loss_and_gradients(
 
 
 def test_auto_trains_the_scalar_network_through_the_kernels_and_refuses_them_where_they_do_not_apply(workdir, tmp_path):
-    """auto picks the kernels for the scalar network on a CPU and hippynn for HIP-NN-TS; kernels
-    asked for a HIP-NN-TS is one clear error. Three epochs through each engine from one seed give
-    the same loss history within float32 drift, and the same seed twice the same weights."""
-    def run(name, network="Hipnn", **keys):
+    """auto picks the kernels on a CPU for the scalar network and HipnnQuad, hippynn for HipnnVec
+    and for two interaction layers; kernels asked for two interaction layers is one clear error. Three epochs
+    through each engine from one seed give the same loss history within float32 drift, and the
+    same seed twice the same weights."""
+    def run(name, network="Hipnn", interaction_layers=1, **keys):
         cfg = _scalar_config(max_epochs=3, **keys)
         cfg["model"]["network"] = network
+        cfg["model"]["n_interaction_layers"] = interaction_layers
         return training.train("teacher", 1, workdir / "dataset.npz", workdir / "prior.json", tmp_path / name, cfg)
 
     auto, again, reference = run("auto"), run("again", engine="kernels"), run("hippynn", engine="hippynn")
@@ -673,6 +678,11 @@ def test_auto_trains_the_scalar_network_through_the_kernels_and_refuses_them_whe
     for a, b in zip(auto["loss_history"], reference["loss_history"]):
         assert a["valid"] == pytest.approx(b["valid"], rel=1e-3)
     assert auto["test_forces_vs_aa"]["rmse"] == pytest.approx(reference["test_forces_vs_aa"]["rmse"], rel=1e-3)
-    assert run("quad", network="HipnnQuad")["engine"] == "hippynn"
+    quad, quad_reference = run("quad", network="HipnnQuad"), run("quad-hippynn", network="HipnnQuad", engine="hippynn")
+    assert (quad["engine"], quad_reference["engine"]) == ("kernels", "hippynn")
+    for a, b in zip(quad["loss_history"], quad_reference["loss_history"]):
+        assert a["valid"] == pytest.approx(b["valid"], rel=1e-3)
+    assert run("vec", network="HipnnVec")["engine"] == "hippynn"  # measured level: AUTO_KERNEL_ORDERS
+    assert run("two-layers", network="HipnnQuad", interaction_layers=2)["engine"] == "hippynn"
     with pytest.raises(InputError, match="training.engine: kernels"):
-        run("quad-kernels", network="HipnnQuad", engine="kernels")
+        run("two-layers-kernels", network="HipnnQuad", interaction_layers=2, engine="kernels")

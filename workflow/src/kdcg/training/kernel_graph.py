@@ -1,19 +1,20 @@
-"""Training the study's scalar network through kdcg's numba pair kernels (``training.engine``).
+"""Training through kdcg's written-out forces (``training.engine: kernels``).
 
 hippynn trains a force loss by differentiating its autograd forces a second time: every pair
 operation runs forward, backward for the forces, and twice more for the loss's gradient. Here a
-batch's forces come from the written-out derivative of kdcg.models.dense_network
-(``ScalarKernelForces``: the pair stage in numba kernels, the per-bead layers in PyTorch) and the
-loss's gradient from one backward pass through it (the kernels' adjoints,
-kdcg.models.scalar_pair_kernels). The weights are the hippynn model's own parameters: the
-stacked copy the kernels read is tied to them before each batch
-(kdcg.models.stacked_members.StackedMembers.tie), so hippynn's optimiser, checkpoints, early
-stopping and saved model are untouched.
+batch's forces come from the written-out derivative of kdcg.models.dense_network and the loss's
+gradient from one backward pass through it: for the scalar network (the study's ``Hipnn``)
+``ScalarKernelForces``, its pair stage in numba kernels with their adjoints
+(kdcg.models.scalar_pair_kernels), the per-bead layers in PyTorch; for HIP-NN-TS (``HipnnVec``,
+``HipnnQuad``) ``AnalyticForces``, in PyTorch operations that autograd differentiates once. The
+weights are the hippynn model's own parameters: the stacked copy the forces read is tied to them
+before each batch (kdcg.models.stacked_members.StackedMembers.tie), so hippynn's optimiser,
+checkpoints, early stopping and saved model are untouched.
 
 ``kernel_engine`` turns hippynn's training graph into a ``KernelTrainingGraph`` for the epochs
 (a class swap: the same module, parameters and state) and back afterwards, so that hippynn's
-structure file and checkpoints hold its own graph and a resumed job swaps again. The loss
-equals hippynn's to float32 rounding (tests/unit/test_training.py).
+structure file and checkpoints hold its own graph and a resumed job swaps again. The outputs,
+the loss and its gradient equal hippynn's to float32 rounding (tests/unit/test_training.py).
 """
 
 from __future__ import annotations
@@ -34,34 +35,45 @@ from kdcg.models.model import DB_CELLS, DB_POSITIONS, DB_SPECIES
 log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "hippynn", "kernels")
+#: the tensor orders that ``auto`` trains through the kernels on a CPU: measured faster than
+#: hippynn's graph for Hipnn (1.86 x per epoch) and HipnnQuad (1.57 x); HipnnVec measured level
+#: (1.04 x per epoch, 0.99 x per job), so it stays with hippynn's (docs/performance.md)
+AUTO_KERNEL_ORDERS = (0, 2)
 #: the neighbour tables of the training frames are kept between epochs up to this many bytes
 #: (the study's 501 frames x 200 beads need about 60 MB); past it, tables are built per batch
 TABLE_CACHE_BYTES = 2 ** 30
 
 
-def kernels_apply(graph: GraphModule) -> bool:
-    """Whether the kernels can train this graph's network: one scalar HIP-NN (tensor order 0,
-    one interaction layer, softplus activations), as kdcg.models.dense_network.scalar_kernels_apply."""
+def kernels_apply(graph: GraphModule, scalar_only: bool = False) -> bool:
+    """Whether the written-out forces can train this graph's network: one HIP-NN or HIP-NN-TS
+    with one interaction layer and softplus activations
+    (kdcg.models.dense_network.analytic_forces_apply); ``scalar_only``: tensor order 0 as well,
+    the networks whose pair stage the numba kernels do (scalar_kernels_apply)."""
     from kdcg.models.compiled_forces import stacked_parts
-    from kdcg.models.dense_network import scalar_kernels_apply
+    from kdcg.models.dense_network import analytic_forces_apply, scalar_kernels_apply
 
     try:
         stacked, _ = stacked_parts(graph)
     except TypeError:
         return False
-    return stacked.n_members == 1 and scalar_kernels_apply(stacked)
+    applies = scalar_kernels_apply if scalar_only else analytic_forces_apply
+    return stacked.n_members == 1 and applies(stacked)
 
 
 def training_engine(engine: str, graph: GraphModule, device: torch.device) -> str:
-    """``training.engine`` resolved for this graph and device: hippynn or kernels."""
+    """``training.engine`` resolved for this graph and device: hippynn or kernels. auto takes
+    the kernels on a CPU where they apply and were measured faster (``AUTO_KERNEL_ORDERS``)."""
+    from kdcg.models.compiled_forces import stacked_parts
+
     if engine not in ENGINES:
         raise InputError(None, f"training.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     applies = device.type == "cpu" and kernels_apply(graph)
     if engine == "auto":
-        return "kernels" if applies else "hippynn"
+        faster = applies and stacked_parts(graph)[0].blocks[0][0].base.order in AUTO_KERNEL_ORDERS
+        return "kernels" if faster else "hippynn"
     if engine == "kernels" and not applies:
-        raise InputError(None, "training.engine: kernels trains the scalar network (model.network: Hipnn, "
-                               "n_interaction_layers: 1) on a CPU only; use auto or hippynn for this model")
+        raise InputError(None, "training.engine: kernels trains one network with one interaction layer "
+                               "(model.n_interaction_layers: 1) on a CPU only; use auto or hippynn for this model")
     return engine
 
 
@@ -87,12 +99,12 @@ class _KernelState:
 
 class KernelTrainingGraph(GraphModule):
     """hippynn's training graph with the outputs a kdcg loss reads (forces, forces_vs_teacher,
-    bead_energies, energy) computed through the scalar kernels; made by ``kernel_engine``."""
+    bead_energies, energy) computed through the written-out forces; made by ``kernel_engine``."""
 
     _kdcg: _KernelState
 
     def forward(self, *input_values):
-        from kdcg.models.dense_network import DenseNetwork, ScalarKernelForces
+        from kdcg.models.dense_network import AnalyticForces, DenseNetwork, ScalarKernelForces, scalar_kernels_apply
 
         state = self._kdcg
         values = dict(zip(state.inputs, input_values))
@@ -103,8 +115,10 @@ class KernelTrainingGraph(GraphModule):
             raise InputError(None, "training.engine kernels: every frame of a batch must hold the same beads")
         if state.species_key != first.tobytes():
             state.species_key = first.tobytes()
-            state.run = ScalarKernelForces(DenseNetwork(state.stacked, state.repulsion, first, state.cutoff_A),
-                                           compile=False)
+            network = DenseNetwork(state.stacked, state.repulsion, first, state.cutoff_A)
+            # the scalar network's pair stage in numba; a HIP-NN-TS's written out in PyTorch
+            state.run = (ScalarKernelForces(network, compile=False) if scalar_kernels_apply(state.stacked)
+                         else AnalyticForces(network))
             state.tables.clear()
             state.table_bytes = 0
         state.stacked.tie([state.network], [state.head])
@@ -175,7 +189,7 @@ def kernel_engine(graph: GraphModule):
     from kdcg.models.compiled_forces import graph_modules, stacked_parts
 
     if not kernels_apply(graph):
-        raise InputError(None, "training.engine kernels: the model is not one scalar HIP-NN")
+        raise InputError(None, "training.engine kernels: the model is not one network with one interaction layer")
     if type(graph) is not GraphModule:
         raise TypeError(f"kernel_engine needs hippynn's GraphModule, not {type(graph).__name__}")
     stacked, repulsion = stacked_parts(graph)
