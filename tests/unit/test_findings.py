@@ -287,6 +287,21 @@ def test_the_pilots_drift_rule_counts_models_not_replicas(tmp_path):
         ("teacher-1", "2", "True"), ("teacher-2", "1", "False"), ("teacher-3", "2", "True")]
     with pytest.raises(drift_rule.InputError, match="no drift flags for species 'EG'"):
         drift_rule.model_drift(drift_rule.read_stability(path), ["EG"], 2, path)
+    # one experiment run in parts: teachers 1-2 in one table, 3-4 in another, judged as the whole
+    lines = path.read_text().splitlines()
+    first, second = tmp_path / "first" / "stability.csv", tmp_path / "second" / "stability.csv"
+    for part, keep in ((first, ("teacher-1", "teacher-2")), (second, ("teacher-3", "teacher-4"))):
+        part.parent.mkdir()
+        part.write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if ln.split(",")[0] in keep]) + "\n")
+    main(["drift-rule", "--stability", str(first), str(second), "--species", "Cho", "urea",
+          "--out", str(tmp_path / "parts.csv")])
+    parts = list(csv.DictReader(open(tmp_path / "parts.csv")))
+    assert [(r["model"], r["model_drifts"]) for r in parts] == [
+        ("teacher-1", "True"), ("teacher-2", "False"), ("teacher-3", "True"), ("teacher-4", "False")]
+    families = list(csv.DictReader(open(tmp_path / "parts_families.csv")))
+    assert [(f["family"], f["models"], f["drifting_models"]) for f in families] == [("T", "4", "2")]
+    with pytest.raises(drift_rule.InputError, match="lists teacher-1, which .* lists too"):
+        drift_rule.read_stability_tables([first, path])
 
 
 def test_the_drift_summary_per_family_has_exact_intervals_and_fisher_counts():

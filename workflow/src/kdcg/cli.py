@@ -231,8 +231,9 @@ def cmd_summarize(args) -> None:
 def cmd_drift_rule(args) -> None:
     from kdcg.analysis import drift_rule
 
-    path = Path(args.stability)
-    rows = drift_rule.read_stability(path)
+    paths = [Path(p) for p in args.stability]
+    path = paths[0]
+    rows = drift_rule.read_stability_tables(paths)
     models = drift_rule.model_drift(rows, args.species, args.replicas_needed, path)
     drift_rule.write_table(models, args.species, Path(args.out))
     for m in models:
@@ -241,7 +242,7 @@ def cmd_drift_rule(args) -> None:
     out = Path(args.out)
     summary = drift_rule.family_summary(models)
     drift_rule.write_summary(summary, out.with_name(out.stem + "_families.csv"))
-    epochs = drift_rule.read_epochs(path.with_name("training.csv"))
+    epochs = {k: v for p in paths for k, v in drift_rule.read_epochs(p.with_name("training.csv")).items()}
     out.with_suffix(".md").write_text(drift_rule.markdown(rows, models, args.species, epochs))
     for f in summary:
         extra = f", Fisher p vs teachers {f['fisher_p_vs_teachers']:.3g}" if f["fisher_p_vs_teachers"] is not None else ""
@@ -509,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
              "verdicts as Markdown with each model's replica figures (training.csv's epochs when it lies beside "
              "stability.csv) and each single-teacher student beside its teacher.",
              "kdcg drift-rule --stability docs/pilot/tables/stability.csv --species Cho urea --out docs/pilot/tables/drift_rule.csv")
-    s.add_argument("--stability", required=True, help="a run's tables/stability.csv")
+    s.add_argument("--stability", nargs="+", required=True,
+                   help="a run's tables/stability.csv; several: the models of one experiment run in parts, judged together")
     s.add_argument("--species", nargs="+", required=True,
                    help="species whose CDF drift counts (for reline the paper's Fig. 7 watches Cho and urea)")
     s.add_argument("--replicas-needed", type=int, default=2, help="drifting replicas that make a model drift (default 2)")

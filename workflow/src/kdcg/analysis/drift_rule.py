@@ -39,6 +39,24 @@ def read_stability(path: Path) -> list[dict]:
     return rows
 
 
+def read_stability_tables(paths: list[Path]) -> list[dict]:
+    """The replica rows of several runs' stability tables, in the order given: the models of
+    one experiment run in parts (the same frames and settings, different seeds). A model in two
+    tables, or tables with different columns, is refused."""
+    rows: list[dict] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        part = read_stability(path)
+        if rows and list(part[0]) != list(rows[0]):
+            raise InputError(path, f"has other columns than {paths[0]}")
+        for model in dict.fromkeys(r["model"] for r in part):
+            if model in seen:
+                raise InputError(path, f"lists {model}, which {seen[model]} lists too")
+            seen[model] = path
+        rows += part
+    return rows
+
+
 def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
     """A stability table's replica rows per model, in the table's order."""
     by_model: dict[str, list[dict]] = {}
