@@ -73,6 +73,8 @@ study study-100ps pilot pilot-quad pilot-study-rule pilot-dataset-2 pilot-datase
 	rm -rf docs/$@/tables docs/$@/figures docs/$@/benchmarks && mkdir -p docs/$@
 	cp -r results-$@/tables results-$@/figures results-$@/benchmarks docs/$@/
 	python benchmarks/stage_times.py results-$@ --wall-s $$(( $$(date +%s) - $$(cat .start-$@) )) | tee docs/$@/stage_times.txt
+	@rm -f .start-$@
+	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
 
 # the seventh pilot run (docs/pilot.md) ran pilot-quad's teachers 1 and 2: its teachers 3 and 4
 # on the same frames (checked by their content hash, in the prior's provenance, before any
@@ -95,7 +97,7 @@ pilot-quad-rest: setup
 	cp -r $(PQ)/tables-rest docs/$@/tables && cp -r $(PQ)/figures-rest docs/$@/figures && cp -r $(PQ)/benchmarks docs/$@/
 	python benchmarks/stage_times.py $(PQ) --wall-s $$(( $$(date +%s) - $$(cat .start-$@) )) | tee docs/$@/stage_times.txt
 	@rm -f .start-$@
-	@echo "Done. Report: results-$@/report.html; tables and figures copied to docs/$@/"
+	@echo "Done. Teachers 1-4 judged together: docs/$@/tables/drift_rule.md"
 
 # the paper's sizes in shape, durations shortened (docs/paper-scale.md): the run, its report, each
 # stage's job-minutes and peak memory from the rules' benchmark files
