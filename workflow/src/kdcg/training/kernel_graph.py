@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "hippynn", "kernels")
 #: the tensor orders that ``auto`` trains through the kernels on a CPU: measured faster than
-#: hippynn's graph for Hipnn (1.86 x per epoch) and HipnnQuad (1.57 x); HipnnVec measured level
-#: (1.04 x per epoch, 0.99 x per job), so it stays with hippynn's (docs/performance.md)
+#: hippynn's graph for Hipnn (1.86 x per epoch) and HipnnQuad (1.57-1.85 x at 16/10/8 A, 2.62 x at
+#: Table 1's size); HipnnVec measured level (1.04 x per epoch), so it stays with hippynn's
+#: (docs/performance.md)
 AUTO_KERNEL_ORDERS = (0, 2)
 #: the neighbour tables of the training frames are kept between epochs up to this many bytes
 #: (the study's 501 frames x 200 beads need about 60 MB); past it, tables are built per batch
