@@ -45,33 +45,39 @@ AUTO_KERNEL_ORDERS = (0, 2)
 TABLE_CACHE_BYTES = 2 ** 30
 
 
-def kernels_apply(graph: GraphModule, scalar_only: bool = False) -> bool:
-    """Whether the written-out forces can train this graph's network: one HIP-NN or HIP-NN-TS
-    with one interaction layer and softplus activations
-    (kdcg.models.dense_network.analytic_forces_apply); ``scalar_only``: tensor order 0 as well,
-    the networks whose pair stage the numba kernels do (scalar_kernels_apply)."""
+def _one_network(graph: GraphModule):
+    """The graph's network as a stack of one (kdcg.models.compiled_forces.stacked_parts), or
+    None for an ensemble or a graph kdcg did not build."""
     from kdcg.models.compiled_forces import stacked_parts
-    from kdcg.models.dense_network import analytic_forces_apply, scalar_kernels_apply
 
     try:
         stacked, _ = stacked_parts(graph)
     except TypeError:
-        return False
-    applies = scalar_kernels_apply if scalar_only else analytic_forces_apply
-    return stacked.n_members == 1 and applies(stacked)
+        return None
+    return stacked if stacked.n_members == 1 else None
+
+
+def kernels_apply(graph: GraphModule) -> bool:
+    """Whether the written-out forces can train this graph's network: one HIP-NN or HIP-NN-TS
+    with one interaction layer and softplus activations
+    (kdcg.models.dense_network.analytic_forces_apply)."""
+    from kdcg.models.dense_network import analytic_forces_apply
+
+    stacked = _one_network(graph)
+    return stacked is not None and analytic_forces_apply(stacked)
 
 
 def training_engine(engine: str, graph: GraphModule, device: torch.device) -> str:
     """``training.engine`` resolved for this graph and device: hippynn or kernels. auto takes
     the kernels on a CPU where they apply and were measured faster (``AUTO_KERNEL_ORDERS``)."""
-    from kdcg.models.compiled_forces import stacked_parts
+    from kdcg.models.dense_network import analytic_forces_apply
 
     if engine not in ENGINES:
         raise InputError(None, f"training.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    applies = device.type == "cpu" and kernels_apply(graph)
+    stacked = _one_network(graph) if device.type == "cpu" else None
+    applies = stacked is not None and analytic_forces_apply(stacked)
     if engine == "auto":
-        faster = applies and stacked_parts(graph)[0].blocks[0][0].base.order in AUTO_KERNEL_ORDERS
-        return "kernels" if faster else "hippynn"
+        return "kernels" if applies and stacked.blocks[0][0].base.order in AUTO_KERNEL_ORDERS else "hippynn"
     if engine == "kernels" and not applies:
         raise InputError(None, "training.engine: kernels trains one network with one interaction layer "
                                "(model.n_interaction_layers: 1) on a CPU only; use auto or hippynn for this model")
