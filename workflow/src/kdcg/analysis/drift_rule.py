@@ -49,7 +49,7 @@ def read_stability_tables(paths: list[Path]) -> list[dict]:
         part = read_stability(path)
         if rows and list(part[0]) != list(rows[0]):
             raise InputError(path, f"has other columns than {paths[0]}")
-        for model in dict.fromkeys(r["model"] for r in part):
+        for model in _by_model(part):
             if model in seen:
                 raise InputError(path, f"lists {model}, which {seen[model]} lists too")
             seen[model] = path
