@@ -226,6 +226,32 @@ def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
+def _process_state(pid: int) -> str:
+    """The state letter Linux gives a process (R, S, T stopped, Z ...); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _freeze_when(proc, predicate, watchdog_s: float) -> bool:
+    """Stop ``proc``'s process group (SIGSTOP; started with start_new_session) once
+    ``predicate()`` holds and check it again on the stopped process, so what the caller then
+    kills is the state it asked for, however fast or slow the run goes. False when the process ends first or the watchdog passes (a hung run, not a timing
+    the test depends on)."""
+    end = time.monotonic() + watchdog_s
+    while time.monotonic() < end and proc.poll() is None:
+        if predicate():
+            os.killpg(proc.pid, signal.SIGSTOP)
+            while proc.poll() is None and _process_state(proc.pid) not in ("T", "Z", ""):
+                time.sleep(0.01)  # the signal is delivered, not yet taken: wait until it has stopped
+            if proc.poll() is None and predicate():
+                return True
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.parametrize("engine,threads", [("eager", 1), ("compiled", 1), ("eager", 2)])
 def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path, engine, threads):
     """Two replicas advancing together (one batched evaluation per step) are killed and resumed:
@@ -242,23 +268,27 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
     cmd = [sys.executable, "-m", "kdcg", "md", "--model", str(workdir / "teacher-1" / "model.pt"), "--dataset",
            str(workdir / "dataset.npz"), "--config", str(tmp_path / "md.yaml"), "--replicas", "1", "2", "--out-dir",
            str(out), "--threads", str(threads)]
-    proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        thermo = out / "replica-1" / "run" / "thermo.csv"
-        if len(md.restart_files(out / "replica-1" / "run")) == 2 and thermo.is_file() and \
-                len(thermo.read_text().splitlines()) > 16:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "replica-1" / "result.json").exists()
+    run1, run2 = out / "replica-1" / "run", out / "replica-2" / "run"
+
+    def two_restarts_and_thermo_past_them():
+        thermo = run1 / "thermo.csv"
+        return len(md.restart_files(run1)) >= 2 and thermo.is_file() and len(thermo.read_text().splitlines()) > 16
+
+    log = tmp_path / "killed.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=venv_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        frozen = _freeze_when(proc, two_restarts_and_thermo_past_them, watchdog_s=900)
+        os.killpg(proc.pid, signal.SIGKILL)  # with any compile workers Inductor started
+        proc.wait()
+    state = (f"replica 1: restarts {sorted(md.restart_files(run1))}, replica 2: {sorted(md.restart_files(run2))}; "
+             f"kdcg md's log ends: {log.read_text()[-1500:]}")
+    assert frozen, f"kdcg md ended, or did not pass two restart points in 900 s: {state}"
+    assert not (run1 / "result.json").exists() and not (run2 / "result.json").exists(), state
     # as if killed between the two replicas' restart files of one step: replica 2 lacks the latest
-    latest = max(md.restart_files(out / "replica-1" / "run"))
-    md.restart_files(out / "replica-2" / "run").get(latest, Path("/nonexistent")).unlink(missing_ok=True)
+    latest = max(md.restart_files(run1))
+    md.restart_files(run2).get(latest, Path("/nonexistent")).unlink(missing_ok=True)
     shared = md.shared_restart_step([out / "replica-1", out / "replica-2"])
-    assert 0 < shared < latest
+    assert 0 < shared < latest, state
     resumed = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2], out, threads=threads)
     straight = md.run_replicas(workdir / "teacher-1" / "model.pt", workdir / "dataset.npz", c, [1, 2],
                                tmp_path / "straight", threads=threads)
