@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,29 @@ def write_md_dataset(folder: Path) -> Path:
     arrays["masses"] = np.array([BEAD_MASSES_AMU[int(s)] for s in arrays["Z"][0]])
     np.savez(folder / "dataset.npz", **arrays)
     return folder / "dataset.npz"
+
+
+def process_state(pid: int) -> str:
+    """The state letter Linux gives a process (R, S, T stopped, Z ...); "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def freeze_when(proc, predicate, watchdog_s: float) -> bool:
+    """Stop ``proc``'s process group (SIGSTOP; started with start_new_session) once
+    ``predicate()`` holds and check it again on the stopped process, so what the caller then
+    kills is the state it asked for, however fast or slow the run goes. False when the process
+    ends first or the watchdog passes (a hung run, not a timing the test depends on)."""
+    end = time.monotonic() + watchdog_s
+    while time.monotonic() < end and proc.poll() is None:
+        if predicate():
+            os.killpg(proc.pid, signal.SIGSTOP)
+            while proc.poll() is None and process_state(proc.pid) not in ("T", "Z", ""):
+                time.sleep(0.01)  # the signal is delivered, not yet taken: wait until it has stopped
+            if proc.poll() is None and predicate():
+                return True
+            os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.2)
+    return False

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import BEAD_MASSES_AMU, REPO, SMALL_TRAINING_CONFIG, venv_env, write_md_dataset
+from conftest import BEAD_MASSES_AMU, REPO, SMALL_TRAINING_CONFIG, freeze_when, venv_env, write_md_dataset
 from kdcg.models import ensemble
 from kdcg.md import lammps_engine
 from kdcg.md import replicas as md
@@ -226,32 +225,6 @@ def test_a_saturated_model_is_unstable_not_stable(workdir, tmp_path):
     assert len(np.atleast_1d(thermo["step"])) == 2  # step 0 and the first check
 
 
-def _process_state(pid: int) -> str:
-    """The state letter Linux gives a process (R, S, T stopped, Z ...); "" once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
-
-
-def _freeze_when(proc, predicate, watchdog_s: float) -> bool:
-    """Stop ``proc``'s process group (SIGSTOP; started with start_new_session) once
-    ``predicate()`` holds and check it again on the stopped process, so what the caller then
-    kills is the state it asked for, however fast or slow the run goes. False when the process ends first or the watchdog passes (a hung run, not a timing
-    the test depends on)."""
-    end = time.monotonic() + watchdog_s
-    while time.monotonic() < end and proc.poll() is None:
-        if predicate():
-            os.killpg(proc.pid, signal.SIGSTOP)
-            while proc.poll() is None and _process_state(proc.pid) not in ("T", "Z", ""):
-                time.sleep(0.01)  # the signal is delivered, not yet taken: wait until it has stopped
-            if proc.poll() is None and predicate():
-                return True
-            os.killpg(proc.pid, signal.SIGCONT)
-        time.sleep(0.2)
-    return False
-
-
 @pytest.mark.parametrize("engine,threads", [("eager", 1), ("compiled", 1), ("eager", 2)])
 def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp_path, engine, threads):
     """Two replicas advancing together (one batched evaluation per step) are killed and resumed:
@@ -277,7 +250,7 @@ def test_killed_replicas_resume_from_their_last_restart_bit_for_bit(workdir, tmp
     log = tmp_path / "killed.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=venv_env(), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        frozen = _freeze_when(proc, two_restarts_and_thermo_past_them, watchdog_s=900)
+        frozen = freeze_when(proc, two_restarts_and_thermo_past_them, watchdog_s=900)
         os.killpg(proc.pid, signal.SIGKILL)  # with any compile workers Inductor started
         proc.wait()
     state = (f"replica 1: restarts {sorted(md.restart_files(run1))}, replica 2: {sorted(md.restart_files(run2))}; "
@@ -687,3 +660,22 @@ def test_md_through_the_compiled_engine_follows_the_eager_trajectories(workdir, 
         np.testing.assert_allclose(x_c, x_e, atol=1e-2)
         # a finished replica keeps no restart file, nor the engine's pair state beside one
         assert not list((tmp_path / "compiled" / f"replica-{r}" / "run").glob("restart.*"))
+
+
+def test_freeze_when_holds_the_process_in_the_state_it_was_asked_for(tmp_path):
+    """The helper the kill tests use: a process counting into a file is stopped once the count
+    reaches 20 and stays there; one that ends first gives False."""
+    counter = tmp_path / "count"
+    script = ("import time, pathlib\np = pathlib.Path(%r)\nfor i in range(100000):\n"
+              "    p.write_text(str(i))\n    time.sleep(0.001)\n") % str(counter)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        assert freeze_when(proc, lambda: counter.is_file() and int(counter.read_text() or 0) >= 20, watchdog_s=60)
+        frozen_at = counter.read_text()
+        subprocess.run(["sleep", "0.3"], check=True)
+        assert counter.read_text() == frozen_at and int(frozen_at) >= 20
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    quick = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    assert not freeze_when(quick, lambda: False, watchdog_s=60)

@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import SMALL_TRAINING_CONFIG, kdcg, venv_env, write_pair_dataset
+from conftest import SMALL_TRAINING_CONFIG, freeze_when, kdcg, venv_env, write_pair_dataset
 from kdcg.training import labels
 from kdcg.training import losses
 from kdcg.models import model_io
@@ -413,13 +412,12 @@ def test_killed_training_resumes_from_its_last_checkpoint(workdir, tmp_path):
     log = tmp_path / "first.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=venv_env(), start_new_session=True)
-        end = time.monotonic() + 180
-        while time.monotonic() < end and "[kdcg] epoch 3 done" not in log.read_text() and proc.poll() is None:
-            time.sleep(0.2)
+        frozen = freeze_when(proc, lambda: "[kdcg] epoch 3 done" in log.read_text(), watchdog_s=900)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert "[kdcg] epoch 3 done" in log.read_text() and not (tmp_path / "t" / "model.pt").exists()
+    assert frozen, f"training ended, or did not finish epoch 3 in 900 s: {log.read_text()[-1500:]}"
+    assert not (tmp_path / "t" / "model.pt").exists()
     second = subprocess.run(args, capture_output=True, text=True, env=venv_env())
     assert second.returncode == 0, second.stderr[-2000:]
     resumed_at = int(next(l for l in second.stdout.splitlines() if "resuming from last_checkpoint.pt" in l).split()[-1])
