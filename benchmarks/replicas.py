@@ -11,7 +11,7 @@ aggregate at 1 fs.
 
     .venv/bin/python benchmarks/replicas.py [--config config/config.yaml] [--replicas 8] [--ps 0.4]
         [--beads 216] [--timestep-fs 2] [--model results-study/models/teacher-1/model.pt
-        --dataset results-study/cg/dataset.npz] [--engine eager|compiled]
+        --dataset results-study/cg/dataset.npz] [--engine eager|compiled] [--rounds 1]
 
 "steady steps/s" leaves out each replica's set-up and the compiled engine's warm-up (its first
 evaluation), which "wall s" includes.
@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import filecmp
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--timestep-fs", type=float, default=2.0)
     ap.add_argument("--model", help="a trained kdcg model.pt instead of random weights (needs --dataset)")
     ap.add_argument("--dataset", help="the model's CG dataset .npz: replicas start from its frames")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds over the modes, in alternating order (medians)")
     ap.add_argument("--engine", choices=("eager", "compiled"), default="eager",
                     help="md.engine of every mode (the config's auto would choose eager for runs this short); "
                          "compiled drops the mode with hippynn's pair search, which only the eager engine uses")
@@ -109,24 +111,31 @@ def main() -> None:
             write_dataset(dataset, n_side=n_side)
             model = save_random_models(cfg, 1, tmp, dataset_fingerprint(load_dataset(dataset)))[0]
         n_beads = len(load_dataset(dataset)["R"][0])
-        rows = {}
         modes = (("one after another", False, contextlib.nullcontext), ("together", True, contextlib.nullcontext),
                  ("together, hippynn's pairs", True, hippynn_pair_search))[: 3 if args.engine == "eager" else 2]
-        for label, together, pair_path in modes:
-            run_cfg["md"]["evaluate_replicas_together"] = together
-            t0 = time.perf_counter()
-            with pair_path():
-                results = md.run_replicas(model, dataset, run_cfg, replicas, tmp / f"mode-{len(rows)}",
-                                          threads=args.threads)
-            wall = time.perf_counter() - t0
-            n_unstable = sum(r["status"] != "stable" for r in results)
-            # steps over the timed chunks only, without set-up and the compiled engine's warm-up; a
-            # replica's ms per step is the whole batch's step when they advance together
-            ms = [r["ms_per_step"] for r in results]
-            steady = len(replicas) / ((max(ms) if together else sum(ms)) / 1000.0)
-            rows[label] = (wall, steps / wall, steady, n_unstable)
+        runs = {label: [] for label, _, _ in modes}  # (wall s, steps/s, steady steps/s, unstable) per round
+        for k in range(args.rounds):
+            # alternating order: a machine that slows or speeds up during the run favours no mode
+            for i, (label, together, pair_path) in (list(enumerate(modes)) if k % 2 == 0 else
+                                                    list(enumerate(modes))[::-1]):
+                run_cfg["md"]["evaluate_replicas_together"] = together
+                t0 = time.perf_counter()
+                with pair_path():
+                    results = md.run_replicas(model, dataset, run_cfg, replicas, tmp / f"mode-{i}-round-{k}",
+                                              threads=args.threads)
+                wall = time.perf_counter() - t0
+                n_unstable = sum(r["status"] != "stable" for r in results)
+                # steps over the timed chunks only, without set-up and the compiled engine's warm-up; a
+                # replica's ms per step is the whole batch's step when they advance together
+                ms = [r["ms_per_step"] or float("nan") for r in results]  # None: ended before a timed chunk
+                per_step_ms = sum(ms) if not together or any(m != m for m in ms) else max(ms)  # NaN stays NaN
+                runs[label].append((wall, steps / wall, len(replicas) / (per_step_ms / 1000.0), n_unstable))
+        rows = {label: tuple(statistics.median(r[j] for r in rounds) for j in range(3)) + (max(r[3] for r in rounds),)
+                for label, rounds in runs.items()}
+        steady_ratios = [b[2] / a[2] for a, b in zip(runs["one after another"], runs["together"])]
         same = args.engine == "eager" and all(
-            filecmp.cmp(tmp / "mode-1" / f"replica-{r}" / name, tmp / "mode-2" / f"replica-{r}" / name, shallow=False)
+            filecmp.cmp(tmp / "mode-1-round-0" / f"replica-{r}" / name, tmp / "mode-2-round-0" / f"replica-{r}" / name,
+                        shallow=False)
             for r in replicas for name in ("trajectory.lammpstrj", "thermo.csv"))
     from bench_helpers import device_description
 
@@ -135,14 +144,16 @@ def main() -> None:
           f"{args.timestep_fs:g} fs; model {m.get('network', 'HipnnQuad')} "
           f"{m['n_features']} features, cutoff {m['dist_hard_max_A']} A ({args.model or 'random weights'}); "
           f"{args.threads} torch threads; {args.engine} engine")
+    print(f"medians of {args.rounds} round(s), the modes' order alternating")
     print(f"{'mode':<26} {'wall s':>8} {'steps/s (all)':>14} {'ns/day (all)':>13} {'steady steps/s':>15} "
           f"{'unstable':>9}")
     for label, (wall, rate, steady, bad) in rows.items():
         print(f"{label:<26} {wall:8.1f} {rate:14.1f} {rate * args.timestep_fs * 1e-6 * 86400:13.3f} {steady:15.1f} "
               f"{bad:>9}")
     ratio = rows["together"][1] / rows["one after another"][1]
-    steady_ratio = rows["together"][2] / rows["one after another"][2]
-    print(f"together / one after another: {ratio:.2f} x the throughput (goal >= 1.3); steady: {steady_ratio:.2f} x")
+    each = ", ".join(f"{r:.2f}" for r in steady_ratios)
+    print(f"together / one after another: {ratio:.2f} x the throughput (goal >= 1.3); steady: "
+          f"{statistics.median(steady_ratios):.2f} x (median; the rounds: {each})")
     if args.engine != "eager":
         return
     pair_ratio = rows["together"][1] / rows["together, hippynn's pairs"][1]
