@@ -146,11 +146,14 @@ def freeze_when(proc, predicate, watchdog_s: float) -> bool:
     end = time.monotonic() + watchdog_s
     while time.monotonic() < end and proc.poll() is None:
         if predicate():
-            os.killpg(proc.pid, signal.SIGSTOP)
-            while proc.poll() is None and process_state(proc.pid) not in ("T", "Z", ""):
-                time.sleep(0.01)  # the signal is delivered, not yet taken: wait until it has stopped
-            if proc.poll() is None and predicate():
-                return True
-            os.killpg(proc.pid, signal.SIGCONT)
+            try:
+                os.killpg(proc.pid, signal.SIGSTOP)
+                while proc.poll() is None and process_state(proc.pid) not in ("T", "Z", ""):
+                    time.sleep(0.01)  # the signal is delivered, not yet taken: wait until it has stopped
+                if proc.poll() is None and predicate():
+                    return True
+                os.killpg(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:  # it ended meanwhile
+                return False
         time.sleep(0.2)
     return False
