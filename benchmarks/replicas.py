@@ -114,10 +114,10 @@ def main() -> None:
         modes = (("one after another", False, contextlib.nullcontext), ("together", True, contextlib.nullcontext),
                  ("together, hippynn's pairs", True, hippynn_pair_search))[: 3 if args.engine == "eager" else 2]
         runs = {label: [] for label, _, _ in modes}  # (wall s, steps/s, steady steps/s, unstable) per round
+        order = list(enumerate(modes))
         for k in range(args.rounds):
             # alternating order: a machine that slows or speeds up during the run favours no mode
-            for i, (label, together, pair_path) in (list(enumerate(modes)) if k % 2 == 0 else
-                                                    list(enumerate(modes))[::-1]):
+            for i, (label, together, pair_path) in (order if k % 2 == 0 else order[::-1]):
                 run_cfg["md"]["evaluate_replicas_together"] = together
                 t0 = time.perf_counter()
                 with pair_path():
